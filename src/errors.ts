@@ -1,0 +1,100 @@
+/**
+ * Stable error codes. Tests and callers branch on `code`, never on message text.
+ *
+ * | code | status | meaning |
+ * |---|---|---|
+ * | `options.invalid` | 500 | a factory was given an invalid option (a programming error) |
+ * | `input.invalid` | 400 | the request is malformed; `pointer` names the field |
+ * | `input.too-large` | 413 | the body or one of its arrays is over a configured limit |
+ * | `budget.unreachable` | 413 | the protected messages alone exceed the token budget |
+ * | `upstream.failed` | 502 | a model, embedder, summarizer or store failed |
+ * | `aborted` | 499 | the caller's AbortSignal fired |
+ * | `internal` | 500 | a bug; please report it |
+ */
+export type CompactorErrorCode =
+  | 'options.invalid'
+  | 'input.invalid'
+  | 'input.too-large'
+  | 'budget.unreachable'
+  | 'upstream.failed'
+  | 'aborted'
+  | 'internal';
+
+const STATUS: Record<CompactorErrorCode, number> = {
+  'options.invalid': 500,
+  'input.invalid': 400,
+  'input.too-large': 413,
+  'budget.unreachable': 413,
+  'upstream.failed': 502,
+  aborted: 499,
+  internal: 500,
+};
+
+const MARKER = Symbol.for('context-compactor.error');
+
+export interface CompactorErrorOptions {
+  /** JSON-pointer-like path to the offending field, e.g. `messages[3].tool_call_id`. */
+  pointer?: string;
+  cause?: unknown;
+  /** Override the status implied by the code. */
+  status?: number;
+  /** Extra machine-readable details (e.g. token counts for `budget.unreachable`). */
+  details?: Record<string, unknown>;
+}
+
+/**
+ * The one error type thrown by context-compactor.
+ *
+ * @example
+ * try { await compactor.compact(body) } catch (error) {
+ *   if (CompactorError.isInstance(error) && error.code === 'input.invalid') console.log(error.pointer)
+ * }
+ */
+export class CompactorError extends Error {
+  readonly [MARKER] = true;
+  readonly code: CompactorErrorCode;
+  readonly status: number;
+  /** Whether the message is safe to show to the API caller. */
+  readonly expose: boolean;
+  readonly pointer: string | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: CompactorErrorCode, message: string, options: CompactorErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CompactorError';
+    this.code = code;
+    this.status = options.status ?? STATUS[code];
+    this.expose = this.status < 500;
+    this.pointer = options.pointer;
+    this.details = options.details;
+  }
+
+  /** True for any CompactorError, even one from a duplicated install of this package. */
+  static isInstance(value: unknown): value is CompactorError {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[MARKER] === true;
+  }
+}
+
+/** Throws `options.invalid` naming the option. */
+export function invalidOption(option: string, expected: string, received: unknown): never {
+  let shown: string;
+  try {
+    shown = typeof received === 'function' ? 'a function' : JSON.stringify(received) ?? String(received);
+  } catch {
+    shown = String(received);
+  }
+  throw new CompactorError('options.invalid', `option "${option}" must be ${expected}; received ${shown}`, {
+    pointer: option,
+  });
+}
+
+export function isAbortError(error: unknown): boolean {
+  if (CompactorError.isInstance(error)) return error.code === 'aborted';
+  return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError';
+}
+
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) {
+    throw new CompactorError('aborted', 'the operation was aborted', { cause: signal.reason });
+  }
+}

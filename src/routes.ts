@@ -1,0 +1,112 @@
+import { readFile } from 'node:fs/promises';
+import { CompactorError, invalidOption } from './errors.js';
+import { createCompactor, type Compactor, type CompactorOptions } from './compactor.js';
+
+/** Options in a JSON config file: everything but functions. */
+export type JsonCompactorOptions = Omit<CompactorOptions, 'strategy' | 'tokenizer' | 'clock'> & {
+  /** A preset name. */
+  strategy?: string;
+  tokenizer?: 'js-tiktoken' | 'gpt-tokenizer';
+};
+
+export interface RouteRule {
+  /** Path pattern; `*` matches any run of characters. Omitted: any path. @example "/v1/chat/*" */
+  path?: string;
+  /** Model pattern; `*` matches any run of characters. Omitted: any model. @example "gpt-4o*" */
+  model?: string;
+  /** Options for this route, on top of the table's defaults. */
+  options?: CompactorOptions;
+  /** Shorthand for `options.strategy`. */
+  preset?: string;
+}
+
+export interface RouteTableOptions {
+  /** Options every route starts from. */
+  defaults?: CompactorOptions;
+  /** Rules, first match wins. A request no rule matches uses `defaults`. */
+  routes?: RouteRule[];
+}
+
+export interface RouteTable {
+  /** The compactor for a path and model (compactors are built once, at construction). */
+  select(where: { path?: string; model?: string }): Compactor;
+}
+
+function globToRegExp(pattern: string): RegExp {
+  const escaped = pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
+  return new RegExp(`^${escaped}$`);
+}
+
+/**
+ * Per-route tuning: a table of path and/or model patterns, each with its own compactor.
+ *
+ * @example
+ * const table = createRouteTable({
+ *   defaults: { maxInputTokens: 8000 },
+ *   routes: [{ path: '/support/*', options: { maxInputTokens: 2000 } }],
+ * })
+ * app.post('/support/chat', express.json(), compaction(table), handler)
+ */
+export function createRouteTable(options: RouteTableOptions): RouteTable {
+  if (typeof options !== 'object' || options === null) invalidOption('routes', 'an object', options);
+  const defaults = options.defaults ?? {};
+  const fallback = createCompactor(defaults);
+  const rules = (options.routes ?? []).map((rule, index) => {
+    if (typeof rule !== 'object' || rule === null) invalidOption(`routes[${index}]`, 'an object', rule);
+    if (rule.path !== undefined && typeof rule.path !== 'string') invalidOption(`routes[${index}].path`, 'a string pattern', rule.path);
+    if (rule.model !== undefined && typeof rule.model !== 'string') invalidOption(`routes[${index}].model`, 'a string pattern', rule.model);
+    const merged: CompactorOptions = { ...defaults, ...rule.options };
+    if (rule.preset !== undefined) merged.strategy = rule.preset;
+    let compactor: Compactor;
+    try {
+      compactor = createCompactor(merged);
+    } catch (error) {
+      if (CompactorError.isInstance(error) && error.code === 'options.invalid') {
+        throw new CompactorError('options.invalid', `routes[${index}]: ${error.message}`, {
+          pointer: `routes[${index}].${error.pointer ?? ''}`,
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    return {
+      path: rule.path === undefined ? undefined : globToRegExp(rule.path),
+      model: rule.model === undefined ? undefined : globToRegExp(rule.model),
+      compactor,
+    };
+  });
+  return {
+    select({ path, model }) {
+      for (const rule of rules) {
+        if (rule.path && !(path !== undefined && rule.path.test(path))) continue;
+        if (rule.model && !(model !== undefined && rule.model.test(model))) continue;
+        return rule.compactor;
+      }
+      return fallback;
+    },
+  };
+}
+
+export function isRouteTable(value: unknown): value is RouteTable {
+  return typeof value === 'object' && value !== null && typeof (value as RouteTable).select === 'function';
+}
+
+/** Read a JSON config file (`{ defaults, routes }`) for the CLI and the proxy. */
+export async function loadConfig(file: string): Promise<RouteTableOptions> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new CompactorError('options.invalid', `config: cannot read ${file}: ${(error as Error).message}`, { pointer: 'config', cause: error });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new CompactorError('options.invalid', `config: ${file} is not valid JSON: ${(error as Error).message}`, { pointer: 'config', cause: error });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) invalidOption('config', 'a JSON object { defaults, routes }', parsed);
+  const config = parsed as RouteTableOptions;
+  if (config.routes !== undefined && !Array.isArray(config.routes)) invalidOption('config.routes', 'an array', config.routes);
+  return config;
+}

@@ -1,0 +1,153 @@
+import { CompactorError, isAbortError, throwIfAborted } from './errors.js';
+import type { TokenCounter } from './tokens/counter.js';
+import type { ChatMessage, ChatRequest, Messages } from './types.js';
+import type { Partition } from './units.js';
+
+/** Everything impure or request-specific a strategy may use. Strategies never reach elsewhere. */
+export interface StrategyContext {
+  /** Token counter for the request's model (memoized per message). */
+  readonly counter: TokenCounter;
+  /** Budget for the whole prompt, in tokens. */
+  readonly budget: number;
+  /** Tokens billed outside the messages: reply priming plus tool definitions. */
+  readonly fixedTokens: number;
+  readonly model: string | undefined;
+  /** The original (canonical) request, read-only. */
+  readonly request: Readonly<ChatRequest>;
+  readonly signal: AbortSignal | undefined;
+  /** Milliseconds, monotonic. Injected so tests are deterministic. */
+  readonly clock: () => number;
+  readonly route: string | undefined;
+  readonly tenant: string | undefined;
+  /** Units of a message list, memoized per list object. */
+  partition(messages: Messages): Partition;
+}
+
+export interface StrategyResult {
+  readonly messages: Messages;
+  /** Stats of nested strategies, when this strategy is a pipeline. */
+  readonly steps?: readonly StrategyStats[];
+  /** Failures the strategy recovered from itself (e.g. a fallback from a failing embedder). */
+  readonly failures?: readonly FailureRecord[];
+  /** Free-form, JSON-serialisable details for stats. */
+  readonly info?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * A strategy is a small pure async unit over an immutable message list.
+ *
+ * @example
+ * const dropImages: Strategy = {
+ *   name: 'drop-images',
+ *   async apply(messages) { return { messages: messages.filter((m) => typeof m.content === 'string') } },
+ * }
+ */
+export interface Strategy {
+  readonly name: string;
+  apply(messages: Messages, context: StrategyContext): Promise<StrategyResult>;
+}
+
+export interface FailureRecord {
+  strategy: string;
+  code: string;
+  message: string;
+}
+
+export interface StrategyStats {
+  name: string;
+  ms: number;
+  tokensBefore: number;
+  tokensAfter: number;
+  tokensRemoved: number;
+  messagesRemoved: number;
+  failures: FailureRecord[];
+  info?: Readonly<Record<string, unknown>>;
+  steps?: readonly StrategyStats[];
+}
+
+export function failureOf(strategy: string, error: unknown): FailureRecord {
+  if (CompactorError.isInstance(error)) return { strategy, code: error.code, message: error.message };
+  const message = error instanceof Error ? error.message : String(error);
+  return { strategy, code: 'internal', message };
+}
+
+/**
+ * Runs one strategy with timing and stats. A strategy that throws (other than by abort) is
+ * recorded as a failure and its input passes on unchanged, so a failing step means less
+ * compaction, never a broken request.
+ */
+export async function runStrategy(
+  strategy: Strategy,
+  messages: Messages,
+  context: StrategyContext,
+): Promise<{ messages: Messages; stats: StrategyStats }> {
+  throwIfAborted(context.signal);
+  const started = context.clock();
+  const tokensBefore = context.counter.messages(messages);
+  let result: StrategyResult;
+  const failures: FailureRecord[] = [];
+  try {
+    result = await strategy.apply(messages, context);
+    if (result.failures) failures.push(...result.failures);
+  } catch (error) {
+    if (isAbortError(error) || context.signal?.aborted) {
+      throw CompactorError.isInstance(error) ? error : new CompactorError('aborted', 'the operation was aborted', { cause: error });
+    }
+    failures.push(failureOf(strategy.name, error));
+    result = { messages };
+  }
+  const tokensAfter = context.counter.messages(result.messages);
+  const stats: StrategyStats = {
+    name: strategy.name,
+    ms: context.clock() - started,
+    tokensBefore,
+    tokensAfter,
+    tokensRemoved: tokensBefore - tokensAfter,
+    messagesRemoved: messages.length - result.messages.length,
+    failures,
+  };
+  if (result.info) stats.info = result.info;
+  if (result.steps) stats.steps = result.steps;
+  return { messages: result.messages, stats };
+}
+
+/**
+ * A pipeline runs strategies in order, each on the previous one's output. It is itself a
+ * strategy, so pipelines nest.
+ *
+ * @example
+ * const strategy = pipeline('my-route', [truncate({ keepFirstUserTurns: 1 })])
+ */
+export function pipeline(name: string, strategies: readonly Strategy[]): Strategy {
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new CompactorError('options.invalid', 'option "name" of pipeline must be a non-empty string', { pointer: 'name' });
+  }
+  strategies.forEach((strategy, index) => {
+    if (typeof strategy !== 'object' || strategy === null || typeof strategy.apply !== 'function' || typeof strategy.name !== 'string') {
+      throw new CompactorError('options.invalid', `option "strategies[${index}]" must be a strategy ({ name, apply })`, {
+        pointer: `strategies[${index}]`,
+      });
+    }
+  });
+  const steps = [...strategies];
+  return {
+    name,
+    async apply(messages, context) {
+      let current = messages;
+      const stats: StrategyStats[] = [];
+      for (const step of steps) {
+        const ran = await runStrategy(step, current, context);
+        current = ran.messages;
+        stats.push(ran.stats);
+      }
+      return { messages: current, steps: stats };
+    },
+  };
+}
+
+/** Messages a strategy may drop, for strategies that only select. */
+export function selectMessages(messages: Messages, keepIndex: Uint8Array): ChatMessage[] {
+  const kept: ChatMessage[] = [];
+  for (let index = 0; index < messages.length; index++) if (keepIndex[index]) kept.push(messages[index]!);
+  return kept;
+}

@@ -1,0 +1,78 @@
+import fc from 'fast-check';
+import { readFileSync } from 'node:fs';
+import { locomoMessages, parseLocomo, type LocomoConversation } from '../src/datasets/locomo.js';
+import { shippedLocomoPath } from '../src/paths.js';
+import type { ChatMessage } from '../src/types.js';
+
+let conversations: LocomoConversation[] | undefined;
+
+/** The real LoCoMo conversations shipped in bench/data (see its README for the licence). */
+export function locomo(): LocomoConversation[] {
+  conversations ??= parseLocomo(JSON.parse(readFileSync(shippedLocomoPath(), 'utf8')));
+  return conversations;
+}
+
+/** A LoCoMo conversation as a request whose last message is one of its real questions. */
+export function locomoRequest(index = 0, swapRoles = false): { model: string; messages: ChatMessage[] } {
+  const conversation = locomo()[index]!;
+  const { messages } = locomoMessages(conversation, { swapRoles });
+  const question = conversation.qa.find((item) => item.category !== 5)!.question;
+  return { model: 'gpt-4o', messages: [...messages, { role: 'user', content: question }] };
+}
+
+const word = fc.constantFrom('alpha', 'beta', 'gamma', 'delta', 'the', 'cat', 'sat', 'on', 'mat', '42', 'Zoë', '日本', '🙂');
+const text = fc.array(word, { minLength: 1, maxLength: 12 }).map((words) => words.join(' '));
+
+type Segment = ChatMessage[];
+
+const systemSegment: fc.Arbitrary<Segment> = fc
+  .tuple(fc.constantFrom('system', 'developer'), text)
+  .map(([role, content]) => [{ role: role as 'system', content }]);
+
+const userSegment: fc.Arbitrary<Segment> = fc
+  .tuple(text, fc.boolean(), fc.option(fc.constantFrom('alice', 'bob'), { nil: undefined }))
+  .map(([content, withImage, name]) => {
+    const message: ChatMessage = withImage
+      ? { role: 'user', content: [{ type: 'text', text: content }, { type: 'image_url', image_url: { url: 'https://example.test/cat.png', detail: 'low' } }] }
+      : { role: 'user', content };
+    if (name) message.name = name;
+    return [message];
+  });
+
+const assistantSegment: fc.Arbitrary<Segment> = text.map((content) => [{ role: 'assistant', content }]);
+
+const toolSegment: fc.Arbitrary<Segment> = fc.tuple(fc.integer({ min: 1, max: 3 }), text, text).map(([calls, args, result]) => {
+  const ids = Array.from({ length: calls }, (_, k) => `call_${k}`);
+  return [
+    { role: 'assistant', content: null, tool_calls: ids.map((id) => ({ id, type: 'function', function: { name: 'lookup', arguments: JSON.stringify({ q: args }) } })) },
+    ...ids.map((id): ChatMessage => ({ role: 'tool', tool_call_id: id, content: result })),
+  ];
+});
+
+const functionSegment: fc.Arbitrary<Segment> = fc.tuple(text, text).map(([args, result]) => [
+  { role: 'assistant', content: null, function_call: { name: 'legacy', arguments: JSON.stringify({ q: args }) } },
+  { role: 'function', name: 'legacy', content: result },
+]);
+
+/** Random but valid chat histories: system prompts, names, images, tool chains and legacy calls. */
+export const history: fc.Arbitrary<ChatMessage[]> = fc
+  .tuple(
+    fc.array(systemSegment, { maxLength: 2 }),
+    fc.array(fc.oneof({ weight: 4, arbitrary: userSegment }, { weight: 3, arbitrary: assistantSegment }, { weight: 2, arbitrary: toolSegment }, { weight: 1, arbitrary: functionSegment }, { weight: 1, arbitrary: systemSegment }), {
+      maxLength: 30,
+    }),
+    fc.option(toolSegment, { nil: undefined }),
+  )
+  .map(([systems, body, tail]) => {
+    const segments = [...systems, ...body, tail ?? [{ role: 'user', content: 'latest question' } as ChatMessage]];
+    // Make tool call ids unique across segments.
+    return segments.flatMap((segment, index) =>
+      segment.map((message): ChatMessage => {
+        if (message.tool_calls) {
+          return { ...message, tool_calls: message.tool_calls.map((call) => ({ ...call, id: `s${index}_${call.id}` })) };
+        }
+        if (message.role === 'tool') return { ...message, tool_call_id: `s${index}_${message.tool_call_id}` };
+        return message;
+      }),
+    );
+  });
