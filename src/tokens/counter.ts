@@ -55,6 +55,9 @@ export class TokenCounter {
   readonly #memo: LRUCache<string, number>;
   readonly #prefix: string;
   readonly #toolsMemo = new WeakMap<object, number>();
+  // Within a request the same message objects are counted several times (before, per strategy,
+  // in the guard); an identity memo makes those repeats free and dies with the request.
+  readonly #identity = new WeakMap<ChatMessage, number>();
 
   constructor(options: TokenCounterOptions) {
     this.#tokenizer = options.tokenizer;
@@ -72,11 +75,15 @@ export class TokenCounter {
 
   /** Tokens one message adds to a request, framing included. */
   message(message: ChatMessage): number {
+    const known = this.#identity.get(message);
+    if (known !== undefined) return known;
     const key = this.#prefix + messageKey(message);
-    const cached = this.#memo.get(key);
-    if (cached !== undefined) return cached;
-    const count = this.#scale(this.#messageRaw(message));
-    this.#memo.set(key, count);
+    let count = this.#memo.get(key);
+    if (count === undefined) {
+      count = this.#scale(this.#messageRaw(message));
+      this.#memo.set(key, count);
+    }
+    this.#identity.set(message, count);
     return count;
   }
 

@@ -35,7 +35,7 @@ async function loadGptTokenizer(encoding: EncodingName): Promise<TextTokenizer> 
   return { encoding, count: (text) => (text.length === 0 ? 0 : module.countTokens(text, options)) };
 }
 
-/** The built-in backends. js-tiktoken is the default; gpt-tokenizer gives identical counts. */
+/** The built-in backends; they give identical counts. gpt-tokenizer is the default (see CompactorOptions.tokenizer). */
 export function builtinTokenizer(backend: TokenizerBackend): TokenizerFactory {
   return (encoding) => {
     const key = `${backend}:${encoding}`;

@@ -1,0 +1,124 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { createCompactor, type ChatRequest } from '../src/index.js';
+import { packageRoot } from '../src/paths.js';
+import { locomoRequest } from './helpers.js';
+
+const bin = join(packageRoot(), 'bin', 'context-compactor.js');
+let folder: string;
+let conversationFile: string;
+
+function run(args: string[], input?: string) {
+  const result = spawnSync(process.execPath, [bin, ...args], { input, encoding: 'utf8', timeout: 60_000 });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+beforeAll(() => {
+  folder = mkdtempSync(join(tmpdir(), 'cc-cli-'));
+  conversationFile = join(folder, 'conv.json');
+  // A real LoCoMo dev conversation, as a request whose last message is one of its questions.
+  writeFileSync(conversationFile, JSON.stringify(locomoRequest(2)));
+});
+
+describe('CLI: compact', () => {
+  test('--budget 2000 on a LoCoMo conversation: o200k count <= 2000, system prompt and question kept', async () => {
+    const { code, stdout, stderr } = run(['compact', conversationFile, '--budget', '2000', '--stats']);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(code).toBe(0);
+    const output = JSON.parse(stdout) as ChatRequest;
+    const input = locomoRequest(2);
+    expect(await createCompactor().countTokens(output)).toBeLessThanOrEqual(2000);
+    expect(output.messages[0]).toEqual(input.messages[0]);
+    expect(output.messages.at(-1)).toEqual(input.messages.at(-1));
+    const stats = JSON.parse(stderr) as { tokensBefore: number; tokensAfter: number; encoding: string };
+    expect(stats.encoding).toBe('o200k_base');
+    expect(stats.tokensBefore).toBeGreaterThan(20_000);
+    expect(stats.tokensAfter).toBeLessThanOrEqual(2000);
+  });
+
+  test('reads stdin when no file is given; a request without a model is counted as gpt-4o', () => {
+    const { messages } = locomoRequest(0);
+    const { code, stdout } = run(['compact', '--budget', '1000'], JSON.stringify({ messages }));
+    expect(code).toBe(0);
+    const output = JSON.parse(stdout) as ChatRequest;
+    expect(output.model).toBeUndefined();
+    expect(output.messages.length).toBeLessThan(messages.length);
+  });
+
+  test('--batch: JSON Lines in order, a bad line yields an error object and the batch goes on', () => {
+    const good = JSON.stringify(locomoRequest(1));
+    const input = [good, '{"messages": [', JSON.stringify({ messages: [{ role: 'robot', content: 'x' }] }), good].join('\n');
+    const { code, stdout, stderr } = run(['compact', '--batch', '--budget', '1500', '--stats'], input);
+    expect(code).toBe(0);
+    const lines = stdout.trim().split('\n').map((line) => JSON.parse(line));
+    expect(lines).toHaveLength(4);
+    expect(lines[0].messages.length).toBeLessThan(locomoRequest(1).messages.length);
+    expect(lines[1].error.code).toBe('input.invalid');
+    expect(lines[2].error).toMatchObject({ code: 'input.invalid', pointer: 'messages[0].role' });
+    expect(lines[3]).toEqual(lines[0]);
+    expect(stderr.trim().split('\n')).toHaveLength(4);
+  });
+
+  test('Anthropic bodies come back in the Anthropic shape', () => {
+    const body = {
+      model: 'claude-sonnet-4-5',
+      system: 'be brief',
+      max_tokens: 100,
+      messages: locomoRequest(0).messages.slice(1).map((message) => ({ role: message.role, content: message.content })),
+    };
+    const { code, stdout } = run(['compact', '--budget', '800'], JSON.stringify(body));
+    expect(code).toBe(0);
+    const output = JSON.parse(stdout);
+    expect(output.system).toBe('be brief');
+    expect(output.messages.length).toBeLessThan(body.messages.length);
+  });
+
+  test('--config routes with presets and options; flags win', () => {
+    const config = join(folder, 'config.json');
+    writeFileSync(config, JSON.stringify({ defaults: { maxInputTokens: 3000 }, routes: [{ path: '/small', options: { maxInputTokens: 700 } }] }));
+    const small = run(['compact', conversationFile, '--config', config, '--route', '/small', '--stats']);
+    expect(JSON.parse(small.stderr).budget).toBe(700);
+    const other = run(['compact', conversationFile, '--config', config, '--stats']);
+    expect(JSON.parse(other.stderr).budget).toBe(3000);
+    const flagged = run(['compact', conversationFile, '--config', config, '--route', '/small', '--budget', '1200', '--stats']);
+    expect(JSON.parse(flagged.stderr).budget).toBe(1200);
+  });
+
+  test.each([
+    [['compact', '--budget', 'lots'], 'usage'],
+    [['compact', '--frobnicate'], 'usage'],
+    [['compact', '--preset', 'magic'], 'options'],
+    [['frobnicate'], 'usage'],
+    [['compact', '/no/such/file.json'], 'input'],
+  ])('usage and input errors exit 2 with one line and no stack: %j', (args) => {
+    const { code, stderr } = run(args, '{"messages":[{"role":"user","content":"x"}]}');
+    expect(code).toBe(2);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).not.toMatch(/\n\s+at /);
+  });
+
+  test('malformed JSON exits 2 with input.invalid', () => {
+    const { code, stderr } = run(['compact'], '{"messages": [');
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/^context-compactor: input.invalid: /);
+  });
+
+  test('budget unreachable exits 2 with budget.unreachable', () => {
+    const { code, stderr } = run(['compact', '--budget', '5'], JSON.stringify({ messages: [{ role: 'system', content: 'a long system prompt' }, { role: 'user', content: 'q' }] }));
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/budget.unreachable/);
+  });
+});
+
+describe('CLI: demo', () => {
+  test('prints tokens before and after for the shipped conversations', () => {
+    const { code, stdout } = run(['demo', '--budgets', '1000,2000']);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/conv-26/);
+    expect(stdout).toMatch(/tokens before/);
+    expect(stdout).not.toMatch(/\bNO\b/);
+  });
+});

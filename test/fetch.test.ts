@@ -1,0 +1,67 @@
+import { Hono } from 'hono';
+import { describe, expect, test } from 'vitest';
+import { compactionStats, withCompaction } from '../src/adapters/fetch.js';
+import { createCompactor, type ChatRequest } from '../src/index.js';
+import { locomoRequest } from './helpers.js';
+
+const post = (body: unknown, headers: Record<string, string> = {}) =>
+  new Request('http://localhost/v1/chat/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+
+describe('fetch adapter', () => {
+  test('a plain (Request) => Response handler receives the compacted body', async () => {
+    let received: ChatRequest | undefined;
+    const handler = withCompaction(async (request: Request) => {
+      received = (await request.json()) as ChatRequest;
+      expect(compactionStats(request)?.tokensAfter).toBeLessThanOrEqual(2000);
+      return Response.json({ ok: true });
+    }, { maxInputTokens: 2000 });
+    const body = locomoRequest(2);
+    const response = await handler(post(body));
+    expect(response.status).toBe(200);
+    expect(Number(response.headers.get('x-compactor-tokens-before'))).toBeGreaterThan(2000);
+    expect(Number(response.headers.get('x-compactor-tokens-after'))).toBeLessThanOrEqual(2000);
+    expect(response.headers.get('x-compactor-strategy')).toBe('truncate');
+    expect(received!.messages.length).toBeLessThan(body.messages.length);
+    expect(await createCompactor().countTokens(received!)).toBeLessThanOrEqual(2000);
+  });
+
+  test('works with a Hono app', async () => {
+    const app = new Hono();
+    app.post('/v1/chat/completions', async (c) => {
+      const body = await c.req.json<ChatRequest>();
+      return c.json({ messages: body.messages.length, last: body.messages.at(-1) });
+    });
+    const fetch = withCompaction(app.fetch, { maxInputTokens: 1000 });
+    const body = locomoRequest(0);
+    const response = await fetch(post(body));
+    expect(response.status).toBe(200);
+    const json = (await response.json()) as { messages: number; last: unknown };
+    expect(json.messages).toBeLessThan(body.messages.length);
+    expect(json.last).toEqual(body.messages.at(-1));
+    expect(response.headers.get('content-type')).toContain('application/json');
+  });
+
+  test('bad input becomes an OpenAI-style error response, and the handler is not called', async () => {
+    let called = false;
+    const fetch = withCompaction(async () => ((called = true), new Response('x')), { maxInputTokens: 1000 }, { maxBodyBytes: 2048 });
+    const malformed = await fetch(post('{"messages": ['));
+    expect(malformed.status).toBe(400);
+    expect(((await malformed.json()) as { error: { code: string } }).error.code).toBe('input.invalid');
+    const orphan = await fetch(post({ messages: [{ role: 'tool', tool_call_id: 'x', content: 'r' }] }));
+    expect(((await orphan.json()) as { error: { param: string } }).error.param).toBe('messages[0].tool_call_id');
+    const big = await fetch(post({ messages: [{ role: 'user', content: 'x'.repeat(4000) }] }));
+    expect(big.status).toBe(413);
+    expect(((await big.json()) as { error: { code: string } }).error.code).toBe('input.too-large');
+    expect(called).toBe(false);
+  });
+
+  test('GET requests pass straight through', async () => {
+    const fetch = withCompaction(async () => new Response('hello'), { maxInputTokens: 1000 });
+    const response = await fetch(new Request('http://localhost/healthz'));
+    expect(await response.text()).toBe('hello');
+  });
+});
