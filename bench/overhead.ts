@@ -9,7 +9,7 @@ import { locomoMessages, parseLocomo } from '../src/datasets/locomo.js';
 import { shippedLocomoPath } from '../src/paths.js';
 import { builtinTokenizer, type TextTokenizer } from '../src/tokens/tokenizer.js';
 import type { ChatMessage, ChatRequest } from '../src/types.js';
-import { machine, markdownTable, ms, percentile, table } from './stats.js';
+import { machine, markdownTable, ms, percentile, table } from '../src/bench/stats.js';
 
 const SIZES = [50, 200, 1000];
 const BUDGET = 4000;

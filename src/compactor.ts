@@ -132,6 +132,8 @@ export interface Compactor {
   compact<T extends object = ChatRequest>(request: T, options?: CompactOptions): Promise<CompactionResult<T>>;
   /** Count a request's prompt tokens as the compactor does (canonical or Anthropic shape). */
   countTokens(request: object): Promise<number>;
+  /** The memoized token counter the compactor uses for a model (for benches and custom strategies). */
+  tokenCounter(model?: string): Promise<TokenCounter>;
   readonly options: Readonly<ResolvedOptions>;
 }
 
@@ -292,6 +294,9 @@ export function createCompactor(options: CompactorOptions = {}): Compactor {
 
   return {
     options: settings,
+    tokenCounter(model) {
+      return counterFor(infoFor(model));
+    },
     async countTokens(request) {
       const { canonical } = toCanonical(request, 'auto');
       const counter = await counterFor(infoFor(canonical.model));

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
@@ -120,5 +120,39 @@ describe('CLI: demo', () => {
     expect(stdout).toMatch(/conv-26/);
     expect(stdout).toMatch(/tokens before/);
     expect(stdout).not.toMatch(/\bNO\b/);
+  });
+});
+
+describe('CLI: bench', () => {
+  const strip = (report: Record<string, unknown>) =>
+    JSON.parse(JSON.stringify(report, (key, value) => (key === 'ms' || key === 'msP50' || key === 'msP99' || key === 'machine' || key === 'command' ? undefined : value)));
+
+  test('runs on given data, writes JSON, Markdown and HTML, and is deterministic but for timings', () => {
+    const logs = join(folder, 'logs.jsonl');
+    const turns = locomoRequest(1).messages.slice(0, 120);
+    writeFileSync(logs, `${JSON.stringify({ id: 'mine', messages: turns })}\n`);
+    const locomo = join(packageRoot(), 'bench', 'data', 'locomo', 'locomo-dev.json');
+    const args = (name: string) => ['bench', '--data', `locomo:${locomo}`, `jsonl:${logs}`, '--limit', '6', '--budgets', '1000,4000', '--replay-budget', '1500', '--json', join(folder, `${name}.json`), '--md', join(folder, `${name}.md`), '--html', join(folder, `${name}.html`)];
+    const first = run(args('a'));
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/ER_verbatim by budget/);
+    expect(first.stderr).toMatch(/bench qa/);
+    const second = run(args('b'));
+    expect(second.code).toBe(0);
+    const a = JSON.parse(readFileSync(join(folder, 'a.json'), 'utf8'));
+    const b = JSON.parse(readFileSync(join(folder, 'b.json'), 'utf8'));
+    expect(strip(a)).toEqual(strip(b));
+    expect(a.meta.contenders).toEqual(['none', 'truncate', 'trimMessages']);
+    expect(a.violations).toEqual([]);
+    expect(a.replay.find((row: { contender: string }) => row.contender === 'truncate').tokensAfter).toBeLessThan(a.replay[0].tokensBefore);
+    expect(a.turns.some((turn: { conversation: string }) => turn.conversation === 'mine')).toBe(true);
+    expect(readFileSync(join(folder, 'a.md'), 'utf8')).toMatch(/\| truncate \|/);
+    expect(readFileSync(join(folder, 'a.html'), 'utf8')).toMatch(/<svg/);
+  });
+
+  test('bad options exit 2 with one line', () => {
+    const result = run(['bench', '--budgets', 'many']);
+    expect(result.code).toBe(2);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
   });
 });

@@ -6,6 +6,7 @@ import { CompactorError } from '../errors.js';
 import { DEFAULT_PRESET, presetNames } from '../presets.js';
 import { createRouteTable, loadConfig, type RouteTable } from '../routes.js';
 import { runDemo } from './demo.js';
+import { benchCommand } from '../bench/command.js';
 import { inputLines, parseJson, readInput, write } from './io.js';
 import { packageRoot } from '../paths.js';
 
@@ -127,6 +128,26 @@ export function buildProgram(): Command {
     .option('--budgets <list>', 'comma-separated budgets', '1000,2000,4000')
     .option('--preset <name>', 'compaction preset', DEFAULT_PRESET)
     .action(runDemo);
+
+  program
+    .command('bench')
+    .description('Replay transcripts and score evidence retention, tokens, cost and latency, side by side with peers.')
+    .option('--data <spec...>', 'data files, each [locomo|mtbench101|topical-chat|jsonl:]FILE (default: the data shipped in bench/data)')
+    .option('--mode <list>', 'qa, replay, or both', 'qa,replay')
+    .option('--budgets <list>', 'QA budgets', '1000,2000,4000,8000')
+    .option('--replay-budget <tokens>', 'budget for replay mode', '2000')
+    .option('--presets <list>', `presets to compare (default: all: ${presetNames().join(', ')})`)
+    .option('--no-peers', 'skip LangChain trimMessages')
+    .option('--model <name>', 'model for counting and prices', 'gpt-4o')
+    .option('--prices <file>', 'price table JSON (default: bench/prices.json)')
+    .addOption(new Option('--cache-rule <rule>', "prompt-cache billing rule (default: the model's)").choices(['openai', 'anthropic', 'none']))
+    .option('--swap-roles', 'LoCoMo: speaker B as the user')
+    .option('--limit <n>', 'QA items per conversation (evenly spread), for quick runs')
+    .option('--json <file>', 'write the full report as JSON')
+    .option('--md <file>', 'write a Markdown report')
+    .option('--html <file>', 'write a self-contained HTML report with charts')
+    .option('--no-progress', 'no progress bar on stderr')
+    .action(benchCommand);
 
   return program;
 }

@@ -1,0 +1,108 @@
+import { createCompactor, type Compactor } from '../compactor.js';
+import type { TokenCounter } from '../tokens/counter.js';
+import type { ChatMessage, ChatRequest } from '../types.js';
+
+/** Something the bench compares: no compaction, one of our presets, or a peer. */
+export interface Contender {
+  readonly name: string;
+  readonly kind: 'baseline' | 'preset' | 'peer';
+  run(request: ChatRequest, budget: number): Promise<{ messages: ChatMessage[]; ms: number; failures: number }>;
+}
+
+export function noCompaction(): Contender {
+  return { name: 'none', kind: 'baseline', run: async (request) => ({ messages: request.messages, ms: 0, failures: 0 }) };
+}
+
+/** One of our presets; one compactor per budget, reused so memoized work is shared across requests. */
+export function presetContender(preset: string): Contender {
+  const compactors = new Map<number, Compactor>();
+  return {
+    name: preset,
+    kind: 'preset',
+    async run(request, budget) {
+      let compactor = compactors.get(budget);
+      if (!compactor) {
+        compactor = createCompactor({ maxInputTokens: budget, strategy: preset, onBudgetUnreachable: 'pass-through' });
+        compactors.set(budget, compactor);
+      }
+      const started = performance.now();
+      const { request: output, stats } = await compactor.compact(request);
+      return { messages: output.messages, ms: performance.now() - started, failures: stats.failures.length };
+    },
+  };
+}
+
+/**
+ * LangChain's `trimMessages` (the real `@langchain/core`), strategy "last", keeping the system
+ * prompt and starting on a human message, at the same budget and with the same memoized counter.
+ */
+export async function trimMessagesContender(counter: TokenCounter): Promise<Contender> {
+  const { AIMessage, HumanMessage, SystemMessage, ToolMessage, trimMessages } = await import('@langchain/core/messages');
+  type Base = import('@langchain/core/messages').BaseMessage;
+  const roleOf: Record<string, ChatMessage['role']> = { human: 'user', ai: 'assistant', system: 'system', tool: 'tool', developer: 'developer' };
+  const toChat = (message: Base): ChatMessage => {
+    const chat: ChatMessage = { role: roleOf[message.getType()] ?? 'user', content: message.content as string };
+    if (message instanceof ToolMessage) chat.tool_call_id = message.tool_call_id;
+    const calls = (message as InstanceType<typeof AIMessage>).tool_calls;
+    if (message instanceof AIMessage && calls && calls.length > 0) {
+      chat.tool_calls = calls.map((call) => ({ id: call.id ?? '', type: 'function', function: { name: call.name, arguments: JSON.stringify(call.args) } }));
+    }
+    return chat;
+  };
+  const toLangChain = (message: ChatMessage): Base => {
+    const content = typeof message.content === 'string' ? message.content : JSON.stringify(message.content ?? '');
+    switch (message.role) {
+      case 'system':
+      case 'developer':
+        return new SystemMessage(content);
+      case 'assistant':
+        return new AIMessage({
+          content,
+          tool_calls: (message.tool_calls ?? []).map((call) => ({ id: call.id, name: call.function.name, args: JSON.parse(call.function.arguments || '{}') as Record<string, unknown>, type: 'tool_call' as const })),
+        });
+      case 'tool':
+        return new ToolMessage({ content, tool_call_id: message.tool_call_id ?? '' });
+      default:
+        return new HumanMessage(content);
+    }
+  };
+  const memo = new WeakMap<object, number>();
+  const tokenCounter = (messages: Base[]): number => {
+    let total = 3;
+    for (const message of messages) {
+      let count = memo.get(message);
+      if (count === undefined) {
+        count = counter.message(toChat(message));
+        memo.set(message, count);
+      }
+      total += count;
+    }
+    return total;
+  };
+  return {
+    name: 'trimMessages',
+    kind: 'peer',
+    async run(request, budget) {
+      const input = request.messages.map(toLangChain);
+      const started = performance.now();
+      const trimmed = (await trimMessages(input, { maxTokens: budget, strategy: 'last', tokenCounter, includeSystem: true, startOn: 'human' })) as Base[];
+      const ms = performance.now() - started;
+      // Map back to the original message objects (trimMessages keeps whole messages, in order).
+      const messages: ChatMessage[] = [];
+      let cursor = 0;
+      for (const message of trimmed) {
+        const chat = toChat(message);
+        const same = (original: ChatMessage) =>
+          (original.role === 'developer' ? 'system' : original.role) === chat.role &&
+          (typeof original.content === 'string' ? original.content : JSON.stringify(original.content ?? '')) === chat.content;
+        let found = cursor;
+        while (found < request.messages.length && !same(request.messages[found]!)) found++;
+        if (found < request.messages.length) {
+          messages.push(request.messages[found]!);
+          cursor = found + 1;
+        } else messages.push(chat);
+      }
+      return { messages, ms, failures: 0 };
+    },
+  };
+}

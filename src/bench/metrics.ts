@@ -1,0 +1,68 @@
+import type { ChatMessage, Messages } from '../types.js';
+
+// A short English stop list: function words carry no fact.
+const STOPWORDS = new Set(
+  (
+    'a an the and or but if of to in on at by for with from as is are was were be been being it its this that these those ' +
+    'he she they we you i me my his her their our your them him us do does did done have has had not no so than then too ' +
+    'very can could would should will shall may might must just also about into over after before up down out off again ' +
+    'what which who whom whose when where why how all any both each few more most other some such only own same there here ' +
+    'yes s t don doesn didn isn wasn aren weren'
+  ).split(' '),
+);
+
+/** Lower-case alphanumeric words with the stop words removed. */
+export function contentWords(text: string): string[] {
+  return (text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []).filter((word) => !STOPWORDS.has(word));
+}
+
+/** The plain text of a message: its content (text parts joined), tool call arguments, name. */
+export function messageText(message: ChatMessage): string {
+  const parts: string[] = [];
+  if (typeof message.content === 'string') parts.push(message.content);
+  else if (Array.isArray(message.content)) {
+    for (const part of message.content) if (part.type === 'text' && typeof part.text === 'string') parts.push(part.text);
+  }
+  for (const call of message.tool_calls ?? []) parts.push(call.function.arguments);
+  return parts.join('\n');
+}
+
+export function outputText(messages: Messages): string {
+  return messages.map(messageText).join('\n');
+}
+
+/** ER_verbatim for one item: the fraction of evidence texts found verbatim in the output. */
+export function verbatimRetention(evidenceTexts: readonly string[], output: string): number | undefined {
+  if (evidenceTexts.length === 0) return undefined;
+  let kept = 0;
+  for (const text of evidenceTexts) if (output.includes(text)) kept++;
+  return kept / evidenceTexts.length;
+}
+
+/**
+ * The fraction of the answer's content words (less those in the question) present in a text.
+ * Undefined when the answer has no such word.
+ */
+export function factCoverage(answer: string, question: string, text: string | Set<string>): number | undefined {
+  const asked = new Set(contentWords(question));
+  const wanted = [...new Set(contentWords(answer))].filter((word) => !asked.has(word));
+  if (wanted.length === 0) return undefined;
+  const present = typeof text === 'string' ? new Set(contentWords(text)) : text;
+  return wanted.filter((word) => present.has(word)).length / wanted.length;
+}
+
+/**
+ * ER_fact for one item: the answer's fact coverage in the output divided by its coverage in the
+ * full history (capped at 1). Undefined when the full history covers none of it.
+ */
+export function factRetention(answer: string, question: string, output: string | Set<string>, full: string | Set<string>): number | undefined {
+  const base = factCoverage(answer, question, full);
+  if (base === undefined || base === 0) return undefined;
+  const kept = factCoverage(answer, question, output) ?? 0;
+  return Math.min(1, kept / base);
+}
+
+export function mean(values: readonly (number | undefined)[]): number | undefined {
+  const defined = values.filter((value): value is number => value !== undefined);
+  return defined.length === 0 ? undefined : defined.reduce((sum, value) => sum + value, 0) / defined.length;
+}
