@@ -8,6 +8,7 @@ import { REPLY_PRIMING_TOKENS, TokenCounter } from './tokens/counter.js';
 import { DEFAULT_IMAGE_TOKENS } from './tokens/images.js';
 import { KNOWN_MODELS, lookupModel, type ModelInfo } from './tokens/models.js';
 import { builtinTokenizer, type EncodingName, type TokenizerBackend, type TokenizerFactory } from './tokens/tokenizer.js';
+import type { Embedder } from './embedders/types.js';
 import type { ChatRequest, Messages } from './types.js';
 import { partition, type Partition } from './units.js';
 import { DEFAULT_LIMITS, validateRequest, type InputLimits } from './validate.js';
@@ -42,6 +43,13 @@ export interface CompactorOptions {
   strategy?: string | Strategy;
   /** Options for the preset named by `strategy`. */
   presetOptions?: PresetOptions;
+  /**
+   * Dense embedder that relevance strategies use unless given their own: `useLite()`,
+   * `transformersEmbedder(…)`, `openaiEmbedder(…)` or your own. Without one, relevance scores with
+   * BM25 alone.
+   * @default undefined
+   */
+  embedder?: Embedder;
   /**
    * Tokenizer backend. Both built-ins give identical counts (tested on the OpenAI cookbook
    * examples and a LoCoMo conversation). `gpt-tokenizer` is the default because the overhead
@@ -143,6 +151,7 @@ interface ResolvedOptions {
   models: Record<string, ModelInfo>;
   defaultModel: string | undefined;
   strategy: Strategy;
+  embedder: Embedder | undefined;
   tokenizer: TokenizerFactory;
   approximateTokenMultiplier: number;
   imageTokens: number;
@@ -200,6 +209,9 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
   if (typeof chosen === 'string') strategy = createPreset(chosen, merged.presetOptions, 'strategy');
   else if (typeof chosen === 'object' && chosen !== null && typeof chosen.apply === 'function' && typeof chosen.name === 'string') strategy = chosen;
   else invalidOption('strategy', 'a preset name or a strategy ({ name, apply })', chosen);
+  if (merged.embedder !== undefined && (typeof merged.embedder !== 'object' || merged.embedder === null || typeof merged.embedder.embed !== 'function' || typeof merged.embedder.id !== 'string')) {
+    invalidOption('embedder', 'an Embedder ({ id, dimensions, embed })', merged.embedder);
+  }
   const limits = { ...DEFAULT_LIMITS, ...merged.limits };
   positiveInteger('limits.maxMessages', limits.maxMessages);
   positiveInteger('limits.maxPartsPerMessage', limits.maxPartsPerMessage);
@@ -211,6 +223,7 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
     models,
     defaultModel: merged.defaultModel,
     strategy,
+    embedder: merged.embedder,
     tokenizer,
     approximateTokenMultiplier: merged.approximateTokenMultiplier,
     imageTokens: merged.imageTokens,
@@ -357,6 +370,7 @@ export function createCompactor(options: CompactorOptions = {}): Compactor {
         clock: settings.clock,
         route,
         tenant,
+        embedder: settings.embedder,
         partition(messages) {
           let cached = partitions.get(messages);
           if (cached === undefined) {

@@ -1,3 +1,4 @@
+import { relevance, type RelevanceOptions } from '../strategies/relevance/index.js';
 import { truncate, type TruncateOptions } from '../strategies/truncate/index.js';
 import { invalidOption } from './errors.js';
 import type { Strategy } from './strategy.js';
@@ -5,12 +6,15 @@ import type { Strategy } from './strategy.js';
 /** Options a preset may read; each preset takes the part it knows. */
 export interface PresetOptions {
   truncate?: TruncateOptions;
+  relevance?: RelevanceOptions;
 }
 
 type PresetFactory = (options: PresetOptions) => Strategy;
 
 const PRESETS: Record<string, PresetFactory> = {
   truncate: (options) => truncate(options.truncate),
+  relevance: (options) => relevance(options.relevance),
+  balanced: (options) => relevance({ recencyShare: 0.5, ...options.relevance }),
 };
 
 /** The preset used when none is named: the best one this version ships. */

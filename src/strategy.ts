@@ -1,4 +1,5 @@
 import { CompactorError, isAbortError, throwIfAborted } from './errors.js';
+import type { Embedder } from './embedders/types.js';
 import type { TokenCounter } from './tokens/counter.js';
 import type { ChatMessage, ChatRequest, Messages } from './types.js';
 import type { Partition } from './units.js';
@@ -19,6 +20,8 @@ export interface StrategyContext {
   readonly clock: () => number;
   readonly route: string | undefined;
   readonly tenant: string | undefined;
+  /** The compactor's dense embedder, when one is configured (relevance strategies use it). */
+  readonly embedder?: Embedder | undefined;
   /** Units of a message list, memoized per list object. */
   partition(messages: Messages): Partition;
 }

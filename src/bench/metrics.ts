@@ -1,4 +1,7 @@
-import type { ChatMessage, Messages } from '../types.js';
+import { messageText } from '../text/message-text.js';
+import type { Messages } from '../types.js';
+
+export { messageText };
 
 // A short English stop list: function words carry no fact.
 const STOPWORDS = new Set(
@@ -14,17 +17,6 @@ const STOPWORDS = new Set(
 /** Lower-case alphanumeric words with the stop words removed. */
 export function contentWords(text: string): string[] {
   return (text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []).filter((word) => !STOPWORDS.has(word));
-}
-
-/** The plain text of a message: its content (text parts joined), tool call arguments, name. */
-export function messageText(message: ChatMessage): string {
-  const parts: string[] = [];
-  if (typeof message.content === 'string') parts.push(message.content);
-  else if (Array.isArray(message.content)) {
-    for (const part of message.content) if (part.type === 'text' && typeof part.text === 'string') parts.push(part.text);
-  }
-  for (const call of message.tool_calls ?? []) parts.push(call.function.arguments);
-  return parts.join('\n');
 }
 
 export function outputText(messages: Messages): string {

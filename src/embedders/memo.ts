@@ -1,0 +1,123 @@
+import { hash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import { invalidOption, throwIfAborted } from '../errors.js';
+import { normalize, type Embedder, type EmbedOptions } from './types.js';
+
+/**
+ * A second tier behind the in-process memo, shared by many instances (the Redis store of the
+ * semantic-cache issue implements it). Failures of the store are the caller's to count.
+ */
+export interface EmbeddingStore {
+  getMany(keys: readonly string[]): Promise<(Float32Array | undefined)[]>;
+  setMany(entries: readonly [string, Float32Array][]): Promise<void>;
+}
+
+export interface EmbeddingCacheOptions {
+  /**
+   * Bound on the memo, in bytes of vectors.
+   * @default 67108864 (64 MiB: about 32k 512-dimension vectors)
+   */
+  maxBytes?: number;
+  /**
+   * Largest batch sent to the embedder in one call.
+   * @default 64
+   */
+  maxBatch?: number;
+  /** Optional shared store behind the memo. */
+  store?: EmbeddingStore;
+}
+
+export interface EmbeddingCache {
+  /** Normalised vectors for `texts`, embedding only the misses, in batches, sharing in-flight work. */
+  embed(embedder: Embedder, texts: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>;
+  /** Number of texts the embedder was actually asked for, since creation. */
+  readonly misses: number;
+}
+
+/**
+ * Memo of embeddings keyed by (embedder id, SHA-1 of the text), bounded by bytes. Concurrent
+ * requests for the same text share one in-flight promise, so a new turn costs only its new text.
+ *
+ * @example
+ * const cache = createEmbeddingCache({ maxBytes: 32 * 1024 * 1024 })
+ * const [query] = await cache.embed(embedder, ['what did we decide?'])
+ */
+export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): EmbeddingCache {
+  const maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
+  const maxBatch = options.maxBatch ?? 64;
+  if (!Number.isInteger(maxBytes) || maxBytes < 1024) invalidOption('maxBytes', 'an integer >= 1024', maxBytes);
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) invalidOption('maxBatch', 'an integer >= 1', maxBatch);
+  const memo = new LRUCache<string, Float32Array>({ maxSize: maxBytes, sizeCalculation: (value, key) => value.byteLength + key.length * 2 + 64 });
+  const inFlight = new Map<string, Promise<Float32Array>>();
+  let misses = 0;
+
+  async function fetchBatch(embedder: Embedder, keys: string[], texts: string[], signal: AbortSignal | undefined): Promise<Float32Array[]> {
+    let found: (Float32Array | undefined)[] = new Array(keys.length).fill(undefined);
+    if (options.store) {
+      try {
+        found = await options.store.getMany(keys);
+      } catch {
+        // A store outage only costs recomputation.
+      }
+    }
+    const missing = found.flatMap((vector, index) => (vector ? [] : [index]));
+    for (let start = 0; start < missing.length; start += maxBatch) {
+      throwIfAborted(signal);
+      const slice = missing.slice(start, start + maxBatch);
+      misses += slice.length;
+      const vectors = await embedder.embed(slice.map((index) => texts[index]!), { signal });
+      slice.forEach((index, position) => (found[index] = normalize(Float32Array.from(vectors[position]!))));
+      if (options.store) options.store.setMany(slice.map((index) => [keys[index]!, found[index]!])).catch(() => undefined);
+    }
+    return found as Float32Array[];
+  }
+
+  return {
+    get misses() {
+      return misses;
+    },
+    async embed(embedder, texts, embedOptions = {}) {
+      const results: Promise<Float32Array>[] = new Array(texts.length);
+      const batchKeys: string[] = [];
+      const batchTexts: string[] = [];
+      const resolvers: { resolve: (vector: Float32Array) => void; reject: (error: unknown) => void }[] = [];
+      const prefix = `${embedder.id}|`;
+      for (let index = 0; index < texts.length; index++) {
+        const key = prefix + hash('sha1', texts[index]!, 'base64');
+        const cached = memo.get(key);
+        if (cached) {
+          results[index] = Promise.resolve(cached);
+          continue;
+        }
+        let pending = inFlight.get(key);
+        if (!pending) {
+          pending = new Promise<Float32Array>((resolve, reject) => resolvers.push({ resolve, reject }));
+          // Callers that give up (deadline) must not leave an unhandled rejection behind.
+          pending.catch(() => undefined);
+          inFlight.set(key, pending);
+          batchKeys.push(key);
+          batchTexts.push(texts[index]!);
+        }
+        results[index] = pending;
+      }
+      if (batchKeys.length > 0) {
+        fetchBatch(embedder, batchKeys, batchTexts, embedOptions.signal).then(
+          (vectors) => {
+            vectors.forEach((vector, index) => {
+              memo.set(batchKeys[index]!, vector);
+              inFlight.delete(batchKeys[index]!);
+              resolvers[index]!.resolve(vector);
+            });
+          },
+          (error: unknown) => {
+            batchKeys.forEach((key, index) => {
+              inFlight.delete(key);
+              resolvers[index]!.reject(error);
+            });
+          },
+        );
+      }
+      return Promise.all(results);
+    },
+  };
+}

@@ -1,0 +1,77 @@
+import { LRUCache } from 'lru-cache';
+
+// Function words carry no topic; dropping them keeps BM25 on what a question is about.
+const STOPWORDS = new Set(
+  (
+    'a an the and or but if of to in on at by for with from as is are was were be been being it its this that these those ' +
+    'he she they we you i me my his her their our your them him us do does did done have has had not no so than then too ' +
+    'very can could would should will shall may might must just also about into over after before up down out off again ' +
+    'what which who whom whose when where why how all any both each few more most other some such only own same there here ' +
+    'yes s t don doesn didn isn wasn aren weren im ive its youre thats oh hey hi wow really yeah'
+  ).split(' '),
+);
+
+/** Light stemming: enough to match "paintings" with "painting" and "went" stays "went". */
+function stem(word: string): string {
+  if (word.length > 4 && word.endsWith('ies')) return `${word.slice(0, -3)}y`;
+  if (word.length > 5 && word.endsWith('ing')) return word.slice(0, -3);
+  if (word.length > 4 && word.endsWith('ed')) return word.slice(0, -2);
+  if (word.length > 3 && word.endsWith('s') && !word.endsWith('ss')) return word.slice(0, -1);
+  return word;
+}
+
+const termsMemo = new LRUCache<string, readonly string[]>({ maxSize: 16 * 1024 * 1024, sizeCalculation: (value, key) => key.length * 2 + value.length * 16 + 64 });
+
+/** Lower-cased, stop-worded, lightly stemmed terms; memoized by text. */
+export function terms(text: string): readonly string[] {
+  const cached = termsMemo.get(text);
+  if (cached) return cached;
+  const words = (text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []).filter((word) => !STOPWORDS.has(word)).map(stem);
+  termsMemo.set(text, words);
+  return words;
+}
+
+export interface Bm25Options {
+  /** @default 1.2 */
+  k1?: number;
+  /** @default 0.75 */
+  b?: number;
+}
+
+/**
+ * Okapi BM25 scores of `documents` for a query, with IDF from the documents themselves (the
+ * history at hand). Returns one score per document.
+ */
+export function bm25Scores(query: string, documents: readonly string[], options: Bm25Options = {}): Float64Array {
+  const k1 = options.k1 ?? 1.2;
+  const b = options.b ?? 0.75;
+  const scores = new Float64Array(documents.length);
+  const queryTerms = [...new Set(terms(query))];
+  if (queryTerms.length === 0 || documents.length === 0) return scores;
+  const wanted = new Set(queryTerms);
+  const frequencies: Map<string, number>[] = [];
+  const documentFrequency = new Map<string, number>();
+  let totalLength = 0;
+  const lengths = new Float64Array(documents.length);
+  for (let index = 0; index < documents.length; index++) {
+    const words = terms(documents[index]!);
+    lengths[index] = words.length;
+    totalLength += words.length;
+    const counts = new Map<string, number>();
+    for (const word of words) if (wanted.has(word)) counts.set(word, (counts.get(word) ?? 0) + 1);
+    for (const word of counts.keys()) documentFrequency.set(word, (documentFrequency.get(word) ?? 0) + 1);
+    frequencies.push(counts);
+  }
+  const averageLength = totalLength / documents.length || 1;
+  const count = documents.length;
+  for (let index = 0; index < documents.length; index++) {
+    let score = 0;
+    for (const [word, frequency] of frequencies[index]!) {
+      const df = documentFrequency.get(word)!;
+      const idf = Math.log(1 + (count - df + 0.5) / (df + 0.5));
+      score += (idf * frequency * (k1 + 1)) / (frequency + k1 * (1 - b + (b * lengths[index]!) / averageLength));
+    }
+    scores[index] = score;
+  }
+  return scores;
+}

@@ -1,0 +1,285 @@
+import { bm25Scores } from '../../src/text/bm25.js';
+import { CompactorError, invalidOption, isAbortError, throwIfAborted } from '../../src/errors.js';
+import { createEmbeddingCache, type EmbeddingCache } from '../../src/embedders/memo.js';
+import { dot, type Embedder } from '../../src/embedders/types.js';
+import type { FailureRecord, Strategy } from '../../src/strategy.js';
+import { messageText } from '../../src/text/message-text.js';
+import type { ChatMessage } from '../../src/types.js';
+
+export interface RelevanceOptions {
+  /**
+   * Dense embedder for the semantic half of the hybrid. `null` scores with BM25 alone.
+   * @default the compactor's `embedder`, if any; otherwise BM25 alone
+   */
+  embedder?: Embedder | null;
+  /** Weight of the dense ranking in reciprocal rank fusion. @default 1 */
+  denseWeight?: number;
+  /** Weight of the BM25 ranking in reciprocal rank fusion. @default 1 */
+  sparseWeight?: number;
+  /** The k of reciprocal rank fusion: 1 / (k + rank). @default 60 */
+  rrfK?: number;
+  /** Add the assistant turn before the latest user message to the query. @default false */
+  includePreviousAssistant?: boolean;
+  /** Turns on each side of a hit that inherit its score, at a discount. @default 1 */
+  neighbours?: number;
+  /** Share of a hit's score its neighbours inherit. @default 0.5 */
+  neighbourDiscount?: number;
+  /** Share of the budget (after protected messages) kept for the most recent turns. @default 0.25 */
+  recencyShare?: number;
+  /**
+   * Marks the first message of a session and captures its header (e.g. its date). A kept turn
+   * whose session header was dropped gets the header back in its omission marker, because
+   * temporal questions need dates. `null` disables.
+   * @default /^\[Session [^\]]*\]/
+   */
+  sessionHeader?: RegExp | null;
+  /** Insert a short marker where turns were omitted (counted in the budget). @default true */
+  markers?: boolean;
+  /** Role of marker messages. @default 'system' */
+  markerRole?: 'system' | 'user' | 'assistant';
+  /** Milliseconds to wait for embeddings before falling back to BM25 alone (the embedding goes on, to warm the memo). @default 250 */
+  embedDeadlineMs?: number;
+  /** Embedding memo; by default one shared by every relevance strategy in the process. */
+  cache?: EmbeddingCache;
+}
+
+const DEFAULTS = {
+  denseWeight: 1,
+  sparseWeight: 1,
+  rrfK: 60,
+  includePreviousAssistant: false,
+  neighbours: 1,
+  neighbourDiscount: 0.5,
+  recencyShare: 0.25,
+  sessionHeader: /^\[Session [^\]]*\]/ as RegExp | null,
+  markers: true,
+  markerRole: 'system' as const,
+  embedDeadlineMs: 250,
+};
+
+let sharedCache: EmbeddingCache | undefined;
+/** The process-wide embedding memo used when a strategy is given none. */
+export function sharedEmbeddingCache(): EmbeddingCache {
+  sharedCache ??= createEmbeddingCache();
+  return sharedCache;
+}
+
+function checkNumber(option: string, value: number, minimum: number, maximum: number): void {
+  if (typeof value !== 'number' || !(value >= minimum && value <= maximum)) invalidOption(option, `a number from ${minimum} to ${maximum}`, value);
+}
+
+async function withDeadline<T>(promise: Promise<T>, ms: number, signal: AbortSignal | undefined): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new CompactorError('upstream.failed', `embedder exceeded its ${ms} ms deadline`)), ms);
+        onAbort = () => reject(new CompactorError('aborted', 'the operation was aborted', { cause: signal?.reason }));
+        signal?.addEventListener('abort', onAbort, { once: true });
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** 1-based rank of each score (highest first); ties share the lower rank. */
+function ranks(scores: ArrayLike<number>): Float64Array {
+  const order = Array.from({ length: scores.length }, (_, index) => index).sort((a, b) => scores[b]! - scores[a]!);
+  const result = new Float64Array(scores.length);
+  order.forEach((index, position) => (result[index] = position > 0 && scores[order[position - 1]!] === scores[index] ? result[order[position - 1]!]! : position + 1));
+  return result;
+}
+
+/**
+ * Query-aware relevance pruning: keeps the turns the latest question needs. Every droppable unit
+ * is scored by reciprocal rank fusion of dense cosine (when an embedder is set) and BM25; hits lend
+ * a discounted score to their neighbours; a share of the budget goes to the most recent turns; the
+ * rest is filled greedily by score, and the output stays chronological.
+ *
+ * @example
+ * createCompactor({ maxInputTokens: 2000, strategy: relevance({ embedder: useLite() }) })
+ */
+export function relevance(options: RelevanceOptions = {}): Strategy {
+  const settings = { ...DEFAULTS, ...options };
+  checkNumber('denseWeight', settings.denseWeight, 0, 100);
+  checkNumber('sparseWeight', settings.sparseWeight, 0, 100);
+  checkNumber('rrfK', settings.rrfK, 0, 10_000);
+  checkNumber('neighbours', settings.neighbours, 0, 10);
+  checkNumber('neighbourDiscount', settings.neighbourDiscount, 0, 1);
+  checkNumber('recencyShare', settings.recencyShare, 0, 1);
+  checkNumber('embedDeadlineMs', settings.embedDeadlineMs, 0, 600_000);
+  if (!Number.isInteger(settings.neighbours)) invalidOption('neighbours', 'an integer from 0 to 10', settings.neighbours);
+  if (settings.sessionHeader !== null && !(settings.sessionHeader instanceof RegExp)) invalidOption('sessionHeader', 'a RegExp or null', settings.sessionHeader);
+  if (!['system', 'user', 'assistant'].includes(settings.markerRole)) invalidOption('markerRole', '"system", "user" or "assistant"', settings.markerRole);
+  if (settings.embedder !== undefined && settings.embedder !== null && typeof settings.embedder.embed !== 'function') {
+    invalidOption('embedder', 'an Embedder ({ id, dimensions, embed }) or null', settings.embedder);
+  }
+  const cache = settings.cache ?? sharedEmbeddingCache();
+
+  return {
+    name: 'relevance',
+    async apply(messages, context) {
+      const parts = context.partition(messages);
+      const counter = context.counter;
+      let protectedTokens = context.fixedTokens;
+      let total = context.fixedTokens;
+      for (const unit of parts.units) {
+        total += unit.tokens;
+        if (unit.protected) protectedTokens += unit.tokens;
+      }
+      if (total <= context.budget) return { messages };
+      const available = context.budget - protectedTokens;
+      const units = parts.units;
+      const keep = new Uint8Array(units.length);
+      for (let unit = 0; unit < units.length; unit++) if (units[unit]!.protected) keep[unit] = 1;
+      if (available <= 0) return { messages: messages.filter((_, index) => keep[parts.unitOf[index]!]) };
+
+      // Recency: the newest whole turns, up to the reserved share.
+      let recencyLeft = Math.floor(available * settings.recencyShare);
+      let used = 0;
+      const turnTokens = new Map<number, number>();
+      for (const unit of units) if (!unit.protected) turnTokens.set(unit.turn, (turnTokens.get(unit.turn) ?? 0) + unit.tokens);
+      for (let turn = parts.turns; turn >= 0 && recencyLeft > 0; turn--) {
+        const tokens = turnTokens.get(turn);
+        if (tokens === undefined) continue;
+        if (tokens > recencyLeft) break;
+        recencyLeft -= tokens;
+        used += tokens;
+        for (let unit = 0; unit < units.length; unit++) if (!units[unit]!.protected && units[unit]!.turn === turn) keep[unit] = 2;
+      }
+
+      const candidates: number[] = [];
+      for (let unit = 0; unit < units.length; unit++) if (!keep[unit]) candidates.push(unit);
+      const texts = candidates.map((unit) => units[unit]!.indices.map((index) => messageText(messages[index]!)).join('\n'));
+      const latest = parts.latestUser >= 0 ? parts.latestUser : messages.length - 1;
+      let query = messageText(messages[latest]!);
+      if (settings.includePreviousAssistant) {
+        for (let index = latest - 1; index >= 0; index--) {
+          if (messages[index]!.role === 'assistant') {
+            query = `${messageText(messages[index]!)}\n${query}`;
+            break;
+          }
+          if (messages[index]!.role === 'user') break;
+        }
+      }
+
+      const failures: FailureRecord[] = [];
+      const sparse = bm25Scores(query, texts);
+      let dense: Float64Array | undefined;
+      const embedder = settings.embedder === undefined ? context.embedder : settings.embedder;
+      if (embedder && settings.denseWeight > 0) {
+        try {
+          const vectors = await withDeadline(cache.embed(embedder, [query, ...texts], { signal: context.signal }), settings.embedDeadlineMs, context.signal);
+          dense = new Float64Array(texts.length);
+          for (let index = 0; index < texts.length; index++) dense[index] = dot(vectors[0]!, vectors[index + 1]!);
+        } catch (error) {
+          if (isAbortError(error) || context.signal?.aborted) throw error;
+          failures.push({ strategy: 'relevance', code: 'upstream.failed', message: `embedder ${embedder.id} failed, BM25 only: ${(error as Error).message}` });
+        }
+      }
+      throwIfAborted(context.signal);
+
+      // Reciprocal rank fusion; a unit BM25 gives no score gets no sparse credit.
+      const fused = new Float64Array(units.length);
+      const sparseRanks = ranks(sparse);
+      const denseRanks = dense ? ranks(dense) : undefined;
+      candidates.forEach((unit, position) => {
+        let score = 0;
+        if (sparse[position]! > 0) score += settings.sparseWeight / (settings.rrfK + sparseRanks[position]!);
+        if (denseRanks) score += settings.denseWeight / (settings.rrfK + denseRanks[position]!);
+        fused[unit] = score;
+      });
+      const final = new Float64Array(fused);
+      if (settings.neighbours > 0) {
+        for (const unit of candidates) {
+          for (let offset = -settings.neighbours; offset <= settings.neighbours; offset++) {
+            const neighbour = unit + offset;
+            if (offset === 0 || neighbour < 0 || neighbour >= units.length) continue;
+            final[unit] = Math.max(final[unit]!, fused[neighbour]! * settings.neighbourDiscount);
+          }
+        }
+      }
+      const order = [...candidates].sort((a, b) => final[b]! - final[a]! || b - a);
+      let left = available - used;
+      const picked: number[] = [];
+      for (const unit of order) {
+        if (final[unit]! <= 0) break;
+        if (units[unit]!.tokens > left) continue;
+        keep[unit] = 1;
+        left -= units[unit]!.tokens;
+        picked.push(unit);
+      }
+
+      // Build the output with markers; while markers push it over budget, drop the weakest pick.
+      const sessionOf = sessions(messages, settings.sessionHeader);
+      for (;;) {
+        const output = assemble(messages, parts.unitOf, keep, sessionOf, settings.markers, settings.markerRole);
+        let tokens = context.fixedTokens;
+        for (const message of output) tokens += counter.message(message);
+        if (tokens <= context.budget || picked.length === 0) return { messages: output, failures, info: { dense: Boolean(dense), kept: picked.length } };
+        keep[picked.pop()!] = 0;
+      }
+    },
+  };
+}
+
+interface Sessions {
+  /** For each message, the index of the first message of its session, or -1. */
+  first: Int32Array;
+  /** For each message, its session's header text, or ''. */
+  header: string[];
+}
+
+function sessions(messages: readonly ChatMessage[], pattern: RegExp | null): Sessions {
+  const first = new Int32Array(messages.length).fill(-1);
+  const header: string[] = new Array(messages.length).fill('');
+  if (!pattern) return { first, header };
+  let start = -1;
+  let text = '';
+  for (let index = 0; index < messages.length; index++) {
+    const content = messages[index]!.content;
+    const match = typeof content === 'string' ? pattern.exec(content) : null;
+    if (match && match.index === 0) {
+      start = index;
+      text = match[0];
+    }
+    first[index] = start;
+    header[index] = text;
+  }
+  return { first, header };
+}
+
+function assemble(
+  messages: readonly ChatMessage[],
+  unitOf: Int32Array,
+  keep: Uint8Array,
+  sessionOf: Sessions,
+  markers: boolean,
+  role: 'system' | 'user' | 'assistant',
+): ChatMessage[] {
+  const output: ChatMessage[] = [];
+  let omitted = 0;
+  let shownHeader = '';
+  for (let index = 0; index < messages.length; index++) {
+    const kept = keep[unitOf[index]!]! > 0;
+    if (!kept) {
+      omitted++;
+      continue;
+    }
+    const message = messages[index]!;
+    if (markers && omitted > 0 && message.role !== 'system' && message.role !== 'developer' && message.role !== 'tool' && message.role !== 'function') {
+      const header = sessionOf.header[index]!;
+      const needHeader = header !== '' && header !== shownHeader && sessionOf.first[index] !== index;
+      output.push({ role, content: needHeader ? `[${omitted} earlier messages omitted] ${header}` : `[${omitted} earlier messages omitted]` });
+      if (needHeader) shownHeader = header;
+      omitted = 0;
+    }
+    if (sessionOf.first[index] === index) shownHeader = sessionOf.header[index]!;
+    output.push(message);
+  }
+  return output;
+}
