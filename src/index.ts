@@ -21,3 +21,11 @@ export { createPreset, presetNames, DEFAULT_PRESET, type PresetOptions } from '.
 export { createRouteTable, loadConfig, type RouteTable, type RouteRule, type RouteTableOptions } from './routes.js';
 export { truncate, type TruncateOptions } from '../strategies/truncate/index.js';
 export type * from './types.js';
+export { relevance, defaultEmbedder, sharedEmbeddingCache, type RelevanceOptions } from '../strategies/relevance/index.js';
+export { createEmbeddingCache, type EmbeddingCache, type EmbeddingCacheOptions, type EmbeddingStore } from './embedders/memo.js';
+export { normalize, dot, type Embedder, type EmbedOptions } from './embedders/types.js';
+export { useLite } from './embedders/use-lite.js';
+export { openaiEmbedder, type OpenAIEmbedderOptions } from './embedders/openai.js';
+export { transformersEmbedder, type TransformersEmbedderOptions } from './embedders/transformers.js';
+export { buildGloveModel, type GloveModelOptions } from './embedders/glove-model.js';
+export { bm25Scores } from './text/bm25.js';

@@ -79,7 +79,7 @@ describe('Anthropic Messages requests', () => {
     const body = deepFreeze(anthropicBody(3));
     let split = 0;
     for (let budget = 40; budget < 200; budget++) {
-      const compactor = createCompactor({ maxInputTokens: budget, tokenizer: wordTokenizer, onBudgetUnreachable: 'pass-through' });
+      const compactor = createCompactor({ maxInputTokens: budget, tokenizer: wordTokenizer, onBudgetUnreachable: 'pass-through', strategy: 'truncate' });
       const { request } = await compactor.compact(body);
       const first = request.messages[0] as { role: string; content: string | { type: string; text?: string }[] };
       if (Array.isArray(first.content) && first.content.length === 1 && /follow up/.test(first.content[0]!.text ?? '')) {

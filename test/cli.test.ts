@@ -24,7 +24,7 @@ beforeAll(() => {
 });
 
 describe('CLI: compact', () => {
-  test('--budget 2000 on a LoCoMo conversation: o200k count <= 2000, system prompt and question kept', async () => {
+  test('--budget 2000 on a LoCoMo conversation (default preset): o200k count <= 2000, system prompt and question kept', async () => {
     const { code, stdout, stderr } = run(['compact', conversationFile, '--budget', '2000', '--stats']);
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(code).toBe(0);
@@ -41,7 +41,7 @@ describe('CLI: compact', () => {
 
   test('reads stdin when no file is given; a request without a model is counted as gpt-4o', () => {
     const { messages } = locomoRequest(0);
-    const { code, stdout } = run(['compact', '--budget', '1000'], JSON.stringify({ messages }));
+    const { code, stdout } = run(['compact', '--budget', '1000', '--preset', 'truncate'], JSON.stringify({ messages }));
     expect(code).toBe(0);
     const output = JSON.parse(stdout) as ChatRequest;
     expect(output.model).toBeUndefined();
@@ -51,7 +51,7 @@ describe('CLI: compact', () => {
   test('--batch: JSON Lines in order, a bad line yields an error object and the batch goes on', () => {
     const good = JSON.stringify(locomoRequest(1));
     const input = [good, '{"messages": [', JSON.stringify({ messages: [{ role: 'robot', content: 'x' }] }), good].join('\n');
-    const { code, stdout, stderr } = run(['compact', '--batch', '--budget', '1500', '--stats'], input);
+    const { code, stdout, stderr } = run(['compact', '--batch', '--budget', '1500', '--stats', '--preset', 'truncate'], input);
     expect(code).toBe(0);
     const lines = stdout.trim().split('\n').map((line) => JSON.parse(line));
     expect(lines).toHaveLength(4);
@@ -69,7 +69,7 @@ describe('CLI: compact', () => {
       max_tokens: 100,
       messages: locomoRequest(0).messages.slice(1).map((message) => ({ role: message.role, content: message.content })),
     };
-    const { code, stdout } = run(['compact', '--budget', '800'], JSON.stringify(body));
+    const { code, stdout } = run(['compact', '--budget', '800', '--preset', 'truncate'], JSON.stringify(body));
     expect(code).toBe(0);
     const output = JSON.parse(stdout);
     expect(output.system).toBe('be brief');
@@ -78,7 +78,7 @@ describe('CLI: compact', () => {
 
   test('--config routes with presets and options; flags win', () => {
     const config = join(folder, 'config.json');
-    writeFileSync(config, JSON.stringify({ defaults: { maxInputTokens: 3000 }, routes: [{ path: '/small', options: { maxInputTokens: 700 } }] }));
+    writeFileSync(config, JSON.stringify({ defaults: { maxInputTokens: 3000, strategy: 'truncate' }, routes: [{ path: '/small', options: { maxInputTokens: 700 } }] }));
     const small = run(['compact', conversationFile, '--config', config, '--route', '/small', '--stats']);
     expect(JSON.parse(small.stderr).budget).toBe(700);
     const other = run(['compact', conversationFile, '--config', config, '--stats']);
@@ -115,7 +115,7 @@ describe('CLI: compact', () => {
 
 describe('CLI: demo', () => {
   test('prints tokens before and after for the shipped conversations', () => {
-    const { code, stdout } = run(['demo', '--budgets', '1000,2000']);
+    const { code, stdout } = run(['demo', '--budgets', '1000,2000', '--preset', 'truncate']);
     expect(code).toBe(0);
     expect(stdout).toMatch(/conv-26/);
     expect(stdout).toMatch(/tokens before/);
@@ -129,10 +129,15 @@ describe('CLI: bench', () => {
 
   test('runs on given data, writes JSON, Markdown and HTML, and is deterministic but for timings', () => {
     const logs = join(folder, 'logs.jsonl');
-    const turns = locomoRequest(1).messages.slice(0, 120);
+    const turns = locomoRequest(1).messages.slice(0, 40);
     writeFileSync(logs, `${JSON.stringify({ id: 'mine', messages: turns })}\n`);
-    const locomo = join(packageRoot(), 'bench', 'data', 'locomo', 'locomo-dev.json');
-    const args = (name: string) => ['bench', '--data', `locomo:${locomo}`, `jsonl:${logs}`, '--limit', '6', '--budgets', '1000,4000', '--replay-budget', '1500', '--json', join(folder, `${name}.json`), '--md', join(folder, `${name}.md`), '--html', join(folder, `${name}.html`)];
+    // A real LoCoMo conversation cut to its first four sessions, with the QA items whose evidence is there.
+    const [sample] = JSON.parse(readFileSync(join(packageRoot(), 'bench', 'data', 'locomo', 'locomo-dev.json'), 'utf8')) as { conversation: Record<string, unknown>; qa: { evidence: string[] }[] }[];
+    const conversation = Object.fromEntries(Object.entries(sample!.conversation).filter(([key]) => !/^session_(\d+)/.test(key) || Number(/^session_(\d+)/.exec(key)![1]) <= 4));
+    const qa = sample!.qa.filter((item) => item.evidence.length > 0 && item.evidence.every((id) => /^D[1-4]:/.test(id)));
+    const locomo = join(folder, 'locomo-small.json');
+    writeFileSync(locomo, JSON.stringify([{ ...sample, conversation, qa }]));
+    const args = (name: string) => ['bench', '--data', `locomo:${locomo}`, `jsonl:${logs}`, '--presets', 'truncate,relevance', '--limit', '3', '--budgets', '1000,4000', '--replay-budget', '1500', '--json', join(folder, `${name}.json`), '--md', join(folder, `${name}.md`), '--html', join(folder, `${name}.html`)];
     const first = run(args('a'));
     expect(first.code).toBe(0);
     expect(first.stdout).toMatch(/ER_verbatim by budget/);
@@ -142,7 +147,7 @@ describe('CLI: bench', () => {
     const a = JSON.parse(readFileSync(join(folder, 'a.json'), 'utf8'));
     const b = JSON.parse(readFileSync(join(folder, 'b.json'), 'utf8'));
     expect(strip(a)).toEqual(strip(b));
-    expect(a.meta.contenders).toEqual(['none', 'truncate', 'trimMessages']);
+    expect(a.meta.contenders).toEqual(['none', 'truncate', 'trimMessages', 'relevance']);
     expect(a.violations).toEqual([]);
     expect(a.replay.find((row: { contender: string }) => row.contender === 'truncate').tokensAfter).toBeLessThan(a.replay[0].tokensBefore);
     expect(a.turns.some((turn: { conversation: string }) => turn.conversation === 'mine')).toBe(true);

@@ -22,7 +22,7 @@ function app(middleware: express.RequestHandler, limit = '5mb') {
 
 describe('Express middleware', () => {
   test('compacts req.body in place of the original and puts stats on res.locals', async () => {
-    const { server, seen } = app(compaction({ maxInputTokens: 2000 }) as express.RequestHandler);
+    const { server, seen } = app(compaction({ maxInputTokens: 2000, strategy: 'truncate' }) as express.RequestHandler);
     const body = locomoRequest(1);
     const response = await request(server).post('/v1/chat/completions').send(body).expect(200);
     expect(response.body.received).toBeLessThan(body.messages.length);
@@ -54,7 +54,7 @@ describe('Express middleware', () => {
 
   test('per-route tuning through a routes table', async () => {
     const table = createRouteTable({
-      defaults: { maxInputTokens: 4000 },
+      defaults: { maxInputTokens: 4000, strategy: 'truncate' },
       routes: [{ path: '/support/*', options: { maxInputTokens: 1000 } }],
     });
     const { server, seen } = app(compaction(table) as express.RequestHandler);

@@ -18,7 +18,7 @@ describe('fetch adapter', () => {
       received = (await request.json()) as ChatRequest;
       expect(compactionStats(request)?.tokensAfter).toBeLessThanOrEqual(2000);
       return Response.json({ ok: true });
-    }, { maxInputTokens: 2000 });
+    }, { maxInputTokens: 2000, strategy: 'truncate' });
     const body = locomoRequest(2);
     const response = await handler(post(body));
     expect(response.status).toBe(200);
@@ -35,7 +35,7 @@ describe('fetch adapter', () => {
       const body = await c.req.json<ChatRequest>();
       return c.json({ messages: body.messages.length, last: body.messages.at(-1) });
     });
-    const fetch = withCompaction(app.fetch, { maxInputTokens: 1000 });
+    const fetch = withCompaction(app.fetch, { maxInputTokens: 1000, strategy: 'truncate' });
     const body = locomoRequest(0);
     const response = await fetch(post(body));
     expect(response.status).toBe(200);

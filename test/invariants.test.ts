@@ -1,11 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { createCompactor, CompactorError, pipeline, truncate, validateRequest, type ChatMessage, type Strategy } from '../src/index.js';
-import { deepFreeze, wordTokenizer } from '../src/testing/index.js';
+import { deepFreeze, hashEmbedder, wordTokenizer } from '../src/testing/index.js';
+import { relevance } from '../strategies/relevance/index.js';
 import { history } from './helpers.js';
 
 // At least 10k generated cases in CI, split across the strategies below.
-const RUNS = Number(process.env.INVARIANT_RUNS ?? 2500);
+const RUNS = Number(process.env.INVARIANT_RUNS ?? 1700);
 
 /** A strategy that breaks every rule, to prove the guard repairs what strategies get wrong. */
 const vandal: Strategy = {
@@ -22,6 +23,8 @@ const strategies: Record<string, () => Strategy> = {
   truncate: () => truncate(),
   'truncate keepFirstUserTurns=2': () => truncate({ keepFirstUserTurns: 2 }),
   pipeline: () => pipeline('nested', [pipeline('inner', [truncate({ keepFirstUserTurns: 1 })]), truncate()]),
+  relevance: () => relevance({ embedder: hashEmbedder(), markers: true }),
+  balanced: () => relevance({ embedder: hashEmbedder(), recencyShare: 0.5 }),
   'misbehaving strategy + guard': () => vandal,
 };
 

@@ -18,7 +18,7 @@ describe('truncate', () => {
   test('keeps the newest whole turns that fit, plus the system prompt and the latest question', async () => {
     const messages = deepFreeze(conversation(10));
     // system 3+1+2=6, each message 3+1+2=6, latest 6, priming 3: protected = 15; 3 turns = 36.
-    const compactor = createCompactor({ maxInputTokens: 15 + 36 + 5, tokenizer: wordTokenizer, defaultModel: 'gpt-4o' });
+    const compactor = createCompactor({ maxInputTokens: 15 + 36 + 5, tokenizer: wordTokenizer, defaultModel: 'gpt-4o', strategy: 'truncate' });
     const { request, stats } = await compactor.compact({ messages });
     expect(request.messages.map((message) => message.content)).toEqual([
       'be brief',
@@ -36,7 +36,7 @@ describe('truncate', () => {
   });
 
   test('optionally keeps the first N user turns, which often state the task', async () => {
-    const compactor = createCompactor({ maxInputTokens: 15 + 36, tokenizer: wordTokenizer, defaultModel: 'gpt-4o', presetOptions: { truncate: { keepFirstUserTurns: 1 } } });
+    const compactor = createCompactor({ maxInputTokens: 15 + 36, tokenizer: wordTokenizer, defaultModel: 'gpt-4o', strategy: 'truncate', presetOptions: { truncate: { keepFirstUserTurns: 1 } } });
     const { request } = await compactor.compact({ messages: conversation(10) });
     expect(request.messages.map((message) => message.content)).toEqual([
       'be brief',
@@ -184,7 +184,7 @@ describe('pipeline and failures', () => {
 describe('real LoCoMo conversation fixture', () => {
   test.each([false, true])('compacts to 2000 o200k tokens, keeping the system prompt and the question (roles swapped: %s)', async (swap) => {
     const body = locomoRequest(0, swap);
-    const compactor = createCompactor({ maxInputTokens: 2000 });
+    const compactor = createCompactor({ maxInputTokens: 2000, strategy: 'truncate' });
     const { request, stats } = await compactor.compact(deepFreeze(body));
     expect(stats.tokensBefore).toBeGreaterThan(10_000);
     expect(await createCompactor().countTokens(request)).toBeLessThanOrEqual(2000);

@@ -74,7 +74,8 @@ describe('options are validated at construction, naming the option', () => {
     [{ approximateTokenMultiplier: 0 }, 'approximateTokenMultiplier'],
     [{ models: { x: { contextWindow: -5 } } }, 'models.x.contextWindow'],
     [{ limits: { maxMessages: 0 } }, 'limits.maxMessages'],
-    [{ presetOptions: { truncate: { keepFirstUserTurns: -1 } } }, 'keepFirstUserTurns'],
+    [{ strategy: 'truncate', presetOptions: { truncate: { keepFirstUserTurns: -1 } } }, 'keepFirstUserTurns'],
+    [{ strategy: 'relevance', presetOptions: { relevance: { recencyShare: 3 } } }, 'recencyShare'],
   ])('%j', (options, option) => {
     try {
       createCompactor(options as never);

@@ -31,7 +31,11 @@ interface CompactFlags {
   batch?: boolean;
   pretty?: boolean;
   onBudgetUnreachable?: 'error' | 'pass-through';
+  embedDeadline?: number;
 }
+
+/** The CLI waits for embeddings (offline work favours quality over latency); servers default to 250 ms. */
+export const CLI_EMBED_DEADLINE_MS = 60_000;
 
 async function buildTable(flags: CompactFlags): Promise<RouteTable> {
   const overrides: CompactorOptions = { defaultModel: CLI_DEFAULT_MODEL };
@@ -39,13 +43,19 @@ async function buildTable(flags: CompactFlags): Promise<RouteTable> {
   if (flags.reserve !== undefined) overrides.reserveOutputTokens = flags.reserve;
   if (flags.preset !== undefined) overrides.strategy = flags.preset;
   if (flags.onBudgetUnreachable !== undefined) overrides.onBudgetUnreachable = flags.onBudgetUnreachable;
-  if (!flags.config) return createRouteTable({ defaults: overrides });
+  // The embed deadline: a flag wins, then the config file, then the CLI's own default.
+  const deadline = (options: CompactorOptions): CompactorOptions => {
+    const relevance = options.presetOptions?.relevance ?? {};
+    const embedDeadlineMs = flags.embedDeadline ?? relevance.embedDeadlineMs ?? CLI_EMBED_DEADLINE_MS;
+    return { ...options, presetOptions: { ...options.presetOptions, relevance: { ...relevance, embedDeadlineMs } } };
+  };
+  if (!flags.config) return createRouteTable({ defaults: deadline(overrides) });
   const config = await loadConfig(flags.config);
   // Flags given on the command line win over the config file, in every route.
   return createRouteTable({
-    defaults: { ...config.defaults, ...overrides },
+    defaults: deadline({ ...config.defaults, ...overrides }),
     routes: (config.routes ?? []).map((rule) => {
-      const options = { ...rule.options, ...overrides };
+      const options = deadline({ ...rule.options, ...overrides });
       if (flags.preset === undefined && rule.preset !== undefined) options.strategy = rule.preset;
       return { ...rule, preset: undefined, options };
     }),
@@ -117,6 +127,7 @@ export function buildProgram(): Command {
     .option('--config <file>', 'JSON config: { defaults, routes: [{ path, model, preset, options }] }')
     .option('--route <path>', 'route path used to pick a rule from --config')
     .addOption(new Option('--on-budget-unreachable <mode>', 'when protected messages alone exceed the budget').choices(['error', 'pass-through']))
+    .option('--embed-deadline <ms>', `ms to wait for embeddings before relevance falls back to BM25 (default ${CLI_EMBED_DEADLINE_MS})`, integer)
     .option('--stats', 'write stats JSON to stderr, one line per request')
     .option('--batch', 'JSON Lines in and out, one request per line; a bad line yields {"error":{...}} and the batch goes on')
     .option('--pretty', 'indent the output JSON (single request only)')

@@ -19,8 +19,9 @@ export interface EmbeddingCacheOptions {
    */
   maxBytes?: number;
   /**
-   * Largest batch sent to the embedder in one call.
-   * @default 64
+   * Largest batch sent to the embedder in one call. In-process encoders run on the event loop, so
+   * small batches keep a cold history's embedding from blocking other requests for long.
+   * @default 16
    */
   maxBatch?: number;
   /** Optional shared store behind the memo. */
@@ -44,7 +45,7 @@ export interface EmbeddingCache {
  */
 export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): EmbeddingCache {
   const maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
-  const maxBatch = options.maxBatch ?? 64;
+  const maxBatch = options.maxBatch ?? 16;
   if (!Number.isInteger(maxBytes) || maxBytes < 1024) invalidOption('maxBytes', 'an integer >= 1024', maxBytes);
   if (!Number.isInteger(maxBatch) || maxBatch < 1) invalidOption('maxBatch', 'an integer >= 1', maxBatch);
   const memo = new LRUCache<string, Float32Array>({ maxSize: maxBytes, sizeCalculation: (value, key) => value.byteLength + key.length * 2 + 64 });

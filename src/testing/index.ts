@@ -42,3 +42,30 @@ export function deepFreeze<T>(value: T): T {
   }
   return value;
 }
+
+/**
+ * A deterministic embedder for tests: a bag of hashed words in `dimensions` buckets, so texts
+ * sharing words get similar vectors. Counts its calls.
+ */
+export function hashEmbedder(dimensions = 64): import('../embedders/types.js').Embedder & { calls: number; texts: number } {
+  const embedder = {
+    id: `hash-${dimensions}`,
+    dimensions,
+    calls: 0,
+    texts: 0,
+    async embed(texts: readonly string[]) {
+      embedder.calls++;
+      embedder.texts += texts.length;
+      return texts.map((text) => {
+        const vector = new Float32Array(dimensions);
+        for (const word of text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []) {
+          let h = 2166136261;
+          for (let index = 0; index < word.length; index++) h = Math.imul(h ^ word.charCodeAt(index), 16777619);
+          vector[(h >>> 0) % dimensions]! += 1;
+        }
+        return vector;
+      });
+    },
+  };
+  return embedder;
+}

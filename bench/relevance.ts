@@ -1,0 +1,134 @@
+/**
+ * Relevance study: QA mode on LoCoMo dev, categories 1–4, ER_verbatim and ER_fact, for each
+ * embedder alone, BM25 alone, the hybrid, and the hybrid with neighbours and recency, side by side
+ * with truncate. Prints figures; asserts nothing.
+ *
+ * Run: npm run build && node dist/bench/relevance.js [--budgets 1000,2000,4000] [--limit N] [--only a,b]
+ */
+import { createCompactor } from '../src/compactor.js';
+import { presetContender, type Contender } from '../src/bench/contenders.js';
+import { shippedData } from '../src/bench/command.js';
+import { loadDataset } from '../src/bench/loaders.js';
+import { runQa, type Violation } from '../src/bench/run.js';
+import { machine, markdownTable, ms, table } from '../src/bench/stats.js';
+import { useLite } from '../src/embedders/use-lite.js';
+import { buildGloveModel } from '../src/embedders/glove-model.js';
+import { transformersEmbedder } from '../src/embedders/transformers.js';
+import { join } from 'node:path';
+import { packageRoot } from '../src/paths.js';
+import type { Embedder } from '../src/embedders/types.js';
+import { relevance, type RelevanceOptions } from '../strategies/relevance/index.js';
+
+function argument(name: string): string | undefined {
+  const index = process.argv.indexOf(name);
+  return index >= 0 ? process.argv[index + 1] : undefined;
+}
+
+const budgets = (argument('--budgets') ?? '1000,2000,4000').split(',').map(Number);
+const limit = argument('--limit') === undefined ? undefined : Number(argument('--limit'));
+const only = argument('--only')?.split(',');
+
+function variant(name: string, options: RelevanceOptions): Contender {
+  const compactors = new Map<number, ReturnType<typeof createCompactor>>();
+  return {
+    name,
+    kind: 'preset',
+    async run(request, budget) {
+      let compactor = compactors.get(budget);
+      if (!compactor) {
+        // No deadline here: this study measures retention, with every vector computed.
+        compactor = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedDeadlineMs: 600_000, ...options }) });
+        compactors.set(budget, compactor);
+      }
+      const started = performance.now();
+      const { request: output, stats } = await compactor.compact(request);
+      return { messages: output.messages, ms: performance.now() - started, failures: stats.failures.length };
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  if (process.argv.includes('--latency-only')) {
+    await latency();
+    return;
+  }
+  const glove = await buildGloveModel(join(packageRoot(), '.cache', 'models'));
+  const embedders: Record<string, Embedder> = { 'use-lite': useLite(), 'glove-sif (transformers.js)': transformersEmbedder({ model: glove, quantized: false }) };
+  const alone = { neighbours: 0, recencyShare: 0 } satisfies RelevanceOptions;
+  const variants: Contender[] = [
+    presetContender('truncate'),
+    variant('bm25 alone', { ...alone, embedder: null }),
+    ...Object.entries(embedders).map(([name, embedder]) => variant(`${name} alone`, { ...alone, embedder, sparseWeight: 0 })),
+    ...Object.entries(embedders).map(([name, embedder]) => variant(`rrf(bm25, ${name})`, { ...alone, embedder })),
+    ...Object.entries(embedders).map(([name, embedder]) => variant(`rrf(bm25, ${name}) + neighbours + 10% recency`, { embedder })),
+    variant('default hybrid, without session headers', { embedder: embedders['use-lite']!, sessionHeaders: false }),
+    variant('default hybrid, with omission markers', { embedder: embedders['use-lite']!, markers: true }),
+  ].filter((contender) => !only || only.includes(contender.name));
+  const [locomo] = shippedData();
+  const conversations = loadDataset(locomo!.slice('locomo:'.length), 'locomo');
+  const counter = await createCompactor().tokenCounter('gpt-4o');
+  const violations: Violation[] = [];
+  const rows = await runQa(conversations, variants, { budgets, model: 'gpt-4o', counter, ...(limit ? { limit } : {}) }, violations);
+  const header = ['variant', ...budgets.map((budget) => `ER_v @${budget}`), ...budgets.map((budget) => `ER_f @${budget}`), `ms p50 @${budgets[1] ?? budgets[0]}`];
+  const lines: string[][] = [header];
+  for (const contender of variants) {
+    const pick = (budget: number) => rows.find((row) => row.contender === contender.name && row.budget === budget && row.category === '1-4')!;
+    lines.push([
+      contender.name,
+      ...budgets.map((budget) => pick(budget).erVerbatim!.toFixed(2)),
+      ...budgets.map((budget) => pick(budget).erFact!.toFixed(2)),
+      ms(pick(budgets[1] ?? budgets[0]!).msP50),
+    ]);
+  }
+  const byCategory: string[][] = [['variant', 'budget', ...[1, 2, 3, 4, 5].map((category) => `cat ${category}`)]];
+  for (const contender of variants) {
+    for (const budget of budgets) {
+      byCategory.push([contender.name, String(budget), ...[1, 2, 3, 4, 5].map((category) => rows.find((row) => row.contender === contender.name && row.budget === budget && row.category === String(category))?.erVerbatim?.toFixed(2) ?? '–')]);
+    }
+  }
+  console.log(`${machine()}\nLoCoMo dev (3 conversations), QA categories 1–4${limit ? `, ${limit} items per conversation` : ''}; violations: ${violations.length}\n`);
+  console.log(table(lines));
+  console.log('\nER_verbatim by category');
+  console.log(table(byCategory));
+  if (process.argv.includes('--md')) console.log(`\n${markdownTable(lines)}\n\n${markdownTable(byCategory)}`);
+  await latency();
+}
+
+/** Warm latency: a 700-message history already embedded, one new user message per request. */
+async function latency(): Promise<void> {
+  const [locomo] = shippedData();
+  const conversations = loadDataset(locomo!.slice('locomo:'.length), 'locomo');
+  const turns = conversations.flatMap((conversation) => conversation.messages.slice(1));
+  const history = [conversations[2]!.messages[0]!, ...turns.slice(0, 699)];
+  const budget = 2000;
+  const warmup = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedDeadlineMs: 600_000 }) });
+  await warmup.compact({ model: 'gpt-4o', messages: [...history, { role: 'user', content: 'warm-up question?' }] });
+  const compactor = createCompactor({ maxInputTokens: budget, strategy: 'relevance' });
+  const totals: number[] = [];
+  const embeds: number[] = [];
+  const scores: number[] = [];
+  const questions = conversations.flatMap((conversation) => conversation.qa!.map((item) => item.question));
+  for (let run = 0; run < 60; run++) {
+    // A text the memo has never seen, as a new turn brings.
+    const messages = [...structuredClone(history), { role: 'user' as const, content: `${questions[run % questions.length]!} (asked at turn ${run})` }];
+    const started = performance.now();
+    const { stats } = await compactor.compact({ model: 'gpt-4o', messages });
+    totals.push(performance.now() - started);
+    const info = stats.strategies[0]!.info as { embedMs: number; scoreMs: number; dense: boolean };
+    if (!info.dense) throw new Error('the warm run fell back to BM25');
+    embeds.push(info.embedMs);
+    scores.push(info.scoreMs);
+  }
+  const { percentile } = await import('../src/bench/stats.js');
+  const rows = [
+    ['step', 'p50 ms', 'p99 ms'],
+    ['whole compaction (relevance preset, USE-lite)', ms(percentile(totals, 50)), ms(percentile(totals, 99))],
+    ['  embedding the new text (memo hits for the rest)', ms(percentile(embeds, 50)), ms(percentile(embeds, 99))],
+    ['  scoring: 699 cached vectors + BM25', ms(percentile(scores, 50)), ms(percentile(scores, 99))],
+  ];
+  console.log(`\nWarm latency, 700-message history, one new message, budget ${budget}`);
+  console.log(table(rows));
+  if (process.argv.includes('--md')) console.log(`\n${markdownTable(rows)}`);
+}
+
+await main();

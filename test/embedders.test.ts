@@ -1,0 +1,167 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { buildGloveModel } from '../src/embedders/glove-model.js';
+import { createEmbeddingCache, type EmbeddingStore } from '../src/embedders/memo.js';
+import { openaiEmbedder } from '../src/embedders/openai.js';
+import { transformersEmbedder } from '../src/embedders/transformers.js';
+import { dot, normalize, type Embedder } from '../src/embedders/types.js';
+import { useLite } from '../src/embedders/use-lite.js';
+import { packageRoot } from '../src/paths.js';
+import { hashEmbedder } from '../src/testing/index.js';
+
+const similar = ['I adopted a puppy last week', 'We got a new dog recently'];
+const different = 'The stock market fell sharply on Tuesday';
+
+async function checkSemantics(embedder: Embedder): Promise<void> {
+  const [a, b, c] = (await embedder.embed([...similar, different])).map((vector) => normalize(Float32Array.from(vector)));
+  expect(a!.length).toBe(embedder.dimensions);
+  expect(dot(a!, b!)).toBeGreaterThan(dot(a!, c!) + 0.05);
+}
+
+describe('embedding memo', () => {
+  test('embeds only misses, in batches, and shares in-flight work between concurrent calls', async () => {
+    const embedder = hashEmbedder();
+    const cache = createEmbeddingCache({ maxBatch: 2 });
+    const [first, second] = await Promise.all([cache.embed(embedder, ['a', 'b', 'c']), cache.embed(embedder, ['b', 'c', 'd'])]);
+    expect(first[1]).toBe(second[0]);
+    expect(embedder.texts).toBe(4); // a, b, c once; d once
+    expect(cache.misses).toBe(4);
+    expect(embedder.calls).toBe(3); // [a, b], [c], [d]
+    await cache.embed(embedder, ['a', 'b', 'c', 'd', 'e']);
+    expect(embedder.texts).toBe(5);
+    const vector = (await cache.embed(embedder, ['a']))[0]!;
+    expect(Math.abs(dot(vector, vector) - 1)).toBeLessThan(1e-5);
+  });
+
+  test('keys include the embedder id', async () => {
+    const cache = createEmbeddingCache();
+    const a = hashEmbedder(8);
+    const b = hashEmbedder(16);
+    const [x] = await cache.embed(a, ['same text']);
+    const [y] = await cache.embed(b, ['same text']);
+    expect(x!.length).toBe(8);
+    expect(y!.length).toBe(16);
+  });
+
+  test('is bounded by bytes', async () => {
+    const embedder = hashEmbedder(256);
+    const cache = createEmbeddingCache({ maxBytes: 4096 });
+    for (let index = 0; index < 20; index++) await cache.embed(embedder, [`text ${index}`]);
+    await cache.embed(embedder, ['text 0']);
+    expect(embedder.texts).toBe(21); // text 0 was evicted and embedded again
+  });
+
+  test('a failing embedder rejects every waiter and leaves nothing cached', async () => {
+    let fail = true;
+    const flaky: Embedder = { id: 'flaky', dimensions: 2, embed: async (texts) => (fail ? Promise.reject(new Error('down')) : texts.map(() => Float32Array.of(1, 0))) };
+    const cache = createEmbeddingCache();
+    await expect(Promise.all([cache.embed(flaky, ['x']), cache.embed(flaky, ['x'])])).rejects.toThrow('down');
+    fail = false;
+    expect((await cache.embed(flaky, ['x']))[0]!.length).toBe(2);
+  });
+
+  test('a shared store serves other instances and its failures only cost recomputation', async () => {
+    const shared = new Map<string, Float32Array>();
+    const store: EmbeddingStore = { getMany: async (keys) => keys.map((key) => shared.get(key)), setMany: async (entries) => void entries.forEach(([key, value]) => shared.set(key, value)) };
+    const embedder = hashEmbedder();
+    await createEmbeddingCache({ store }).embed(embedder, ['one', 'two']);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    await createEmbeddingCache({ store }).embed(embedder, ['one', 'two']);
+    expect(embedder.texts).toBe(2);
+    const broken: EmbeddingStore = { getMany: async () => Promise.reject(new Error('store down')), setMany: async () => Promise.reject(new Error('store down')) };
+    await createEmbeddingCache({ store: broken }).embed(embedder, ['three']);
+    expect(embedder.texts).toBe(3);
+  });
+});
+
+describe('openai embedder against a local fake server', () => {
+  let server: Server;
+  let url: string;
+  const received: { body: { input: string[]; model: string }; auth: string | undefined }[] = [];
+  let failuresLeft = 0;
+  let hang = false;
+
+  beforeAll(async () => {
+    server = createServer(async (request: IncomingMessage, response) => {
+      let text = '';
+      for await (const chunk of request) text += chunk;
+      const body = JSON.parse(text) as { input: string[]; model: string };
+      received.push({ body, auth: request.headers.authorization });
+      if (hang) return; // never answers
+      if (failuresLeft > 0) {
+        failuresLeft--;
+        response.writeHead(503).end('busy');
+        return;
+      }
+      const data = body.input.map((input, index) => ({ object: 'embedding', index, embedding: [input.length, 1, index] }));
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data: data.reverse(), model: body.model }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address() as { port: number };
+    url = `http://127.0.0.1:${address.port}/v1`;
+  });
+  afterAll(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+
+  test('batches, keeps order by index, sends the key', async () => {
+    received.length = 0;
+    const embedder = openaiEmbedder({ baseURL: url, apiKey: 'sk-test', model: 'tiny', batchSize: 2 });
+    const vectors = await embedder.embed(['a', 'bb', 'ccc', 'dddd', 'eeeee']);
+    expect(vectors.map((vector) => vector[0])).toEqual([1, 2, 3, 4, 5]);
+    expect(received.map((entry) => entry.body.input)).toEqual([['a', 'bb'], ['ccc', 'dddd'], ['eeeee']]);
+    expect(received[0]!.auth).toBe('Bearer sk-test');
+    expect(received[0]!.body.model).toBe('tiny');
+    expect(embedder.dimensions).toBe(3);
+    expect(embedder.id).not.toContain('sk-test');
+  });
+
+  test('retries 5xx answers', async () => {
+    received.length = 0;
+    failuresLeft = 2;
+    const vectors = await openaiEmbedder({ baseURL: url, retries: 2 }).embed(['x']);
+    expect(vectors).toHaveLength(1);
+    expect(received).toHaveLength(3);
+  });
+
+  test('gives up with upstream.failed after its retries, and on timeout', async () => {
+    failuresLeft = 5;
+    await expect(openaiEmbedder({ baseURL: url, retries: 1 }).embed(['x'])).rejects.toMatchObject({ code: 'upstream.failed' });
+    failuresLeft = 0;
+    hang = true;
+    const started = Date.now();
+    await expect(openaiEmbedder({ baseURL: url, retries: 0, timeoutMs: 200 }).embed(['x'])).rejects.toMatchObject({ code: 'upstream.failed' });
+    expect(Date.now() - started).toBeLessThan(2000);
+    const controller = new AbortController();
+    const pending = openaiEmbedder({ baseURL: url, retries: 3, timeoutMs: 5000 }).embed(['x'], { signal: controller.signal });
+    setTimeout(() => controller.abort(), 50);
+    await expect(pending).rejects.toMatchObject({ code: 'aborted' });
+    hang = false;
+  });
+
+  test('options are validated at construction', () => {
+    expect(() => openaiEmbedder({ baseURL: 'not a url' })).toThrow(/baseURL/);
+    expect(() => openaiEmbedder({ batchSize: 0 })).toThrow(/batchSize/);
+  });
+});
+
+describe('offline pretrained embedders', () => {
+  test('USE-lite loads from node_modules and embeds 512-dimension sentence vectors', async () => {
+    await checkSemantics(useLite());
+  });
+
+  test('transformers.js loads the locally built GloVe ONNX model fully offline', async () => {
+    const folder = await buildGloveModel(join(packageRoot(), '.cache', 'models'));
+    const embedder = transformersEmbedder({ model: folder, quantized: false, allowRemoteModels: false });
+    await checkSemantics(embedder);
+    expect(embedder.dimensions).toBe(100);
+    expect(embedder.id).toContain('local:glove-sif');
+  });
+
+  test('transformers.js refuses to download when remote loading is off', async () => {
+    const embedder = transformersEmbedder({ model: 'Xenova/all-MiniLM-L6-v2', localModelPath: join(packageRoot(), '.cache', 'models') });
+    await expect(embedder.embed(['x'])).rejects.toMatchObject({ code: 'upstream.failed' });
+  });
+});

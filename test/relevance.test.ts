@@ -1,0 +1,134 @@
+import { describe, expect, test } from 'vitest';
+import { createEmbeddingCache } from '../src/embedders/memo.js';
+import type { Embedder } from '../src/embedders/types.js';
+import { createCompactor, type ChatMessage } from '../src/index.js';
+import { bm25Scores } from '../src/text/bm25.js';
+import { hashEmbedder, wordTokenizer } from '../src/testing/index.js';
+import { relevance } from '../strategies/relevance/index.js';
+import { locomoRequest } from './helpers.js';
+
+const filler = (index: number): ChatMessage[] => [
+  { role: 'user', content: `Filler question number ${index} about the weather today` },
+  { role: 'assistant', content: `Filler answer number ${index}: it was cloudy and mild` },
+];
+
+function history(question: string): ChatMessage[] {
+  return [
+    { role: 'system', content: 'You remember everything.' },
+    { role: 'user', content: '[Session 1, 8 May 2023]\nI adopted a dog named Biscuit from the shelter' },
+    { role: 'assistant', content: 'Lovely, what breed is Biscuit?' },
+    { role: 'user', content: 'A beagle mix, very energetic' },
+    ...Array.from({ length: 12 }, (_, index) => filler(index)).flat(),
+    { role: 'user', content: '[Session 2, 9 June 2023]\nWork was busy' },
+    ...Array.from({ length: 12 }, (_, index) => filler(index + 20)).flat(),
+    { role: 'user', content: question },
+  ];
+}
+
+const options = { tokenizer: wordTokenizer, defaultModel: 'gpt-4o' };
+
+describe('BM25', () => {
+  test('ranks the document sharing rare query terms first', () => {
+    const scores = bm25Scores('what is the name of my dog', ['the weather is nice', 'my dog is named Biscuit', 'dogs and cats', 'the the the']);
+    expect([...scores].indexOf(Math.max(...scores))).toBe(1);
+    expect(scores[3]).toBe(0);
+  });
+});
+
+describe('relevance strategy', () => {
+  test('keeps the turn the question is about, with its neighbour, under a tight budget', async () => {
+    const compactor = createCompactor({ ...options, maxInputTokens: 90, strategy: relevance({ embedder: null, recencyShare: 0 }) });
+    const { request, stats } = await compactor.compact({ messages: history('What breed is my dog Biscuit?') });
+    const texts = request.messages.map((message) => String(message.content));
+    expect(texts.some((text) => text.includes('dog named Biscuit'))).toBe(true);
+    expect(texts.some((text) => text.includes('what breed is Biscuit'))).toBe(true);
+    expect(texts.some((text) => text.includes('beagle'))).toBe(true); // neighbour of the hits
+    expect(stats.tokensAfter).toBeLessThanOrEqual(90);
+    expect(texts.at(-1)).toBe('What breed is my dog Biscuit?');
+    // Chronological order is kept.
+    expect(texts.indexOf(texts.find((text) => text.includes('dog named'))!)).toBeLessThan(texts.indexOf(texts.find((text) => text.includes('beagle'))!));
+  });
+
+  test('a dense embedder alone finds paraphrases BM25 misses', async () => {
+    // An embedder that knows "puppy" and "dog" mean the same thing.
+    const synonyms: Embedder = {
+      id: 'synonyms',
+      dimensions: 2,
+      embed: async (texts) => texts.map((text) => (/\b(dog|puppy|beagle)\b/i.test(text) ? Float32Array.of(1, 0) : Float32Array.of(0, 1))),
+    };
+    const messages = history('Tell me about my puppy');
+    const bm25 = await createCompactor({ ...options, maxInputTokens: 70, strategy: relevance({ embedder: null, recencyShare: 0, neighbours: 0 }) }).compact({ messages });
+    const dense = await createCompactor({ ...options, maxInputTokens: 70, strategy: relevance({ embedder: synonyms, sparseWeight: 0, recencyShare: 0, neighbours: 0 }) }).compact({ messages });
+    const has = (output: ChatMessage[]) => output.some((message) => String(message.content).includes('beagle'));
+    expect(has(bm25.request.messages)).toBe(false);
+    expect(has(dense.request.messages)).toBe(true);
+  });
+
+  test('a kept turn carries its session header when the session start was dropped', async () => {
+    const messages = history('Filler question number 25?');
+    const compactor = createCompactor({ ...options, maxInputTokens: 60, strategy: relevance({ embedder: null, recencyShare: 0, neighbours: 0 }) });
+    const { request } = await compactor.compact({ messages });
+    const notes = request.messages.filter((message) => !messages.includes(message));
+    expect(notes.map((note) => note.content)).toContain('[Session 2, 9 June 2023]');
+    const withMarkers = await createCompactor({ ...options, maxInputTokens: 80, strategy: relevance({ embedder: null, recencyShare: 0, neighbours: 0, markers: true }) }).compact({ messages });
+    expect(withMarkers.request.messages.some((message) => /^\[\d+ earlier messages omitted\]/.test(String(message.content)))).toBe(true);
+  });
+
+  test('reserves a share of the budget for the most recent turns', async () => {
+    const messages = history('What breed is my dog Biscuit?');
+    const { request } = await createCompactor({ ...options, maxInputTokens: 120, strategy: relevance({ embedder: null, recencyShare: 0.4 }) }).compact({ messages });
+    expect(request.messages.at(-2)).toBe(messages.at(-2));
+    expect(request.messages.some((message) => String(message.content).includes('dog named Biscuit'))).toBe(true);
+  });
+
+  test('falls back to BM25 when the embedder throws, and counts the failure', async () => {
+    const broken: Embedder = { id: 'broken', dimensions: 2, embed: async () => Promise.reject(new Error('model crashed')) };
+    const compactor = createCompactor({ ...options, maxInputTokens: 90, strategy: relevance({ embedder: broken, cache: createEmbeddingCache() }) });
+    const { request, stats } = await compactor.compact({ messages: history('What breed is my dog Biscuit?') });
+    expect(stats.failures).toHaveLength(1);
+    expect(stats.failures[0]).toMatchObject({ strategy: 'relevance', code: 'upstream.failed' });
+    expect(request.messages.some((message) => String(message.content).includes('dog named Biscuit'))).toBe(true);
+  });
+
+  test('falls back when the embedder hangs past the deadline, and the embedding goes on to warm the memo', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const slow = hashEmbedder();
+    const hanging: Embedder = { id: 'slow', dimensions: slow.dimensions, embed: async (texts) => (await gate, slow.embed(texts)) };
+    const cache = createEmbeddingCache();
+    const compactor = createCompactor({ ...options, maxInputTokens: 90, strategy: relevance({ embedder: hanging, embedDeadlineMs: 30, cache }) });
+    const started = Date.now();
+    const first = await compactor.compact({ messages: history('What breed is my dog Biscuit?') });
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(first.stats.failures[0]!.message).toMatch(/deadline/);
+    release();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const second = await compactor.compact({ messages: history('What breed is my dog Biscuit?') });
+    expect(second.stats.failures).toEqual([]);
+    expect(second.stats.strategies[0]!.info).toMatchObject({ dense: true });
+  });
+
+  test('a new turn embeds only its new text', async () => {
+    const embedder = hashEmbedder();
+    const cache = createEmbeddingCache();
+    const compactor = createCompactor({ maxInputTokens: 1500, strategy: relevance({ embedder, cache }) });
+    const body = locomoRequest(1);
+    await compactor.compact(body);
+    const before = embedder.texts;
+    await compactor.compact({ ...body, messages: [...structuredClone(body.messages), { role: 'assistant', content: 'A new reply.' }, { role: 'user', content: 'And a new question?' }] });
+    // The query and at most the two new messages.
+    expect(embedder.texts - before).toBeLessThanOrEqual(3);
+  });
+
+  test('the compactor embedder reaches the strategy through the context', async () => {
+    const embedder = hashEmbedder();
+    await createCompactor({ ...options, maxInputTokens: 90, embedder, strategy: 'relevance' }).compact({ messages: history('What breed is my dog Biscuit?') });
+    expect(embedder.calls).toBeGreaterThan(0);
+  });
+
+  test('options are validated', () => {
+    expect(() => relevance({ recencyShare: 2 })).toThrow(/recencyShare/);
+    expect(() => relevance({ neighbours: 1.5 })).toThrow(/neighbours/);
+    expect(() => relevance({ embedder: {} as Embedder })).toThrow(/embedder/);
+  });
+});
