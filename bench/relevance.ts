@@ -37,7 +37,7 @@ function variant(name: string, options: RelevanceOptions): Contender {
       let compactor = compactors.get(budget);
       if (!compactor) {
         // No deadline here: this study measures retention, with every vector computed.
-        compactor = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedDeadlineMs: 600_000, ...options }) });
+        compactor = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedDeadlineMs: 600_000, awaitDocuments: true, ...options }) });
         compactors.set(budget, compactor);
       }
       const started = performance.now();
@@ -101,7 +101,7 @@ async function latency(): Promise<void> {
   const turns = conversations.flatMap((conversation) => conversation.messages.slice(1));
   const history = [conversations[2]!.messages[0]!, ...turns.slice(0, 699)];
   const budget = 2000;
-  const warmup = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedDeadlineMs: 600_000 }) });
+  const warmup = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedDeadlineMs: 600_000, awaitDocuments: true }) });
   await warmup.compact({ model: 'gpt-4o', messages: [...history, { role: 'user', content: 'warm-up question?' }] });
   const compactor = createCompactor({ maxInputTokens: budget, strategy: 'relevance' });
   const totals: number[] = [];

@@ -29,3 +29,8 @@ export { openaiEmbedder, type OpenAIEmbedderOptions } from './embedders/openai.j
 export { transformersEmbedder, type TransformersEmbedderOptions } from './embedders/transformers.js';
 export { buildGloveModel, type GloveModelOptions } from './embedders/glove-model.js';
 export { bm25Scores } from './text/bm25.js';
+export { summarize, sharedSummaries, SUMMARY_LABEL, type SummarizeStrategyOptions } from '../strategies/summarize/index.js';
+export { extractiveSummarizer, type ExtractiveOptions } from './summarizers/extractive.js';
+export { llmSummarizer, SUMMARY_PROMPT, type LlmSummarizerOptions } from './summarizers/llm.js';
+export { SummaryQueue, memorySummaryStore, type SummaryStore, type SummaryQueueOptions, type QueueStats } from './summarizers/queue.js';
+export type { Summarizer, SummarizeOptions } from './summarizers/types.js';

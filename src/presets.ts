@@ -1,5 +1,7 @@
 import { relevance, type RelevanceOptions } from '../strategies/relevance/index.js';
+import { summarize, type SummarizeStrategyOptions } from '../strategies/summarize/index.js';
 import { truncate, type TruncateOptions } from '../strategies/truncate/index.js';
+import { pipeline } from './strategy.js';
 import { invalidOption } from './errors.js';
 import type { Strategy } from './strategy.js';
 
@@ -7,6 +9,7 @@ import type { Strategy } from './strategy.js';
 export interface PresetOptions {
   truncate?: TruncateOptions;
   relevance?: RelevanceOptions;
+  summarize?: SummarizeStrategyOptions;
 }
 
 type PresetFactory = (options: PresetOptions) => Strategy;
@@ -14,9 +17,10 @@ type PresetFactory = (options: PresetOptions) => Strategy;
 const PRESETS: Record<string, PresetFactory> = {
   truncate: (options) => truncate(options.truncate),
   relevance: (options) => relevance(options.relevance),
-  // Relevance with a larger recency window: for chat routes where the last few turns carry the
-  // thread. Summaries join it in a later version.
-  balanced: (options) => relevance({ recencyShare: 0.3, ...options.relevance }),
+  // Rolling summaries of old chunks, then recency for what is still over budget.
+  summarize: (options) => pipeline('summarize', [summarize(options.summarize), truncate(options.truncate)]),
+  // Summaries of old chunks, relevance-selected turns from the middle, the recent turns verbatim.
+  balanced: (options) => pipeline('balanced', [summarize({ summaryShare: 0.1, keepSource: true, ...options.summarize }), relevance({ recencyShare: 0.2, ...options.relevance })]),
 };
 
 /**

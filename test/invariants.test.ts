@@ -3,10 +3,12 @@ import { describe, expect, test } from 'vitest';
 import { createCompactor, CompactorError, pipeline, truncate, validateRequest, type ChatMessage, type Strategy } from '../src/index.js';
 import { deepFreeze, hashEmbedder, wordTokenizer } from '../src/testing/index.js';
 import { relevance } from '../strategies/relevance/index.js';
+import { summarize } from '../strategies/summarize/index.js';
+import { memorySummaryStore, SummaryQueue } from '../src/summarizers/queue.js';
 import { history } from './helpers.js';
 
 // At least 10k generated cases in CI, split across the strategies below.
-const RUNS = Number(process.env.INVARIANT_RUNS ?? 1700);
+const RUNS = Number(process.env.INVARIANT_RUNS ?? 1450);
 
 /** A strategy that breaks every rule, to prove the guard repairs what strategies get wrong. */
 const vandal: Strategy = {
@@ -24,7 +26,12 @@ const strategies: Record<string, () => Strategy> = {
   'truncate keepFirstUserTurns=2': () => truncate({ keepFirstUserTurns: 2 }),
   pipeline: () => pipeline('nested', [pipeline('inner', [truncate({ keepFirstUserTurns: 1 })]), truncate()]),
   relevance: () => relevance({ embedder: hashEmbedder(), markers: true }),
-  balanced: () => relevance({ embedder: hashEmbedder(), recencyShare: 0.5 }),
+  summarize: () => pipeline('summarize', [summarize({ mode: 'inline', chunkTokens: 50, summaryTokens: 20, store: memorySummaryStore(), queue: new SummaryQueue() }), truncate()]),
+  balanced: () =>
+    pipeline('balanced', [
+      summarize({ mode: 'inline', chunkTokens: 50, summaryTokens: 20, keepSource: true, summaryShare: 0.2, store: memorySummaryStore(), queue: new SummaryQueue() }),
+      relevance({ embedder: hashEmbedder(), recencyShare: 0.2 }),
+    ]),
   'misbehaving strategy + guard': () => vandal,
 };
 

@@ -58,7 +58,7 @@ describe('relevance strategy', () => {
     };
     const messages = history('Tell me about my puppy');
     const bm25 = await createCompactor({ ...options, maxInputTokens: 70, strategy: relevance({ embedder: null, recencyShare: 0, neighbours: 0 }) }).compact({ messages });
-    const dense = await createCompactor({ ...options, maxInputTokens: 70, strategy: relevance({ embedder: synonyms, sparseWeight: 0, recencyShare: 0, neighbours: 0 }) }).compact({ messages });
+    const dense = await createCompactor({ ...options, maxInputTokens: 70, strategy: relevance({ embedder: synonyms, sparseWeight: 0, recencyShare: 0, neighbours: 0, awaitDocuments: true, cache: createEmbeddingCache() }) }).compact({ messages });
     const has = (output: ChatMessage[]) => output.some((message) => String(message.content).includes('beagle'));
     expect(has(bm25.request.messages)).toBe(false);
     expect(has(dense.request.messages)).toBe(true);
@@ -111,13 +111,27 @@ describe('relevance strategy', () => {
   test('a new turn embeds only its new text', async () => {
     const embedder = hashEmbedder();
     const cache = createEmbeddingCache();
-    const compactor = createCompactor({ maxInputTokens: 1500, strategy: relevance({ embedder, cache }) });
+    const compactor = createCompactor({ maxInputTokens: 1500, strategy: relevance({ embedder, cache, awaitDocuments: true }) });
     const body = locomoRequest(1);
     await compactor.compact(body);
     const before = embedder.texts;
-    await compactor.compact({ ...body, messages: [...structuredClone(body.messages), { role: 'assistant', content: 'A new reply.' }, { role: 'user', content: 'And a new question?' }] });
+    const next: ChatMessage[] = [...structuredClone(body.messages), { role: 'assistant', content: 'A new reply.' }, { role: 'user', content: 'And a new question?' }];
+    await compactor.compact({ ...body, messages: next });
     // The query and at most the two new messages.
     expect(embedder.texts - before).toBeLessThanOrEqual(3);
+  });
+
+  test('by default only the query is embedded on the request path; the history is embedded in the background', async () => {
+    const embedder = hashEmbedder();
+    const cache = createEmbeddingCache();
+    const compactor = createCompactor({ maxInputTokens: 1500, strategy: relevance({ embedder, cache }) });
+    const body = locomoRequest(1);
+    const cold = await compactor.compact(body);
+    expect(cold.stats.strategies[0]!.info).toMatchObject({ dense: true, vectors: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const warm = await compactor.compact(body);
+    const info = warm.stats.strategies[0]!.info as { vectors: number; candidates: number };
+    expect(info.vectors).toBe(info.candidates);
   });
 
   test('the compactor embedder reaches the strategy through the context', async () => {

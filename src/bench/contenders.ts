@@ -7,6 +7,8 @@ export interface Contender {
   readonly name: string;
   readonly kind: 'baseline' | 'preset' | 'peer';
   run(request: ChatRequest, budget: number): Promise<{ messages: ChatMessage[]; ms: number; failures: number }>;
+  /** Dollars spent so far on the contender's own model calls (summarizer, embeddings). */
+  extraCost?(): number;
 }
 
 export function noCompaction(): Contender {
@@ -26,7 +28,7 @@ export function presetContender(preset: string): Contender {
     async run(request, budget) {
       let compactor = compactors.get(budget);
       if (!compactor) {
-        compactor = createCompactor({ maxInputTokens: budget, strategy: preset, onBudgetUnreachable: 'pass-through', presetOptions: { relevance: { embedDeadlineMs: 600_000 } } });
+        compactor = createCompactor({ maxInputTokens: budget, strategy: preset, onBudgetUnreachable: 'pass-through', presetOptions: { relevance: { embedDeadlineMs: 600_000, awaitDocuments: true }, summarize: { mode: 'inline', inlineDeadlineMs: 600_000 } } });
         compactors.set(budget, compactor);
       }
       const started = performance.now();

@@ -177,7 +177,7 @@ export interface ReplayRow {
   /** Dollars for the same requests sent uncompacted (prompt caching counted). */
   costUncompacted: number;
   costCompacted: number;
-  /** Summarizer and embedding calls the contender made (none yet). */
+  /** Summarizer and embedding calls the contender made (local models cost nothing). */
   costExtra: number;
   netSaving: number;
   msP50: number;
@@ -222,6 +222,7 @@ export async function runReplay(
   const rows: ReplayRow[] = [];
   const turns: ReplayTurn[] = [];
   for (const contender of contenders) {
+    const extraBefore = contender.extraCost?.() ?? 0;
     let requests = 0;
     let tokensBefore = 0;
     let tokensAfter = 0;
@@ -269,8 +270,8 @@ export async function runReplay(
       prefixShare: mean(shares) ?? 0,
       costUncompacted,
       costCompacted,
-      costExtra: 0,
-      netSaving: costUncompacted - costCompacted,
+      costExtra: (contender.extraCost?.() ?? 0) - extraBefore,
+      netSaving: costUncompacted - costCompacted - ((contender.extraCost?.() ?? 0) - extraBefore),
       msP50: percentile(times, 50),
       msP99: percentile(times, 99),
     });

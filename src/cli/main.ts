@@ -47,7 +47,7 @@ async function buildTable(flags: CompactFlags): Promise<RouteTable> {
   const deadline = (options: CompactorOptions): CompactorOptions => {
     const relevance = options.presetOptions?.relevance ?? {};
     const embedDeadlineMs = flags.embedDeadline ?? relevance.embedDeadlineMs ?? CLI_EMBED_DEADLINE_MS;
-    return { ...options, presetOptions: { ...options.presetOptions, relevance: { ...relevance, embedDeadlineMs } } };
+    return { ...options, presetOptions: { ...options.presetOptions, relevance: { awaitDocuments: true, ...relevance, embedDeadlineMs } } };
   };
   if (!flags.config) return createRouteTable({ defaults: deadline(overrides) });
   const config = await loadConfig(flags.config);

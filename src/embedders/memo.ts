@@ -31,6 +31,10 @@ export interface EmbeddingCacheOptions {
 export interface EmbeddingCache {
   /** Normalised vectors for `texts`, embedding only the misses, in batches, sharing in-flight work. */
   embed(embedder: Embedder, texts: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>;
+  /** Vectors already in the memo, without embedding anything (undefined where missing). */
+  peek(embedder: Embedder, texts: readonly string[]): (Float32Array | undefined)[];
+  /** Start embedding texts in the background (failures are ignored: the next request retries). */
+  warm(embedder: Embedder, texts: readonly string[]): void;
   /** Number of texts the embedder was actually asked for, since creation. */
   readonly misses: number;
 }
@@ -73,18 +77,26 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
     return found as Float32Array[];
   }
 
-  return {
+  const keyOf = (embedder: Embedder, text: string): string => `${embedder.id}|${hash('sha1', text, 'base64')}`;
+
+  const cache: EmbeddingCache = {
     get misses() {
       return misses;
+    },
+    peek(embedder, texts) {
+      return texts.map((text) => memo.get(keyOf(embedder, text)));
+    },
+    warm(embedder, texts) {
+      const missing = texts.filter((text) => !memo.has(keyOf(embedder, text)));
+      if (missing.length > 0) cache.embed(embedder, missing).catch(() => undefined);
     },
     async embed(embedder, texts, embedOptions = {}) {
       const results: Promise<Float32Array>[] = new Array(texts.length);
       const batchKeys: string[] = [];
       const batchTexts: string[] = [];
       const resolvers: { resolve: (vector: Float32Array) => void; reject: (error: unknown) => void }[] = [];
-      const prefix = `${embedder.id}|`;
       for (let index = 0; index < texts.length; index++) {
-        const key = prefix + hash('sha1', texts[index]!, 'base64');
+        const key = keyOf(embedder, texts[index]!);
         const cached = memo.get(key);
         if (cached) {
           results[index] = Promise.resolve(cached);
@@ -121,4 +133,5 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
       return Promise.all(results);
     },
   };
+  return cache;
 }

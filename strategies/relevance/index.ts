@@ -53,6 +53,14 @@ export interface RelevanceOptions {
   sessionHeaders?: boolean;
   /** Role of marker messages. @default 'system' */
   markerRole?: 'system' | 'user' | 'assistant';
+  /**
+   * Embed the history's missing messages on the request path. Off by default: only the query is
+   * embedded on the path, messages without a vector yet (the newest, or all of a cold history)
+   * get no dense score for this request and are embedded in the background for the next one.
+   * Benches turn it on so results do not depend on timing.
+   * @default false
+   */
+  awaitDocuments?: boolean;
   /** Milliseconds to wait for embeddings before falling back to BM25 alone (the embedding goes on, to warm the memo). @default 250 */
   embedDeadlineMs?: number;
   /** Embedding memo; by default one shared by every relevance strategy in the process. */
@@ -72,6 +80,7 @@ const DEFAULTS = {
   sessionHeaders: true,
   markerRole: 'system' as const,
   embedDeadlineMs: 250,
+  awaitDocuments: false,
 };
 
 let sharedCache: EmbeddingCache | undefined;
@@ -197,16 +206,34 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
       const sparse = bm25Scores(query, texts);
       const sparseMs = performance.now() - sparseStarted;
       let dense: Float64Array | undefined;
+      let vectorsSeen = 0;
       const embedder = settings.embedder === undefined ? (context.embedder ?? defaultEmbedder()) : settings.embedder;
       const timings = { embedMs: 0, scoreMs: 0 };
       if (embedder && settings.denseWeight > 0) {
         try {
           const embedStarted = performance.now();
-          const vectors = await withDeadline(cache.embed(embedder, [query, ...texts], { signal: context.signal }), settings.embedDeadlineMs, context.signal);
+          let documentVectors: (Float32Array | undefined)[];
+          let queryVector: Float32Array;
+          if (settings.awaitDocuments) {
+            const all = await withDeadline(cache.embed(embedder, [query, ...texts], { signal: context.signal }), settings.embedDeadlineMs, context.signal);
+            queryVector = all[0]!;
+            documentVectors = all.slice(1);
+          } else {
+            documentVectors = cache.peek(embedder, texts);
+            const missing = texts.filter((_, index) => documentVectors[index] === undefined);
+            // The query first: in-process encoders run one batch at a time.
+            const pending = cache.embed(embedder, [query], { signal: context.signal });
+            if (missing.length > 0) pending.finally(() => cache.warm(embedder, missing)).catch(() => undefined);
+            queryVector = (await withDeadline(pending, settings.embedDeadlineMs, context.signal))[0]!;
+          }
+          vectorsSeen = documentVectors.filter(Boolean).length;
           timings.embedMs = performance.now() - embedStarted;
           const scoreStarted = performance.now();
-          dense = new Float64Array(texts.length);
-          for (let index = 0; index < texts.length; index++) dense[index] = dot(vectors[0]!, vectors[index + 1]!);
+          dense = new Float64Array(texts.length).fill(-Infinity);
+          for (let index = 0; index < texts.length; index++) {
+            const vector = documentVectors[index];
+            if (vector) dense[index] = dot(queryVector!, vector);
+          }
           timings.scoreMs += performance.now() - scoreStarted;
         } catch (error) {
           if (isAbortError(error) || context.signal?.aborted) throw error;
@@ -223,7 +250,8 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
       candidates.forEach((unit, position) => {
         let score = 0;
         if (sparse[position]! > 0) score += settings.sparseWeight / (settings.rrfK + sparseRanks[position]!);
-        if (denseRanks) score += settings.denseWeight / (settings.rrfK + denseRanks[position]!);
+        // A message with no vector yet gets no dense credit.
+        if (denseRanks && dense![position]! > -Infinity) score += settings.denseWeight / (settings.rrfK + denseRanks[position]!);
         fused[unit] = score;
       });
       const final = new Float64Array(fused);
@@ -253,7 +281,7 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
         const output = assemble(messages, parts.unitOf, keep, sessionOf, settings.markers, settings.sessionHeaders, settings.markerRole);
         let tokens = context.fixedTokens;
         for (const message of output) tokens += counter.message(message);
-        if (tokens <= context.budget || picked.length === 0) return { messages: output, failures, info: { dense: Boolean(dense), kept: picked.length, embedMs: timings.embedMs, scoreMs: timings.scoreMs } };
+        if (tokens <= context.budget || picked.length === 0) return { messages: output, failures, info: { dense: Boolean(dense), vectors: vectorsSeen, candidates: texts.length, kept: picked.length, embedMs: timings.embedMs, scoreMs: timings.scoreMs } };
         keep[picked.pop()!] = 0;
       }
     },
