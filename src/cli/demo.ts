@@ -25,7 +25,7 @@ export async function runDemo(flags: { budgets: string; preset: string }): Promi
     let keptAll = true;
     const times: string[] = [];
     for (const budget of budgets) {
-      const compactor = createCompactor({ maxInputTokens: budget, strategy: flags.preset, presetOptions: { relevance: { embedDeadlineMs: 60_000, awaitDocuments: true } } });
+      const compactor = createCompactor({ maxInputTokens: budget, strategy: flags.preset, presetOptions: { relevance: { embedDeadlineMs: 60_000, awaitDocuments: true }, summarize: { mode: 'inline', inlineDeadlineMs: 60_000 } } });
       const cold = await compactor.compact(request);
       // The next turn resends the same history plus one message: only that message is new work.
       const next: ChatRequest = { ...request, messages: [...request.messages, { role: 'assistant', content: 'Noted.' }, { role: 'user', content: 'And after that?' }] };

@@ -34,7 +34,7 @@ interface CompactFlags {
   embedDeadline?: number;
 }
 
-/** The CLI waits for embeddings (offline work favours quality over latency); servers default to 250 ms. */
+/** The CLI waits for embeddings and summaries (offline work favours quality over latency); servers default to 250 ms and background summaries. */
 export const CLI_EMBED_DEADLINE_MS = 60_000;
 
 async function buildTable(flags: CompactFlags): Promise<RouteTable> {
@@ -47,7 +47,16 @@ async function buildTable(flags: CompactFlags): Promise<RouteTable> {
   const deadline = (options: CompactorOptions): CompactorOptions => {
     const relevance = options.presetOptions?.relevance ?? {};
     const embedDeadlineMs = flags.embedDeadline ?? relevance.embedDeadlineMs ?? CLI_EMBED_DEADLINE_MS;
-    return { ...options, presetOptions: { ...options.presetOptions, relevance: { awaitDocuments: true, ...relevance, embedDeadlineMs } } };
+    const summarize = options.presetOptions?.summarize ?? {};
+    return {
+      ...options,
+      presetOptions: {
+        ...options.presetOptions,
+        relevance: { awaitDocuments: true, ...relevance, embedDeadlineMs },
+        // One-shot CLI runs have no next turn to use background summaries: make them inline.
+        summarize: { mode: 'inline', inlineDeadlineMs: embedDeadlineMs, ...summarize },
+      },
+    };
   };
   if (!flags.config) return createRouteTable({ defaults: deadline(overrides) });
   const config = await loadConfig(flags.config);
