@@ -39,6 +39,15 @@ describe('CLI: compact', () => {
     expect(stats.tokensAfter).toBeLessThanOrEqual(2000);
   });
 
+  test('--preset balanced folds old sessions into summaries and stays within budget', async () => {
+    const { code, stdout, stderr } = run(['compact', conversationFile, '--budget', '2000', '--preset', 'balanced', '--stats']);
+    expect(code).toBe(0);
+    const output = JSON.parse(stdout) as ChatRequest;
+    expect(output.messages.some((message) => String(message.content).startsWith('[Summary of earlier conversation]'))).toBe(true);
+    expect(await createCompactor().countTokens(output)).toBeLessThanOrEqual(2000);
+    expect(JSON.parse(stderr).strategies.map((step: { name: string }) => step.name)).toEqual(['summarize', 'relevance']);
+  });
+
   test('reads stdin when no file is given; a request without a model is counted as gpt-4o', () => {
     const { messages } = locomoRequest(0);
     const { code, stdout } = run(['compact', '--budget', '1000', '--preset', 'truncate'], JSON.stringify({ messages }));

@@ -33,6 +33,15 @@ describe('Express middleware', () => {
     expect(await createCompactor().countTokens(seen().body)).toBe(seen().stats.tokensAfter);
   });
 
+  test('the default preset (relevance) works behind the middleware', async () => {
+    const { server, seen } = app(compaction({ maxInputTokens: 1500 }) as express.RequestHandler);
+    const body = locomoRequest(0);
+    await request(server).post('/v1/chat/completions').send(body).expect(200);
+    expect(seen().stats.strategies[0]!.name).toBe('relevance');
+    expect(seen().stats.tokensAfter).toBeLessThanOrEqual(1500);
+    expect(seen().body.messages.at(-1)).toEqual(body.messages.at(-1));
+  });
+
   test('errors go through next(err) and render as OpenAI-style JSON with a stable code', async () => {
     const { server } = app(compaction({ maxInputTokens: 2000 }) as express.RequestHandler);
     const bad = await request(server).post('/v1/chat/completions').send({ messages: [{ role: 'robot', content: 'x' }] }).expect(400);
