@@ -30,6 +30,10 @@ describe('embedding memo', () => {
     expect(embedder.calls).toBe(3); // [a, b], [c], [d]
     await cache.embed(embedder, ['a', 'b', 'c', 'd', 'e']);
     expect(embedder.texts).toBe(5);
+    expect(cache.peek(embedder, ['a', 'zzz']).map(Boolean)).toEqual([true, false]);
+    cache.warm(embedder, ['zzz']);
+    await cache.idle();
+    expect(cache.peek(embedder, ['zzz'])[0]).toBeDefined();
     const vector = (await cache.embed(embedder, ['a']))[0]!;
     expect(Math.abs(dot(vector, vector) - 1)).toBeLessThan(1e-5);
   });

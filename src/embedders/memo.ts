@@ -35,6 +35,8 @@ export interface EmbeddingCache {
   peek(embedder: Embedder, texts: readonly string[]): (Float32Array | undefined)[];
   /** Start embedding texts in the background (failures are ignored: the next request retries). */
   warm(embedder: Embedder, texts: readonly string[]): void;
+  /** Resolves when no embedding is in flight (for benches, tests and graceful shutdown). */
+  idle(): Promise<void>;
   /** Number of texts the embedder was actually asked for, since creation. */
   readonly misses: number;
 }
@@ -85,6 +87,9 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
     },
     peek(embedder, texts) {
       return texts.map((text) => memo.get(keyOf(embedder, text)));
+    },
+    async idle() {
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight.values()]);
     },
     warm(embedder, texts) {
       const missing = texts.filter((text) => !memo.has(keyOf(embedder, text)));
