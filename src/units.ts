@@ -22,6 +22,12 @@ export interface Partition {
   readonly latestUser: number;
   /** Number of turns (highest turn number). */
   readonly turns: number;
+  /** Tokens of all the messages (framing included, priming and tools not). */
+  readonly tokens: number;
+  /** Tokens of the protected units alone. */
+  readonly protectedTokens: number;
+  /** Tokens of the droppable units, by turn (index 0 … turns). */
+  readonly turnTokens: Float64Array;
 }
 
 export function isPinnedRole(message: ChatMessage): boolean {
@@ -72,10 +78,16 @@ export function partition(messages: Messages, tokensOf: (message: ChatMessage) =
   // With no user message at all, the newest unit stands in for the latest turn, so the output is
   // never empty of conversation.
   if (latestUser < 0 && meta.length > 0) meta[meta.length - 1]!.protected = true;
+  let total = 0;
+  let protectedTokens = 0;
+  const turnTokens = new Float64Array(turn + 1);
   for (let unit = 0; unit < members.length; unit++) {
     let tokens = 0;
     for (const index of members[unit]!) tokens += tokensOf(messages[index]!);
     units.push({ indices: members[unit]!, protected: meta[unit]!.protected, turn: meta[unit]!.turn, tokens });
+    total += tokens;
+    if (meta[unit]!.protected) protectedTokens += tokens;
+    else turnTokens[meta[unit]!.turn]! += tokens;
   }
-  return { units, unitOf, latestUser, turns: turn };
+  return { units, unitOf, latestUser, turns: turn, tokens: total, protectedTokens, turnTokens };
 }

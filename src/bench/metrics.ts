@@ -1,18 +1,8 @@
 import { messageText } from '../text/message-text.js';
+import { STOPWORDS } from '../text/stopwords.js';
 import type { Messages } from '../types.js';
 
 export { messageText };
-
-// A short English stop list: function words carry no fact.
-const STOPWORDS = new Set(
-  (
-    'a an the and or but if of to in on at by for with from as is are was were be been being it its this that these those ' +
-    'he she they we you i me my his her their our your them him us do does did done have has had not no so than then too ' +
-    'very can could would should will shall may might must just also about into over after before up down out off again ' +
-    'what which who whom whose when where why how all any both each few more most other some such only own same there here ' +
-    'yes s t don doesn didn isn wasn aren weren'
-  ).split(' '),
-);
 
 /** Lower-case alphanumeric words with the stop words removed. */
 export function contentWords(text: string): string[] {

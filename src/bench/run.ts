@@ -1,4 +1,4 @@
-import { messageKey, type TokenCounter } from '../tokens/counter.js';
+import { messageKey, REPLY_PRIMING_TOKENS, type TokenCounter } from '../tokens/counter.js';
 import type { ChatMessage, ChatRequest, Messages } from '../types.js';
 import { validateRequest } from '../validate.js';
 import type { Contender } from './contenders.js';
@@ -32,7 +32,7 @@ export function checkOutput(input: Messages, output: Messages, budget: number | 
   const answered = new Set(output.filter((message) => message.role === 'tool').map((message) => message.tool_call_id));
   for (const message of output) for (const call of message.tool_calls ?? []) if (!answered.has(call.id)) return `tool call ${call.id} lost its result`;
   if (budget !== undefined) {
-    const tokens = counter.messages(output) + 3;
+    const tokens = counter.messages(output) + REPLY_PRIMING_TOKENS;
     if (tokens > budget) return `over budget: ${tokens} > ${budget}`;
   }
   // Messages a strategy made itself (summaries, markers) are allowed; dropping a protected
@@ -119,7 +119,7 @@ export async function runQa(
             category: item.category,
             erVerbatim: verbatimRetention(item.evidenceTexts, text),
             erFact: item.answer === undefined ? undefined : factRetention(item.answer, item.question, new Set(contentWords(text)), fullWords),
-            tokens: options.counter.messages(messages) + 3,
+            tokens: options.counter.messages(messages) + REPLY_PRIMING_TOKENS,
             ms,
           });
           progress.tick(1, `${contender.name} @${budget}`);
@@ -244,8 +244,8 @@ export async function runReplay(
         if (problem) violations.push({ contender: contender.name, mode: 'replay', budget: options.budget, conversation: conversation.id, request: turn, problem });
         const reply = conversation.messages[index + 1];
         const outputTokens = reply && reply.role === 'assistant' ? options.counter.text(String(reply.content ?? '')) : 0;
-        const before = options.counter.messages(history) + 3;
-        const after = options.counter.messages(messages) + 3;
+        const before = options.counter.messages(history) + REPLY_PRIMING_TOKENS;
+        const after = options.counter.messages(messages) + REPLY_PRIMING_TOKENS;
         const fullPrefix = sharedPrefixTokens(previousFull, history, options.counter);
         const prefix = sharedPrefixTokens(previousOut, messages, options.counter);
         costUncompacted += billedCost({ inputTokens: before, prefixTokens: fullPrefix, outputTokens }, options.price, options.cacheRule);

@@ -1,15 +1,5 @@
 import { LRUCache } from 'lru-cache';
-
-// Function words carry no topic; dropping them keeps BM25 on what a question is about.
-const STOPWORDS = new Set(
-  (
-    'a an the and or but if of to in on at by for with from as is are was were be been being it its this that these those ' +
-    'he she they we you i me my his her their our your them him us do does did done have has had not no so than then too ' +
-    'very can could would should will shall may might must just also about into over after before up down out off again ' +
-    'what which who whom whose when where why how all any both each few more most other some such only own same there here ' +
-    'yes s t don doesn didn isn wasn aren weren im ive its youre thats oh hey hi wow really yeah'
-  ).split(' '),
-);
+import { CHAT_FILLERS, STOPWORDS } from './stopwords.js';
 
 /** Light stemming: enough to match "paintings" with "painting" and "went" stays "went". */
 function stem(word: string): string {
@@ -29,7 +19,7 @@ const termsMemo = new LRUCache<string, readonly string[]>({ maxSize: 16 * 1024 *
 export function terms(text: string): readonly string[] {
   const cached = termsMemo.get(text);
   if (cached) return cached;
-  const words = (text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []).filter((word) => !STOPWORDS.has(word)).map(stem);
+  const words = (text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []).filter((word) => !STOPWORDS.has(word) && !CHAT_FILLERS.has(word)).map(stem);
   termsMemo.set(text, words);
   return words;
 }

@@ -1,5 +1,7 @@
 import { bm25Scores } from '../../src/text/bm25.js';
-import { CompactorError, invalidOption, isAbortError, throwIfAborted } from '../../src/errors.js';
+import { withDeadline } from '../../src/deadline.js';
+import { invalidOption, isAbortError, throwIfAborted } from '../../src/errors.js';
+import { SESSION_HEADER } from '../../src/text/stopwords.js';
 import { createEmbeddingCache, type EmbeddingCache } from '../../src/embedders/memo.js';
 import { dot, type Embedder } from '../../src/embedders/types.js';
 import { useLite } from '../../src/embedders/use-lite.js';
@@ -75,7 +77,7 @@ const DEFAULTS = {
   neighbours: 1,
   neighbourDiscount: 0.5,
   recencyShare: 0.1,
-  sessionHeader: /^\[Session [^\]]*\]/ as RegExp | null,
+  sessionHeader: SESSION_HEADER as RegExp | null,
   markers: false,
   sessionHeaders: true,
   markerRole: 'system' as const,
@@ -100,24 +102,6 @@ export function sharedEmbeddingCache(): EmbeddingCache {
 
 function checkNumber(option: string, value: number, minimum: number, maximum: number): void {
   if (typeof value !== 'number' || !(value >= minimum && value <= maximum)) invalidOption(option, `a number from ${minimum} to ${maximum}`, value);
-}
-
-async function withDeadline<T>(promise: Promise<T>, ms: number, signal: AbortSignal | undefined): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new CompactorError('upstream.failed', `embedder exceeded its ${ms} ms deadline`)), ms);
-        onAbort = () => reject(new CompactorError('aborted', 'the operation was aborted', { cause: signal?.reason }));
-        signal?.addEventListener('abort', onAbort, { once: true });
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) signal?.removeEventListener('abort', onAbort);
-  }
 }
 
 /** 1-based rank of each score (highest first); ties share the lower rank. */
@@ -159,14 +143,8 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
     async apply(messages, context) {
       const parts = context.partition(messages);
       const counter = context.counter;
-      let protectedTokens = context.fixedTokens;
-      let total = context.fixedTokens;
-      for (const unit of parts.units) {
-        total += unit.tokens;
-        if (unit.protected) protectedTokens += unit.tokens;
-      }
-      if (total <= context.budget) return { messages };
-      const available = context.budget - protectedTokens;
+      if (context.fixedTokens + parts.tokens <= context.budget) return { messages };
+      const available = context.budget - context.fixedTokens - parts.protectedTokens;
       const units = parts.units;
       const keep = new Uint8Array(units.length);
       for (let unit = 0; unit < units.length; unit++) if (units[unit]!.protected) keep[unit] = 1;
@@ -175,16 +153,16 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
       // Recency: the newest whole turns, up to the reserved share.
       let recencyLeft = Math.floor(available * settings.recencyShare);
       let used = 0;
-      const turnTokens = new Map<number, number>();
-      for (const unit of units) if (!unit.protected) turnTokens.set(unit.turn, (turnTokens.get(unit.turn) ?? 0) + unit.tokens);
+      let oldestRecent = parts.turns + 1;
       for (let turn = parts.turns; turn >= 0 && recencyLeft > 0; turn--) {
-        const tokens = turnTokens.get(turn);
-        if (tokens === undefined) continue;
+        const tokens = parts.turnTokens[turn]!;
+        if (tokens === 0) continue;
         if (tokens > recencyLeft) break;
         recencyLeft -= tokens;
         used += tokens;
-        for (let unit = 0; unit < units.length; unit++) if (!units[unit]!.protected && units[unit]!.turn === turn) keep[unit] = 2;
+        oldestRecent = turn;
       }
+      for (let unit = 0; unit < units.length; unit++) if (!units[unit]!.protected && units[unit]!.turn >= oldestRecent) keep[unit] = 2;
 
       const candidates: number[] = [];
       for (let unit = 0; unit < units.length; unit++) if (!keep[unit]) candidates.push(unit);
@@ -215,7 +193,7 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
           let documentVectors: (Float32Array | undefined)[];
           let queryVector: Float32Array;
           if (settings.awaitDocuments) {
-            const all = await withDeadline(cache.embed(embedder, [query, ...texts], { signal: context.signal }), settings.embedDeadlineMs, context.signal);
+            const all = await withDeadline(cache.embed(embedder, [query, ...texts], { signal: context.signal }), settings.embedDeadlineMs, 'embedder', context.signal);
             queryVector = all[0]!;
             documentVectors = all.slice(1);
           } else {
@@ -224,7 +202,7 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
             // The query first: in-process encoders run one batch at a time.
             const pending = cache.embed(embedder, [query], { signal: context.signal });
             if (missing.length > 0) pending.finally(() => cache.warm(embedder, missing)).catch(() => undefined);
-            queryVector = (await withDeadline(pending, settings.embedDeadlineMs, context.signal))[0]!;
+            queryVector = (await withDeadline(pending, settings.embedDeadlineMs, 'embedder', context.signal))[0]!;
           }
           vectorsSeen = documentVectors.filter(Boolean).length;
           timings.embedMs = performance.now() - embedStarted;

@@ -1,5 +1,7 @@
 import { hash } from 'node:crypto';
-import { CompactorError, invalidOption, isAbortError } from '../../src/errors.js';
+import { withDeadline } from '../../src/deadline.js';
+import { invalidOption, isAbortError } from '../../src/errors.js';
+import { SESSION_HEADER } from '../../src/text/stopwords.js';
 import type { FailureRecord, Strategy } from '../../src/strategy.js';
 import { extractiveSummarizer } from '../../src/summarizers/extractive.js';
 import { memorySummaryStore, SummaryQueue, type SummaryStore } from '../../src/summarizers/queue.js';
@@ -56,7 +58,7 @@ export interface SummarizeStrategyOptions {
 const DEFAULTS = {
   chunking: 'auto' as const,
   chunkTokens: 1200,
-  sessionHeader: /^\[Session [^\]]*\]/,
+  sessionHeader: SESSION_HEADER,
   summaryTokens: 120,
   summaryShare: 0.5,
   groupSize: 4,
@@ -122,8 +124,7 @@ export function summarize(options: SummarizeStrategyOptions = {}): Strategy {
     async apply(messages, context) {
       const parts = context.partition(messages);
       const counter = context.counter;
-      let total = context.fixedTokens;
-      for (const unit of parts.units) total += unit.tokens;
+      const total = context.fixedTokens + parts.tokens;
       if (total <= context.budget) return { messages };
       const failures: FailureRecord[] = [];
 
@@ -174,19 +175,13 @@ export function summarize(options: SummarizeStrategyOptions = {}): Strategy {
           await store.set(item.key, summary);
         });
         if (settings.mode === 'background' || job === undefined) return undefined;
-        let timer: NodeJS.Timeout | undefined;
         try {
-          await Promise.race([
-            job,
-            new Promise((_, reject) => (timer = setTimeout(() => reject(new CompactorError('upstream.failed', `summary exceeded the ${settings.inlineDeadlineMs} ms deadline`)), settings.inlineDeadlineMs))),
-          ]);
+          await withDeadline(job, settings.inlineDeadlineMs, 'summary', context.signal);
           return await store.get(item.key);
         } catch (error) {
           if (isAbortError(error) || context.signal?.aborted) throw error;
           failures.push({ strategy: 'summarize', code: 'upstream.failed', message: `summarizer ${summarizer.id} failed: ${(error as Error).message}` });
           return undefined;
-        } finally {
-          clearTimeout(timer);
         }
       };
 

@@ -29,16 +29,9 @@ export function truncate(options: TruncateOptions = {}): Strategy {
     name: 'truncate',
     async apply(messages, context) {
       const parts = context.partition(messages);
-      let fixed = context.fixedTokens;
-      let total = context.fixedTokens;
-      const turnTokens = new Float64Array(parts.turns + 1);
-      for (const unit of parts.units) {
-        total += unit.tokens;
-        if (unit.protected) fixed += unit.tokens;
-        else turnTokens[unit.turn]! += unit.tokens;
-      }
-      if (total <= context.budget) return { messages };
-      let remaining = context.budget - fixed;
+      if (context.fixedTokens + parts.tokens <= context.budget) return { messages };
+      const turnTokens = parts.turnTokens;
+      let remaining = context.budget - context.fixedTokens - parts.protectedTokens;
       const keepTurn = new Uint8Array(parts.turns + 1);
       for (let turn = 1; turn <= Math.min(settings.keepFirstUserTurns, parts.turns); turn++) {
         if (turnTokens[turn]! > remaining) break;
