@@ -9,6 +9,8 @@ import { DEFAULT_IMAGE_TOKENS } from './tokens/images.js';
 import { KNOWN_MODELS, lookupModel, type ModelInfo } from './tokens/models.js';
 import { builtinTokenizer, type EncodingName, type TokenizerBackend, type TokenizerFactory } from './tokens/tokenizer.js';
 import type { Embedder } from './embedders/types.js';
+import type { CachedResponse, CacheLookup, ResponseCache } from './cache/response-cache.js';
+import { semanticCache } from '../strategies/semantic-cache/index.js';
 import type { ChatRequest, Messages } from './types.js';
 import { partition, type Partition } from './units.js';
 import { DEFAULT_LIMITS, validateRequest, type InputLimits } from './validate.js';
@@ -77,6 +79,12 @@ export interface CompactorOptions {
    * @default 'error'
    */
   onBudgetUnreachable?: OnBudgetUnreachable;
+  /**
+   * Response cache checked before compaction: a hit answers the request without the model
+   * (`createResponseCache(…)`). Without one, nothing is cached.
+   * @default undefined
+   */
+  cache?: ResponseCache;
   /** Limits on what a request may contain. */
   limits?: Partial<InputLimits>;
   /**
@@ -108,6 +116,12 @@ export interface CompactOptions {
    * @default the request's `model`, else the `defaultModel` option
    */
   model?: string;
+  /**
+   * Skip the response cache for this request (adapters set it from `Cache-Control: no-cache` or
+   * `x-compactor-cache: bypass`). The response is not stored either.
+   * @default false
+   */
+  bypassCache?: boolean;
 }
 
 export interface CompactionStats {
@@ -127,13 +141,26 @@ export interface CompactionStats {
   /** All failures recovered from, across strategies. */
   failures: FailureRecord[];
   /** Why the request went through uncompacted, when it did. */
-  passThrough?: 'within-budget' | 'no-budget' | 'budget-unreachable';
+  passThrough?: 'within-budget' | 'no-budget' | 'budget-unreachable' | 'cache-hit';
+  /** The response cache's verdict, when a cache is configured. */
+  cache?: { status: 'hit' | 'miss' | 'bypass'; layer?: 'exact' | 'semantic'; reason?: string; score?: number };
+}
+
+/** What the adapters do with the cache: answer from it, or store the upstream's response. */
+export interface CacheOutcome {
+  status: 'hit' | 'miss' | 'bypass';
+  /** The cached response, on a hit. */
+  response?: CachedResponse;
+  /** Store the upstream's completed response (only on a miss; resolves false when not stored). */
+  commit(response: CachedResponse): Promise<boolean>;
 }
 
 export interface CompactionResult<T = ChatRequest> {
   /** The compacted copy, in the shape it came in. */
   request: T;
   stats: CompactionStats;
+  /** Present when the compactor has a cache. */
+  cache?: CacheOutcome;
 }
 
 export interface Compactor {
@@ -152,6 +179,7 @@ interface ResolvedOptions {
   defaultModel: string | undefined;
   strategy: Strategy;
   embedder: Embedder | undefined;
+  cache: ResponseCache | undefined;
   tokenizer: TokenizerFactory;
   approximateTokenMultiplier: number;
   imageTokens: number;
@@ -212,6 +240,10 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
   if (merged.embedder !== undefined && (typeof merged.embedder !== 'object' || merged.embedder === null || typeof merged.embedder.embed !== 'function' || typeof merged.embedder.id !== 'string')) {
     invalidOption('embedder', 'an Embedder ({ id, dimensions, embed })', merged.embedder);
   }
+  const cache = merged.cache;
+  if (cache !== undefined && (typeof cache !== 'object' || cache === null || typeof cache.lookup !== 'function' || typeof cache.commit !== 'function')) {
+    invalidOption('cache', 'a ResponseCache (createResponseCache())', cache);
+  }
   const limits = { ...DEFAULT_LIMITS, ...merged.limits };
   positiveInteger('limits.maxMessages', limits.maxMessages);
   positiveInteger('limits.maxPartsPerMessage', limits.maxPartsPerMessage);
@@ -224,6 +256,7 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
     defaultModel: merged.defaultModel,
     strategy,
     embedder: merged.embedder,
+    cache,
     tokenizer,
     approximateTokenMultiplier: merged.approximateTokenMultiplier,
     imageTokens: merged.imageTokens,
@@ -259,6 +292,7 @@ export function resolveBudget(
  */
 export function createCompactor(options: CompactorOptions = {}): Compactor {
   const settings = resolveOptions(options);
+  const cacheStep = settings.cache ? semanticCache(settings.cache) : undefined;
   // Bounded by bytes, not entries: lru-cache preallocates when `max` is set, which would make
   // every compactor (one per route) pay for the largest cache up front.
   const memo = new LRUCache<string, number>({ maxSize: settings.tokenCacheBytes, sizeCalculation: (_value, key) => 2 * key.length + 64 });
@@ -344,25 +378,20 @@ export function createCompactor(options: CompactorOptions = {}): Compactor {
         guard: { repaired: 0, droppedForBudget: 0 },
         failures: [],
       };
+      let cacheOutcome: CacheOutcome | undefined;
       const finish = (messages: Messages): CompactionResult<T> => {
         stats.ms = settings.clock() - started;
         const restored = conversion ? conversion.restore(messages) : { ...canonical, messages: [...messages] };
-        return { request: restored as unknown as T, stats };
+        const result: CompactionResult<T> = { request: restored as unknown as T, stats };
+        if (cacheOutcome) result.cache = cacheOutcome;
+        return result;
       };
-      if (budget === null) {
-        stats.passThrough = 'no-budget';
-        return finish(input);
-      }
-      if (tokensBefore <= budget) {
-        stats.passThrough = 'within-budget';
-        return finish(input);
-      }
 
       const partitions = new WeakMap<Messages, Partition>();
       const tokensOf = (message: (typeof input)[number]) => counter.message(message);
       const context: StrategyContext = {
         counter,
-        budget,
+        budget: budget ?? Number.POSITIVE_INFINITY,
         fixedTokens,
         model,
         request: canonical,
@@ -371,6 +400,8 @@ export function createCompactor(options: CompactorOptions = {}): Compactor {
         route,
         tenant,
         embedder: settings.embedder,
+        format: conversion ? 'anthropic' : 'openai',
+        bypassCache: compactOptions.bypassCache === true,
         partition(messages) {
           let cached = partitions.get(messages);
           if (cached === undefined) {
@@ -380,15 +411,36 @@ export function createCompactor(options: CompactorOptions = {}): Compactor {
           return cached;
         },
       };
+
+      if (cacheStep && settings.cache) {
+        const looked = await runStrategy(cacheStep, input, context);
+        stats.strategies.push(looked.stats);
+        stats.failures.push(...looked.stats.failures);
+        cacheOutcome = outcomeOf(settings.cache, looked.cache, stats);
+        if (cacheOutcome.status === 'hit') {
+          stats.passThrough = 'cache-hit';
+          return finish(input);
+        }
+      }
+      if (budget === null) {
+        stats.passThrough = 'no-budget';
+        return finish(input);
+      }
+      if (tokensBefore <= budget) {
+        stats.passThrough = 'within-budget';
+        return finish(input);
+      }
+
       const ran = await runStrategy(settings.strategy, input, context);
-      stats.strategies = ran.stats.steps ? [...ran.stats.steps] : [ran.stats];
+      const steps = ran.stats.steps ? [...ran.stats.steps] : [ran.stats];
+      stats.strategies.push(...steps);
       const collect = (list: readonly StrategyStats[]): void => {
         for (const step of list) {
           stats.failures.push(...step.failures);
           if (step.steps) collect(step.steps);
         }
       };
-      collect(stats.strategies);
+      collect(steps);
       if (ran.stats.steps) stats.failures.push(...ran.stats.failures);
 
       throwIfAborted(signal);
@@ -407,6 +459,37 @@ export function createCompactor(options: CompactorOptions = {}): Compactor {
       stats.tokensAfter = guarded.tokens;
       stats.messagesAfter = guarded.messages.length;
       return finish(guarded.messages);
+    },
+  };
+}
+
+const notStored = async (): Promise<boolean> => false;
+
+function outcomeOf(cache: ResponseCache, lookup: CacheLookup | undefined, stats: CompactionStats): CacheOutcome {
+  if (!lookup) {
+    // The lookup strategy failed (and was counted); the request goes on uncached.
+    stats.cache = { status: 'bypass', reason: 'failed' };
+    return { status: 'bypass', commit: notStored };
+  }
+  if (lookup.status === 'hit') {
+    stats.cache = { status: 'hit', layer: lookup.layer };
+    if (lookup.score !== undefined) stats.cache.score = lookup.score;
+    return { status: 'hit', response: lookup.response, commit: notStored };
+  }
+  if (lookup.status === 'bypass') {
+    stats.cache = { status: 'bypass', reason: lookup.reason };
+    return { status: 'bypass', commit: notStored };
+  }
+  stats.cache = { status: 'miss' };
+  const ticket = lookup.ticket;
+  let committed = false;
+  return {
+    status: 'miss',
+    commit(response) {
+      // One response per request: a second commit (a retry loop, say) is ignored.
+      if (committed) return notStored();
+      committed = true;
+      return cache.commit(ticket, response);
     },
   };
 }

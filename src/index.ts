@@ -34,3 +34,26 @@ export { extractiveSummarizer, type ExtractiveOptions } from './summarizers/extr
 export { llmSummarizer, SUMMARY_PROMPT, type LlmSummarizerOptions } from './summarizers/llm.js';
 export { SummaryQueue, memorySummaryStore, type SummaryStore, type SummaryQueueOptions, type QueueStats } from './summarizers/queue.js';
 export type { Summarizer, SummarizeOptions } from './summarizers/types.js';
+export {
+  createResponseCache,
+  replay,
+  uncacheableReason,
+  type ResponseCache,
+  type ResponseCacheOptions,
+  type RouteCacheOptions,
+  type CachedResponse,
+  type CacheLookup,
+  type CacheLookupOptions,
+  type CacheStats,
+  type CacheTicket,
+  type BypassReason,
+} from './cache/response-cache.js';
+export { defaultVerifier, cosineVerifier, logisticVerifier, DEFAULT_VERIFIER_THRESHOLD, type Verifier, type LogisticModel } from './cache/verifier.js';
+export { assembleChatCompletion, chatCompletionChunks, encodeSse, sseCollector, type SseEvent } from './cache/sse.js';
+export { readPairs, splitByQuestion, type LabelledPair, type PairLabel } from './cache/pairs.js';
+export { semanticCache } from '../strategies/semantic-cache/index.js';
+export { memoryStore, type MemoryStoreOptions } from './stores/memory.js';
+export { redisStore, type RedisStoreOptions } from './stores/redis.js';
+export { embeddingStore, summaryStore } from './stores/views.js';
+export type { Store, VectorMatch } from './stores/types.js';
+export type { CacheOutcome } from './compactor.js';

@@ -1,4 +1,5 @@
 import { CompactorError, isAbortError, throwIfAborted } from './errors.js';
+import type { CacheLookup } from './cache/response-cache.js';
 import type { Embedder } from './embedders/types.js';
 import type { TokenCounter } from './tokens/counter.js';
 import type { ChatMessage, ChatRequest, Messages } from './types.js';
@@ -24,6 +25,10 @@ export interface StrategyContext {
   readonly embedder?: Embedder | undefined;
   /** Units of a message list, memoized per list object. */
   partition(messages: Messages): Partition;
+  /** Wire format the request arrived in (cache entries are kept apart by it). @default 'openai' */
+  readonly format?: 'openai' | 'anthropic';
+  /** The caller asked not to be answered from a cache (`Cache-Control: no-cache`). */
+  readonly bypassCache?: boolean;
 }
 
 export interface StrategyResult {
@@ -34,6 +39,8 @@ export interface StrategyResult {
   readonly failures?: readonly FailureRecord[];
   /** Free-form, JSON-serialisable details for stats. */
   readonly info?: Readonly<Record<string, unknown>>;
+  /** A cache strategy's lookup. On a hit the pipeline stops and the adapters answer from it. */
+  readonly cache?: CacheLookup;
 }
 
 /**
@@ -83,7 +90,7 @@ export async function runStrategy(
   strategy: Strategy,
   messages: Messages,
   context: StrategyContext,
-): Promise<{ messages: Messages; stats: StrategyStats }> {
+): Promise<{ messages: Messages; stats: StrategyStats; cache?: CacheLookup }> {
   throwIfAborted(context.signal);
   const started = context.clock();
   const tokensBefore = context.counter.messages(messages);
@@ -111,7 +118,7 @@ export async function runStrategy(
   };
   if (result.info) stats.info = result.info;
   if (result.steps) stats.steps = result.steps;
-  return { messages: result.messages, stats };
+  return result.cache ? { messages: result.messages, stats, cache: result.cache } : { messages: result.messages, stats };
 }
 
 /**
@@ -138,12 +145,16 @@ export function pipeline(name: string, strategies: readonly Strategy[]): Strateg
     async apply(messages, context) {
       let current = messages;
       const stats: StrategyStats[] = [];
+      let cache: CacheLookup | undefined;
       for (const step of steps) {
         const ran = await runStrategy(step, current, context);
         current = ran.messages;
         stats.push(ran.stats);
+        if (ran.cache) cache = ran.cache;
+        // A cached response answers the request: nothing after it needs to run.
+        if (cache?.status === 'hit') break;
       }
-      return { messages: current, steps: stats };
+      return cache ? { messages: current, steps: stats, cache } : { messages: current, steps: stats };
     },
   };
 }

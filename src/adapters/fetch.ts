@@ -1,7 +1,9 @@
 import { CompactorError } from '../errors.js';
 import { createCompactor, type CompactionStats, type Compactor, type CompactOptions, type CompactorOptions } from '../compactor.js';
 import { isRouteTable, type RouteTable } from '../routes.js';
-import { selectCompactor, toErrorBody } from './shared.js';
+import { replay } from '../cache/response-cache.js';
+import { encodeSse } from '../cache/sse.js';
+import { bypassRequested, compactionHeaders, responseCollector, selectCompactor, toErrorBody } from './shared.js';
 
 export interface FetchCompactionOptions {
   /** Resolve the tenant of a request. */
@@ -86,6 +88,8 @@ export function withCompaction<Rest extends unknown[]>(
     if (request.method === 'GET' || request.method === 'HEAD' || request.method === 'OPTIONS') return handler(request, ...rest);
     let compacted: Request;
     let stats: CompactionStats;
+    let result: Awaited<ReturnType<Compactor['compact']>>;
+    let streamRequested = false;
     try {
       const text = await readBody(request, maxBodyBytes);
       let body: unknown;
@@ -96,13 +100,26 @@ export function withCompaction<Rest extends unknown[]>(
       }
       const route = options.route ? options.route(request) : new URL(request.url).pathname;
       const compactor = selectCompactor(target, route, body);
-      const result = await compactor.compact(body as object, {
+      streamRequested = (body as { stream?: unknown } | null)?.stream === true;
+      result = await compactor.compact(body as object, {
         signal: request.signal,
         route,
         tenant: options.tenant?.(request),
         format: options.format ?? 'auto',
+        bypassCache: bypassRequested((name) => request.headers.get(name)),
       });
       stats = result.stats;
+      if (result.cache?.status === 'hit' && result.cache.response) {
+        const answer = replay(result.cache.response, streamRequested);
+        const headers = new Headers(addHeaders ? compactionHeaders(stats) : {});
+        if (answer.kind === 'sse') {
+          headers.set('content-type', 'text/event-stream; charset=utf-8');
+          headers.set('cache-control', 'no-cache');
+          return new Response(encodeSse(answer.events), { status: 200, headers });
+        }
+        headers.set('content-type', 'application/json');
+        return new Response(JSON.stringify(answer.body), { status: 200, headers });
+      }
       const headers = new Headers(request.headers);
       headers.delete('content-length');
       compacted = new Request(request.url, { method: request.method, headers, body: JSON.stringify(result.request), signal: request.signal });
@@ -111,11 +128,27 @@ export function withCompaction<Rest extends unknown[]>(
       return errorResponse(error);
     }
     const response = await handler(compacted, ...rest);
-    if (!addHeaders) return response;
+    let body = response.body;
+    const cache = result.cache;
+    if (cache?.status === 'miss' && response.status === 200 && body) {
+      // Tee the body: the caller gets it as it arrives, the cache stores it once complete.
+      const [forCaller, forCache] = body.tee();
+      body = forCaller;
+      const collector = responseCollector(response.headers.get('content-type'), stats.format);
+      void (async () => {
+        const reader = forCache.getReader();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          collector.push(value);
+        }
+        const stored = collector.finish();
+        if (stored) await cache.commit(stored);
+      })().catch(() => undefined);
+    }
+    if (!addHeaders && body === response.body) return response;
     const headers = new Headers(response.headers);
-    headers.set('x-compactor-tokens-before', String(stats.tokensBefore));
-    headers.set('x-compactor-tokens-after', String(stats.tokensAfter));
-    headers.set('x-compactor-strategy', stats.strategies.map((step) => step.name).join(',') || 'none');
-    return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+    if (addHeaders) for (const [name, value] of Object.entries(compactionHeaders(stats))) headers.set(name, value);
+    return new Response(body, { status: response.status, statusText: response.statusText, headers });
   };
 }

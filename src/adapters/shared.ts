@@ -1,5 +1,7 @@
 import { CompactorError } from '../errors.js';
-import type { Compactor } from '../compactor.js';
+import type { CompactionStats, Compactor } from '../compactor.js';
+import type { CachedResponse } from '../cache/response-cache.js';
+import { sseCollector } from '../cache/sse.js';
 import { isRouteTable, type RouteTable } from '../routes.js';
 
 /** OpenAI-style error body. */
@@ -31,4 +33,55 @@ export function selectCompactor(source: Compactor | RouteTable, path: string | u
   if (!isRouteTable(source)) return source;
   const model = typeof (body as { model?: unknown } | null)?.model === 'string' ? ((body as { model: string }).model) : undefined;
   return source.select({ path, model });
+}
+
+/** True when the caller asked not to be served from a cache: `Cache-Control: no-cache`/`no-store`, or `x-compactor-cache: bypass`. */
+export function bypassRequested(header: (name: string) => string | null | undefined): boolean {
+  const control = (header('cache-control') ?? '').toLowerCase();
+  if (/(^|[\s,])no-(cache|store)($|[\s,=])/.test(control)) return true;
+  return (header('x-compactor-cache') ?? '').trim().toLowerCase() === 'bypass';
+}
+
+/** The `x-compactor-*` response headers for a compaction. */
+export function compactionHeaders(stats: CompactionStats): Record<string, string> {
+  const headers: Record<string, string> = {
+    'x-compactor-tokens-before': String(stats.tokensBefore),
+    'x-compactor-tokens-after': String(stats.tokensAfter),
+    'x-compactor-strategy': stats.strategies.map((step) => step.name).join(',') || 'none',
+  };
+  if (stats.cache) headers['x-compactor-cache'] = stats.cache.status;
+  return headers;
+}
+
+/** Collects a response body (JSON or SSE) up to a byte bound, for the cache. */
+export function responseCollector(contentType: string | null | undefined, format: 'openai' | 'anthropic', maxBytes = 2 * 1024 * 1024) {
+  const streamed = (contentType ?? '').includes('text/event-stream');
+  const sse = streamed ? sseCollector() : undefined;
+  const decoder = new TextDecoder();
+  let text = '';
+  let size = 0;
+  let overflow = false;
+  return {
+    push(chunk: Uint8Array | string): void {
+      if (overflow) return;
+      size += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
+      if (size > maxBytes) {
+        overflow = true;
+        return;
+      }
+      const piece = typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+      if (sse) sse.push(piece);
+      else text += piece;
+    },
+    /** The response to store, or undefined when it cannot be (too large, not JSON). */
+    finish(): CachedResponse | undefined {
+      if (overflow) return undefined;
+      if (sse) return { format, events: sse.events };
+      try {
+        return { format, body: JSON.parse(text + decoder.decode()) };
+      } catch {
+        return undefined;
+      }
+    },
+  };
 }

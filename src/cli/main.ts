@@ -7,6 +7,7 @@ import { DEFAULT_PRESET, presetNames } from '../presets.js';
 import { createRouteTable, loadConfig, type RouteTable } from '../routes.js';
 import { runDemo } from './demo.js';
 import { benchCommand } from '../bench/command.js';
+import { cacheEvalCommand } from './cache-eval.js';
 import { inputLines, parseJson, readInput, write } from './io.js';
 import { packageRoot } from '../paths.js';
 
@@ -17,6 +18,12 @@ const MAX_INPUT_BYTES = 64 * 1024 * 1024;
 function integer(value: string): number {
   const parsed = Number(value);
   if (!Number.isInteger(parsed) || parsed < 1) throw new InvalidArgumentError('must be a whole number >= 1');
+  return parsed;
+}
+
+function fraction(value: string): number {
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed < -1 || parsed > 1) throw new InvalidArgumentError('must be a number from -1 to 1');
   return parsed;
 }
 
@@ -168,6 +175,24 @@ export function buildProgram(): Command {
     .option('--html <file>', 'write a self-contained HTML report with charts')
     .option('--no-progress', 'no progress bar on stderr')
     .action(benchCommand);
+
+  program
+    .command('cache-eval')
+    .description('measure the semantic cache on labelled pairs: every a is cached, every b is queried')
+    .requiredOption('--pairs <file>', 'JSON Lines of {"a", "b", "label": "hit" | "hard_miss" | "miss"}')
+    .option('--threshold <score>', 'verifier score needed for a hit (default: the shipped default)', fraction)
+    .option('--sweep', 'a table over a grid of thresholds')
+    .option('--json', 'print one JSON object (an array with --sweep)')
+    .option('--embedder <name>', 'use-lite, openai (OPENAI_API_KEY, --embedder-url) or hash (a test fake)', 'use-lite')
+    .option('--embedder-url <url>', 'base URL of an OpenAI-compatible embeddings API')
+    .option('--embedder-model <name>', 'embedding model for --embedder openai')
+    .option('--verifier <name>', 'default (the shipped logistic verifier) or cosine', 'default')
+    .option('--store <name>', 'memory or redis', 'memory')
+    .option('--redis-url <url>', 'Redis URL for --store redis (default: REDIS_URL)')
+    .option('--split <name>', 'all, or the train/test side of the split by question that the shipped verifier used', 'all')
+    .option('--limit <n>', 'only the first n pairs', integer)
+    .option('--no-progress', 'no progress bar on stderr')
+    .action(cacheEvalCommand);
 
   return program;
 }

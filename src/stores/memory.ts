@@ -1,0 +1,110 @@
+import { LRUCache } from 'lru-cache';
+import { invalidOption } from '../errors.js';
+import { VectorIndex } from './ann-index.js';
+import type { Store, VectorMatch } from './types.js';
+
+export interface MemoryStoreOptions {
+  /**
+   * Bound on everything the store holds (values, keys and indexed vectors), in bytes.
+   * @default 268435456 (256 MiB)
+   */
+  maxBytes?: number;
+  /**
+   * Rows of one namespace at which its vector index moves from exact flat search to HNSW
+   * (usearch). Flat search over 512-dimension vectors costs about 0.1 ms per 1,000 rows here
+   * (bench/cache-lookup.ts), so below this size it is exact and fast enough.
+   * @default 8192
+   */
+  annThreshold?: number;
+}
+
+const DEFAULTS = { maxBytes: 256 * 1024 * 1024, annThreshold: 8192 } satisfies Required<MemoryStoreOptions>;
+
+type Slot = { value: string } | { namespace: string; id: string; bytes: number };
+
+/**
+ * In-process store: one lru-cache bounded by bytes, with per-entry TTL, plus a vector index per
+ * namespace. An indexed vector is itself an LRU slot, so evicting or expiring it removes it from
+ * its index and the bound covers vectors too.
+ *
+ * @example
+ * const store = memoryStore({ maxBytes: 64 * 1024 * 1024 })
+ */
+export function memoryStore(options: MemoryStoreOptions = {}): Store & { readonly vectorCount: number; indexKind(namespace: string): string | undefined } {
+  const settings = { ...DEFAULTS, ...options };
+  if (!Number.isInteger(settings.maxBytes) || settings.maxBytes < 4096) invalidOption('maxBytes', 'an integer >= 4096', settings.maxBytes);
+  if (!Number.isInteger(settings.annThreshold) || settings.annThreshold < 16) invalidOption('annThreshold', 'an integer >= 16', settings.annThreshold);
+  const indexes = new Map<string, VectorIndex>();
+  let vectorCount = 0;
+  const slots = new LRUCache<string, Slot>({
+    maxSize: settings.maxBytes,
+    sizeCalculation: (slot, key) => ('value' in slot ? slot.value.length * 2 : slot.bytes) + key.length * 2 + 64,
+    dispose: (slot, _key, reason) => {
+      if ('value' in slot || reason === 'set') return;
+      const index = indexes.get(slot.namespace);
+      if (!index) return;
+      index.remove(slot.id);
+      vectorCount--;
+      if (index.size === 0) indexes.delete(slot.namespace);
+    },
+    ttlAutopurge: false,
+  });
+  const vectorKey = (namespace: string, id: string): string => `\u0000v\u0000${namespace}\u0000${id}`;
+  const ttl = (ttlMs: number | undefined) => (ttlMs && ttlMs > 0 ? { ttl: ttlMs } : {});
+
+  return {
+    kind: 'memory',
+    get vectorCount() {
+      return vectorCount;
+    },
+    indexKind: (namespace) => indexes.get(namespace)?.kind,
+    async get(key) {
+      const slot = slots.get(key);
+      return slot && 'value' in slot ? slot.value : undefined;
+    },
+    async getMany(keys) {
+      return keys.map((key) => {
+        const slot = slots.get(key);
+        return slot && 'value' in slot ? slot.value : undefined;
+      });
+    },
+    async set(key, value, ttlMs) {
+      slots.set(key, { value }, ttl(ttlMs));
+    },
+    async setMany(entries, ttlMs) {
+      for (const [key, value] of entries) slots.set(key, { value }, ttl(ttlMs));
+    },
+    async delete(key) {
+      slots.delete(key);
+    },
+    async addVector(namespace, id, vector, ttlMs) {
+      let index = indexes.get(namespace);
+      if (!index) {
+        index = new VectorIndex(vector.length, { annThreshold: settings.annThreshold });
+        indexes.set(namespace, index);
+      }
+      if (index.dimensions !== vector.length) invalidOption('vector', `${index.dimensions} dimensions in namespace`, vector.length);
+      const key = vectorKey(namespace, id);
+      if (!slots.has(key)) vectorCount++;
+      index.add(id, vector);
+      slots.set(key, { namespace, id, bytes: vector.byteLength * 2 }, ttl(ttlMs));
+    },
+    async searchVectors(namespace, vector, k, minScore) {
+      const index = indexes.get(namespace);
+      if (!index || index.dimensions !== vector.length) return [];
+      const found: VectorMatch[] = [];
+      // Ask for a few more than k: expired rows are skipped (and purged) here.
+      for (const match of index.search(vector, k + 4, minScore)) {
+        if (slots.get(vectorKey(namespace, match.id)) === undefined) continue;
+        found.push(match);
+        if (found.length === k) break;
+      }
+      return found;
+    },
+    async close() {
+      slots.clear();
+      indexes.clear();
+      vectorCount = 0;
+    },
+  };
+}
