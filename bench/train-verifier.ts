@@ -4,16 +4,23 @@
  *   npm run build && node dist/bench/train-verifier.js [--write]
  *
  * Data: bench/data/cache-pairs/{qqp,stsb}_pairs.jsonl, each split by question (70% train, 30%
- * test; no question on both sides). The model is a logistic regression over the pair features of
- * src/cache/features.ts; the threshold is picked on out-of-fold scores of the training split
- * (5 folds, also split by question) so that at most 1% of hard negatives hit, then everything is
- * reported on the test split, which played no part in either choice.
+ * test; no question on both sides), the train side split again (75% fit, 25% calibrate). The model
+ * is a logistic regression over the pair features of src/cache/features.ts, fitted on `fit`; the
+ * threshold is calibrated on `calibrate` in retrieval mode (as cache-eval runs) so that hard
+ * negatives hit at most 1% with 95% confidence; everything is reported on `test`, which played no
+ * part in either choice.
  */
 import { writeFileSync } from 'node:fs';
 import { dot } from '../src/embedders/types.js';
 import { useLite } from '../src/embedders/use-lite.js';
 import { FEATURE_COUNT, FEATURE_NAMES, pairFeatures, profile, type TextProfile } from '../src/cache/features.js';
 import { readPairs, splitByQuestion, type LabelledPair } from '../src/cache/pairs.js';
+import { probePairs, scoreProbes, type CacheProbe } from '../src/cache/evaluate.js';
+import { createResponseCache } from '../src/cache/response-cache.js';
+import type { Verifier } from '../src/cache/verifier.js';
+import { createEmbeddingCache } from '../src/embedders/memo.js';
+import type { Embedder } from '../src/embedders/types.js';
+import { memoryStore } from '../src/stores/memory.js';
 import { pairVectors } from './pair-vectors.js';
 
 const MAX_FALSE_HITS = 0.01;
@@ -79,38 +86,36 @@ function wilsonUpper(k: number, n: number): number {
   return (p + (z * z) / (2 * n) + z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / (1 + (z * z) / n);
 }
 
-/**
- * Smallest threshold at which, on each source's hard negatives, the false-hit rate is at most
- * `limit` with 95% confidence (one-sided Wilson bound): a threshold picked at exactly 1% on a few
- * thousand pairs lands above 1% on new pairs about half the time.
- */
-function thresholdAt(scores: readonly number[], samples: readonly Sample[], limit: number): number {
-  let threshold = -Infinity;
-  for (const source of ['qqp', 'stsb'] as const) {
-    const negatives = samples.flatMap((sample, index) => (sample.source === source && sample.pair.label === 'hard_miss' ? [scores[index]!] : [])).sort((a, b) => b - a);
-    let allowed = 0;
-    while (allowed + 1 < negatives.length && wilsonUpper(allowed + 1, negatives.length) <= limit) allowed++;
-    // Hits need score >= threshold: sit just above the (allowed+1)-th highest negative.
-    const cut = negatives[allowed] ?? -Infinity;
-    threshold = Math.max(threshold, cut + 1e-9);
-  }
-  return threshold;
+/** A verifier from a scoring function over the pair features (for the comparison rows). */
+function verifierOf(id: string, score: (features: Float64Array, cosine: number) => number): Verifier {
+  const profiles = new Map<string, TextProfile>();
+  const profileOf = (text: string) => profiles.get(text) ?? (profiles.set(text, profile(text)), profiles.get(text)!);
+  return { id, score: (query, candidate, cosine) => score(pairFeatures(profileOf(query), profileOf(candidate), cosine), cosine) };
 }
 
-function rates(scores: readonly number[], samples: readonly Sample[], threshold: number, source: 'qqp' | 'stsb') {
-  const count = { hit: 0, hitTotal: 0, hard: 0, hardTotal: 0, miss: 0, missTotal: 0 };
-  samples.forEach((sample, index) => {
-    if (sample.source !== source) return;
-    const yes = scores[index]! >= threshold;
-    if (sample.pair.label === 'hit') (count.hitTotal++, yes && count.hit++);
-    else if (sample.pair.label === 'hard_miss') (count.hardTotal++, yes && count.hard++);
-    else (count.missTotal++, yes && count.miss++);
-  });
-  return {
-    trueHits: count.hit / Math.max(1, count.hitTotal),
-    falseHardMiss: count.hard / Math.max(1, count.hardTotal),
-    falseMiss: count.missTotal ? count.miss / count.missTotal : null,
-  };
+/** Retrieval mode, as `cache-eval` runs it: every a cached, every b looked up among all of them. */
+async function retrieval(verifier: Verifier, pairs: readonly LabelledPair[], vectors: Map<string, Float32Array>): Promise<CacheProbe[]> {
+  const normalized = new Map([...vectors].map(([text, vector]) => [text.normalize('NFC').trim(), vector]));
+  const embedder: Embedder = { id: 'use-lite@energetic-ai-0.2', dimensions: 512, embed: async (texts) => texts.map((text) => normalized.get(text.normalize('NFC').trim())!) };
+  const cache = createResponseCache({ store: memoryStore({ maxBytes: 2 ** 30 }), embedder, verifier, threshold: 0, minCosine: -1, ttlMs: 0, embeddings: createEmbeddingCache({ maxBytes: 2 ** 30 }) });
+  return probePairs(cache, pairs);
+}
+
+/**
+ * Smallest threshold at which the false-hit rate on each source's hard negatives is at most
+ * `limit` with 95% confidence (one-sided Wilson bound).
+ */
+function calibrate(probes: Record<string, CacheProbe[]>, limit: number): number {
+  let threshold = -Infinity;
+  for (const list of Object.values(probes)) {
+    const negatives = list.filter((probe) => probe.label === 'hard_miss' && probe.found && !probe.correct).map((probe) => probe.score).sort((a, b) => b - a);
+    const total = list.filter((probe) => probe.label === 'hard_miss').length;
+    let allowed = 0;
+    while (allowed < negatives.length && wilsonUpper(allowed + 1, total) <= limit) allowed++;
+    const cut = negatives[allowed] ?? -Infinity;
+    threshold = Math.max(threshold, cut + 1e-6);
+  }
+  return threshold;
 }
 
 async function main(): Promise<void> {
@@ -125,67 +130,61 @@ async function main(): Promise<void> {
     const cosine = dot(vectors.get(pair.a)!, vectors.get(pair.b)!);
     return { pair, source, cosine, features: pairFeatures(profileOf(pair.b), profileOf(pair.a), cosine), label: pair.label === 'hit' ? 1 : 0 };
   };
-  const trainSet: Sample[] = [];
-  const testSet: Sample[] = [];
+  // test: 30% of questions, never seen; of the rest, 25% calibrate the threshold, 75% fit the model.
+  const fitSet: Sample[] = [];
+  const calibration: Record<string, LabelledPair[]> = {};
+  const test: Record<string, LabelledPair[]> = {};
   for (const source of ['qqp', 'stsb'] as const) {
-    const { train: trainPairs, test: testPairs } = splitByQuestion(sources[source]);
-    trainSet.push(...trainPairs.map(toSample(source)));
-    testSet.push(...testPairs.map(toSample(source)));
+    const { train, test: held } = splitByQuestion(sources[source]);
+    const { train: fit, test: calibrate } = splitByQuestion(train, 0.25, 'calibration');
+    fitSet.push(...fit.map(toSample(source)));
+    calibration[source] = calibrate;
+    test[source] = held;
   }
-  console.log(`train ${trainSet.length} pairs, test ${testSet.length} pairs (split by question)`);
+  console.log(`fit ${fitSet.length} pairs; calibrate ${calibration.qqp!.length + calibration.stsb!.length}; test ${test.qqp!.length + test.stsb!.length} (split by question)`);
 
   const all = FEATURE_NAMES.map(() => true);
   const lexical = FEATURE_NAMES.map((name) => ['bias', 'cosine', 'cosine_above_0.9', 'word_jaccard', 'content_jaccard'].includes(name));
-  const variants: { name: string; score: (training: Sample[]) => (sample: Sample) => number; model?: (training: Sample[]) => ReturnType<typeof train> }[] = [
-    { name: 'cosine alone', score: () => (sample) => sample.cosine },
-    {
-      name: 'cosine + exact-entity rule (numbers and names must match)',
-      score: () => (sample) => (sample.features[10]! > 0 || sample.features[11]! > 0 ? -1 : sample.cosine),
-    },
-    { name: 'logistic: cosine + lexical overlap', score: (training) => ((model) => (sample: Sample) => predict(model, sample.features))(train(training, lexical)) },
-    { name: 'logistic: all features (shipped)', score: (training) => ((model) => (sample: Sample) => predict(model, sample.features))(train(training, all)) },
+  const shipped = train(fitSet, all);
+  const lexicalModel = train(fitSet, lexical);
+  const numberIndex = FEATURE_NAMES.indexOf('number_mismatch');
+  const nameIndex = FEATURE_NAMES.indexOf('name_mismatch');
+  const variants: { name: string; verifier: Verifier }[] = [
+    { name: 'cosine alone', verifier: verifierOf('cosine', (_features, cosine) => cosine) },
+    { name: 'cosine + exact-entity rule (numbers and names must match)', verifier: verifierOf('entity-rule', (features, cosine) => (features[numberIndex]! > 0 || features[nameIndex]! > 0 ? -1 : cosine)) },
+    { name: 'logistic: cosine + lexical overlap', verifier: verifierOf('lexical', (features) => predict(lexicalModel, features)) },
+    { name: 'logistic: all features (shipped)', verifier: verifierOf('shipped', (features) => predict(shipped, features)) },
   ];
+  const percent = (value: number | null) => (value === null ? '–' : `${(100 * value).toFixed(1)}%`);
   const rows: string[] = [];
   for (const variant of variants) {
-    // Out-of-fold scores on the training split pick the threshold.
-    const oof = new Array<number>(trainSet.length).fill(0);
-    for (let fold = 0; fold < 5; fold++) {
-      const inFold = new Set(splitByQuestion(trainSet.map((sample) => sample.pair), 0.2, `fold${fold}`).test);
-      const fit = trainSet.filter((sample) => !inFold.has(sample.pair));
-      const scorer = variant.score(fit);
-      trainSet.forEach((sample, index) => {
-        if (inFold.has(sample.pair)) oof[index] = scorer(sample);
-      });
-    }
-    const threshold = thresholdAt(oof, trainSet, MAX_FALSE_HITS);
-    const scorer = variant.score(trainSet);
-    const testScores = testSet.map(scorer);
-    const qqp = rates(testScores, testSet, threshold, 'qqp');
-    const stsb = rates(testScores, testSet, threshold, 'stsb');
-    const percent = (value: number | null) => (value === null ? '–' : `${(100 * value).toFixed(1)}%`);
-    rows.push(`| ${variant.name} | ${threshold.toFixed(3)} | ${percent(qqp.trueHits)} | ${percent(qqp.falseHardMiss)} | ${percent(stsb.trueHits)} | ${percent(stsb.falseHardMiss)} | ${percent(stsb.falseMiss)} |`);
+    const calibrated = calibrate({ qqp: await retrieval(variant.verifier, calibration.qqp!, vectors), stsb: await retrieval(variant.verifier, calibration.stsb!, vectors) }, MAX_FALSE_HITS);
+    const qqp = scoreProbes(await retrieval(variant.verifier, test.qqp!, vectors), calibrated);
+    const stsb = scoreProbes(await retrieval(variant.verifier, test.stsb!, vectors), calibrated);
+    rows.push(`| ${variant.name} | ${calibrated.toFixed(3)} | ${percent(qqp.trueHitRate)} | ${percent(qqp.falseHitRate.hard_miss)} | ${percent(qqp.precision)} | ${percent(stsb.trueHitRate)} | ${percent(stsb.falseHitRate.hard_miss)} | ${percent(stsb.falseHitRate.miss)} |`);
+    process.stderr.write(`${variant.name}: done\n`);
     if (variant.name.includes('shipped') && write) {
-      const model = train(trainSet, all);
       const file = `// Generated by bench/train-verifier.ts (npm run build && node dist/bench/train-verifier.js --write).
-// Logistic regression over src/cache/features.ts, trained on the training split (by question) of
-// bench/data/cache-pairs; threshold from 5-fold out-of-fold scores: hard-negative hits <= ${MAX_FALSE_HITS * 100}% at 95% confidence.
+// Logistic regression over src/cache/features.ts, fitted on 75% of the training split (by question)
+// of bench/data/cache-pairs; threshold calibrated on the other 25% in retrieval mode (every question
+// cached, each query looked up among all): hard-negative hits <= ${MAX_FALSE_HITS * 100}% at 95% confidence.
 export const VERIFIER_MODEL = {
-  version: 1,
+  version: 2,
   features: ${JSON.stringify(FEATURE_NAMES)},
-  mean: ${JSON.stringify(model.mean.map((value) => Number(value.toPrecision(6))))},
-  scale: ${JSON.stringify(model.scale.map((value) => Number(value.toPrecision(6))))},
-  weights: ${JSON.stringify(model.weights.map((value) => Number(value.toPrecision(6))))},
-  threshold: ${Number(threshold.toPrecision(6))},
+  mean: ${JSON.stringify(shipped.mean.map((value) => Number(value.toPrecision(6))))},
+  scale: ${JSON.stringify(shipped.scale.map((value) => Number(value.toPrecision(6))))},
+  weights: ${JSON.stringify(shipped.weights.map((value) => Number(value.toPrecision(6))))},
+  threshold: ${Number(calibrated.toPrecision(6))},
 } as const;
 `;
       writeFileSync('src/cache/verifier-weights.ts', file);
       console.log('wrote src/cache/verifier-weights.ts');
-      console.log(FEATURE_NAMES.map((name, index) => `${name}=${model.weights[index]!.toFixed(3)}`).join(' '));
+      console.log(FEATURE_NAMES.map((name, index) => `${name}=${shipped.weights[index]!.toFixed(3)}`).join(' '));
     }
   }
-  console.log('\nPair classification on the test split (each b against its own a); threshold from out-of-fold training scores at <= 1% hard-negative hits.\n');
-  console.log('| scorer | threshold | QQP true hits | QQP hard_miss hits | STS-B true hits | STS-B hard_miss hits | STS-B miss hits |');
-  console.log('|---|---|---|---|---|---|---|');
+  console.log('\nRetrieval mode on the test split (every a cached, each b looked up among all of them); threshold calibrated on the calibration split at <= 1% hard-negative hits (95% confidence).\n');
+  console.log('| verifier | threshold | QQP true hits | QQP hard_miss hits | QQP precision | STS-B true hits | STS-B hard_miss hits | STS-B miss hits |');
+  console.log('|---|---|---|---|---|---|---|---|');
   for (const row of rows) console.log(row);
 }
 

@@ -8,6 +8,7 @@
  * | `input.too-large` | 413 | the body or one of its arrays is over a configured limit |
  * | `budget.unreachable` | 413 | the protected messages alone exceed the token budget |
  * | `upstream.failed` | 502 | a model, embedder, summarizer or store failed |
+ * | `upstream.timeout` | 504 | the model did not answer within the proxy's deadline |
  * | `aborted` | 499 | the caller's AbortSignal fired |
  * | `internal` | 500 | a bug; please report it |
  */
@@ -17,6 +18,7 @@ export type CompactorErrorCode =
   | 'input.too-large'
   | 'budget.unreachable'
   | 'upstream.failed'
+  | 'upstream.timeout'
   | 'aborted'
   | 'internal';
 
@@ -26,6 +28,7 @@ const STATUS: Record<CompactorErrorCode, number> = {
   'input.too-large': 413,
   'budget.unreachable': 413,
   'upstream.failed': 502,
+  'upstream.timeout': 504,
   aborted: 499,
   internal: 500,
 };

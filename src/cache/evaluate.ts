@@ -65,9 +65,12 @@ export async function probePairs(cache: ResponseCache, pairs: readonly LabelledP
   };
   await warm(questions, 'load');
   for (const [index, question] of questions.entries()) {
-    const looked = await cache.lookup(request(question), { tenant: 'cache-eval' });
-    if (looked.status !== 'miss') continue;
-    await cache.commit(looked.ticket, { format: 'openai', body: { object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: `answer:${index}` }, finish_reason: 'stop' }] } });
+    // Stored as a miss would store it, even when an earlier question would already hit: every a
+    // must be in the cache with its own answer.
+    const ticket = cache.ticket(request(question), { tenant: 'cache-eval' });
+    if (typeof ticket === 'string') continue;
+    const [vector] = ticket.question ? await cache.embeddings.embed(cache.embedder, [ticket.question]) : [undefined];
+    await cache.commit({ ...ticket, vector }, { format: 'openai', body: { object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: `answer:${index}` }, finish_reason: 'stop' }] } });
   }
   const queries = pairs.map((pair) => pair.b);
   await warm([...new Set(queries)], 'query');

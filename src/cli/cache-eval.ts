@@ -26,6 +26,7 @@ export interface CacheEvalFlags {
   redisUrl?: string;
   split: string;
   limit?: number;
+  excludeRepeats?: boolean;
   progress: boolean;
 }
 
@@ -51,6 +52,12 @@ export async function cacheEvalCommand(flags: CacheEvalFlags): Promise<void> {
   let pairs = readPairs(flags.pairs);
   if (flags.split === 'train' || flags.split === 'test') pairs = splitByQuestion(pairs)[flags.split];
   else if (flags.split !== 'all') invalidOption('--split', '"all", "train" or "test"', flags.split);
+  if (flags.excludeRepeats) {
+    // A query that is itself a cached question hits the exact layer: leave those out to measure
+    // the semantic layer alone.
+    const cached = new Set(pairs.map((pair) => pair.a.normalize('NFC').trim()));
+    pairs = pairs.filter((pair) => !cached.has(pair.b.normalize('NFC').trim()));
+  }
   if (flags.limit !== undefined) pairs = pairs.slice(0, flags.limit);
   const verifier = flags.verifier === 'cosine' ? cosineVerifier() : flags.verifier === 'default' ? defaultVerifier() : invalidOption('--verifier', '"default" or "cosine"', flags.verifier);
   const threshold = flags.threshold ?? (flags.verifier === 'cosine' ? 0.95 : DEFAULT_VERIFIER_THRESHOLD);

@@ -8,6 +8,7 @@ import { createRouteTable, loadConfig, type RouteTable } from '../routes.js';
 import { runDemo } from './demo.js';
 import { benchCommand } from '../bench/command.js';
 import { cacheEvalCommand } from './cache-eval.js';
+import { serveCommand } from './serve.js';
 import { inputLines, parseJson, readInput, write } from './io.js';
 import { packageRoot } from '../paths.js';
 
@@ -177,6 +178,20 @@ export function buildProgram(): Command {
     .action(benchCommand);
 
   program
+    .command('serve')
+    .description('run the OpenAI-compatible (and Anthropic Messages) proxy until SIGTERM')
+    .option('--config <file>', 'JSON config: { defaults, routes, proxy: { upstream, anthropicUpstream, port, host, maxBodyBytes, upstreamTimeoutMs, cache } }')
+    .option('--port <n>', 'port (default 8787)', integer)
+    .option('--host <address>', 'address to bind (default 127.0.0.1)')
+    .option('--upstream <url>', 'OpenAI-compatible origin (default: OPENAI_BASE_URL, else https://api.openai.com)')
+    .option('--anthropic-upstream <url>', 'Anthropic origin (default https://api.anthropic.com)')
+    .option('--budget <tokens>', 'max prompt tokens (default 8000)', integer)
+    .option('--preset <name>', `compaction preset: ${presetNames().join(', ')} (default: relevance)`)
+    .option('--cache <store>', 'response cache: memory, redis or off (default memory)')
+    .option('--redis-url <url>', 'Redis URL for --cache redis (default: REDIS_URL)')
+    .action(serveCommand);
+
+  program
     .command('cache-eval')
     .description('measure the semantic cache on labelled pairs: every a is cached, every b is queried')
     .requiredOption('--pairs <file>', 'JSON Lines of {"a", "b", "label": "hit" | "hard_miss" | "miss"}')
@@ -191,6 +206,7 @@ export function buildProgram(): Command {
     .option('--redis-url <url>', 'Redis URL for --store redis (default: REDIS_URL)')
     .option('--split <name>', 'all, or the train/test side of the split by question that the shipped verifier used', 'all')
     .option('--limit <n>', 'only the first n pairs', integer)
+    .option('--exclude-repeats', 'leave out pairs whose b is itself one of the cached questions (the semantic layer alone)')
     .option('--no-progress', 'no progress bar on stderr')
     .action(cacheEvalCommand);
 

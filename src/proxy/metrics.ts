@@ -1,0 +1,95 @@
+import { Counter, Histogram, Registry } from 'prom-client';
+import type { CompactionStats } from '../compactor.js';
+import type { ResponseCache } from '../cache/response-cache.js';
+import type { ModelPrice, PriceTable } from '../bench/cost.js';
+
+/** Prometheus metrics of one proxy, on its own registry (several proxies in one process never clash). */
+export class ProxyMetrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'route' | 'status'>;
+  readonly tokensIn: Counter<'route'>;
+  readonly tokensOut: Counter<'route'>;
+  readonly tokensSaved: Counter<'route'>;
+  readonly dollarsSaved: Counter<'route'>;
+  readonly cache: Counter<'result'>;
+  readonly failures: Counter<'component'>;
+  readonly strategySeconds: Histogram<'strategy'>;
+  readonly overheadSeconds: Histogram<'route'>;
+  readonly upstreamSeconds: Histogram<'route'>;
+  private readonly prices: [string, ModelPrice][];
+
+  constructor(prices: PriceTable = {}, caches: () => Iterable<ResponseCache> = () => []) {
+    this.registry = new Registry();
+    const registers = [this.registry];
+    this.prices = Object.entries(prices).sort((a, b) => b[0].length - a[0].length);
+    this.requests = new Counter({ name: 'context_compactor_requests_total', help: 'Requests handled, by route and HTTP status', labelNames: ['route', 'status'], registers });
+    this.tokensIn = new Counter({ name: 'context_compactor_tokens_in_total', help: 'Prompt tokens received', labelNames: ['route'], registers });
+    this.tokensOut = new Counter({ name: 'context_compactor_tokens_out_total', help: 'Prompt tokens sent upstream (0 for cache hits)', labelNames: ['route'], registers });
+    this.tokensSaved = new Counter({ name: 'context_compactor_tokens_saved_total', help: 'Prompt tokens not sent upstream (compaction and cache hits)', labelNames: ['route'], registers });
+    this.dollarsSaved = new Counter({
+      name: 'context_compactor_dollars_saved_total',
+      help: 'Estimated US dollars saved at list input price (cache hits also save the output tokens they replay)',
+      labelNames: ['route'],
+      registers,
+    });
+    this.cache = new Counter({ name: 'context_compactor_cache_total', help: 'Response cache lookups, by result (hit, miss, bypass)', labelNames: ['result'], registers });
+    this.failures = new Counter({ name: 'context_compactor_failures_total', help: 'Failures recovered from, by component', labelNames: ['component'], registers });
+    this.strategySeconds = new Histogram({
+      name: 'context_compactor_strategy_seconds',
+      help: 'Time spent in each strategy',
+      labelNames: ['strategy'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    });
+    this.overheadSeconds = new Histogram({
+      name: 'context_compactor_overhead_seconds',
+      help: 'Time the proxy adds before forwarding (parse, cache lookup, compaction)',
+      labelNames: ['route'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    });
+    this.upstreamSeconds = new Histogram({
+      name: 'context_compactor_upstream_seconds',
+      help: 'Time from forwarding to the end of the upstream response',
+      labelNames: ['route'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    // Failures the cache recovered from inside its own work (store writes after the response).
+    new Counter({
+      name: 'context_compactor_cache_failures_total',
+      help: 'Response-cache failures by component (store, embedder), read from the caches',
+      labelNames: ['component'],
+      registers,
+      collect() {
+        this.reset();
+        for (const cache of caches()) for (const [component, count] of Object.entries(cache.stats().failures)) this.inc({ component }, count);
+      },
+    });
+  }
+
+  priceOf(model: string | undefined): ModelPrice | undefined {
+    if (!model) return undefined;
+    return this.prices.find(([name]) => model.startsWith(name))?.[1];
+  }
+
+  /** Record one compaction (and, for a hit, the answer it replayed). */
+  record(route: string, stats: CompactionStats, outputTokens = 0): void {
+    const hit = stats.cache?.status === 'hit';
+    const sent = hit ? 0 : stats.tokensAfter;
+    this.tokensIn.inc({ route }, stats.tokensBefore);
+    this.tokensOut.inc({ route }, sent);
+    this.tokensSaved.inc({ route }, stats.tokensBefore - sent);
+    const price = this.priceOf(stats.model);
+    if (price) this.dollarsSaved.inc({ route }, ((stats.tokensBefore - sent) * price.input + (hit ? outputTokens * price.output : 0)) / 1e6);
+    if (stats.cache) this.cache.inc({ result: stats.cache.status });
+    for (const failure of stats.failures) this.failures.inc({ component: failure.strategy });
+    const walk = (steps: readonly CompactionStats['strategies'][number][]): void => {
+      for (const step of steps) {
+        this.strategySeconds.observe({ strategy: step.name }, step.ms / 1000);
+        if (step.steps) walk(step.steps);
+      }
+    };
+    walk(stats.strategies);
+  }
+}

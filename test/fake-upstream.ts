@@ -1,0 +1,102 @@
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface Recorded {
+  path: string;
+  headers: IncomingMessage['headers'];
+  body: Record<string, unknown>;
+}
+
+export type Behaviour = 'ok' | 'error-500' | 'hang' | 'drop' | 'slow-stream';
+
+/**
+ * A local stand-in for OpenAI and Anthropic that records what it received. The answer names how
+ * many messages it got, so tests can see compaction without parsing the upstream's logs.
+ */
+export async function fakeUpstream(): Promise<{ url: string; calls: Recorded[]; behaviour: Behaviour; server: Server; close(): Promise<void> }> {
+  const state = { behaviour: 'ok' as Behaviour };
+  const calls: Recorded[] = [];
+  const server = createServer(async (request, response) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>) : {};
+    calls.push({ path: request.url ?? '', headers: request.headers, body });
+    const behaviour = state.behaviour;
+    if (behaviour === 'hang') return; // never answers
+    if (behaviour === 'error-500') {
+      response.writeHead(500, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ error: { message: 'upstream exploded', type: 'server_error', code: 'boom' } }));
+      return;
+    }
+    const count = Array.isArray(body.messages) ? body.messages.length : 0;
+    const text = `Received ${count} messages.`;
+    const anthropic = request.url?.endsWith('/v1/messages') ?? false;
+    if (body.stream === true) {
+      response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      const events = anthropic ? anthropicEvents(text) : openaiEvents(text);
+      for (const [index, event] of events.entries()) {
+        if (behaviour === 'drop' && index === 2) {
+          response.destroy();
+          return;
+        }
+        response.write(event);
+        if (behaviour === 'slow-stream') await new Promise((resolve) => setTimeout(resolve, 60));
+      }
+      response.end();
+      return;
+    }
+    if (behaviour === 'drop') {
+      response.destroy();
+      return;
+    }
+    response.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'fake' });
+    response.end(
+      JSON.stringify(
+        anthropic
+          ? { id: 'msg_1', type: 'message', role: 'assistant', model: body.model, content: [{ type: 'text', text }], stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: 10, output_tokens: 5 } }
+          : { id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: body.model, choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop', logprobs: null }], usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 } },
+      ),
+    );
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    calls,
+    server,
+    get behaviour() {
+      return state.behaviour;
+    },
+    set behaviour(value: Behaviour) {
+      state.behaviour = value;
+    },
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function openaiEvents(text: string): string[] {
+  const base = { id: 'chatcmpl-s', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini' };
+  const words = text.split(/(?<= )/);
+  return [
+    ...words.map((word, index) => `data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: index === 0 ? { role: 'assistant', content: word } : { content: word }, finish_reason: null }] })}\n\n`),
+    `data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`,
+    'data: [DONE]\n\n',
+  ];
+}
+
+function anthropicEvents(text: string): string[] {
+  const event = (type: string, data: unknown) => `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
+  return [
+    event('message_start', { type: 'message_start', message: { id: 'msg_s', type: 'message', role: 'assistant', model: 'claude-haiku-3-5', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 10, output_tokens: 1 } } }),
+    event('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }),
+    ...text.split(/(?<= )/).map((piece) => event('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } })),
+    event('content_block_stop', { type: 'content_block_stop', index: 0 }),
+    event('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 5 } }),
+    event('message_stop', { type: 'message_stop' }),
+  ];
+}

@@ -1,0 +1,113 @@
+import OpenAI from 'openai';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import pino from 'pino';
+import { afterAll, describe, expect, test } from 'vitest';
+import { cosineVerifier, createResponseCache, createRouteTable, memorySummaryStore, redisStore, SummaryQueue, type Embedder } from '../src/index.js';
+import { createProxy, type Proxy } from '../src/proxy/server.js';
+import { hashEmbedder } from '../src/testing/index.js';
+import { fakeUpstream } from './fake-upstream.js';
+import { locomoRequest } from './helpers.js';
+
+const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
+const cleanup: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const step of cleanup.reverse()) await step();
+});
+
+async function start(options: Parameters<typeof createProxy>[0]): Promise<{ proxy: Proxy; client: OpenAI; base: string; upstream: Awaited<ReturnType<typeof fakeUpstream>> }> {
+  const upstream = await fakeUpstream();
+  const proxy = createProxy({ upstream: upstream.url, logger: pino({ level: 'silent' }), ...options });
+  const base = `http://127.0.0.1:${await proxy.listen(0)}`;
+  cleanup.push(async () => {
+    await proxy.close(500);
+    await upstream.close();
+  });
+  return { proxy, base, upstream, client: new OpenAI({ apiKey: 'sk-faults', baseURL: `${base}/v1`, maxRetries: 0, timeout: 10_000 }) };
+}
+
+const metric = async (base: string, pattern: RegExp) => Number((await (await fetch(`${base}/metrics`)).text()).match(pattern)?.[1] ?? 0);
+const longRequest = (question: string) => {
+  const request = locomoRequest(1);
+  request.messages[request.messages.length - 1] = { role: 'user', content: question };
+  return request.messages as OpenAI.ChatCompletionMessageParam[];
+};
+
+describe('proxy fault tolerance', () => {
+  test('an embedder that throws: relevance falls back to BM25, the request is served, the failure counted', async () => {
+    const throwing: Embedder = { id: 'broken-embedder', dimensions: 8, embed: async () => Promise.reject(new Error('model crashed')) };
+    const { client, base, upstream } = await start({ routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'relevance', embedder: throwing } }) });
+    const answer = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: longRequest('Where did Jon travel?') });
+    expect(answer.choices[0]!.message.content).toMatch(/^Received \d+ messages\.$/);
+    expect((upstream.calls[0]!.body.messages as unknown[]).length).toBeLessThan(longRequest('x').length);
+    expect(await metric(base, /context_compactor_failures_total\{component="relevance"\} (\d+)/)).toBeGreaterThanOrEqual(1);
+  });
+
+  test('a summarizer that hangs: the request is served after the inline deadline, the failure counted', async () => {
+    const hanging = { id: 'hanging', summarize: () => new Promise<string>(() => undefined) };
+    const { client, base } = await start({
+      routes: createRouteTable({
+        defaults: {
+          maxInputTokens: 2000,
+          strategy: 'summarize',
+          presetOptions: { summarize: { summarizer: hanging, mode: 'inline', inlineDeadlineMs: 200, store: memorySummaryStore(), queue: new SummaryQueue({ jobTimeoutMs: 500 }) } },
+        },
+      }),
+    });
+    const started = performance.now();
+    const answer = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: longRequest('What is Jon\'s business?') });
+    expect(answer.choices[0]!.message.content).toMatch(/^Received \d+ messages\.$/);
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect(await metric(base, /context_compactor_failures_total\{component="summarize"\} (\d+)/)).toBeGreaterThanOrEqual(1);
+  });
+
+  test.skipIf(!hasRedis)('Redis stopped and restarted: served throughout, failures counted, cached entries intact', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port: free } = server.address() as { port: number };
+        server.close(() => resolve(free));
+      });
+    });
+    const launch = async (): Promise<ChildProcess> => {
+      const child = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'], { stdio: 'ignore' });
+      for (let attempt = 0; attempt < 100; attempt++) {
+        if (spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout?.trim() === 'PONG') return child;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      throw new Error('redis-server did not start');
+    };
+    const kill = (child: ChildProcess) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : (child.once('exit', () => resolve()), child.kill('SIGKILL'))));
+    let redis = await launch();
+    cleanup.push(() => kill(redis));
+    const store = redisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 200 });
+    cleanup.push(() => store.close());
+    const cache = createResponseCache({ store, embedder: hashEmbedder(128), verifier: cosineVerifier(), threshold: 0.97 });
+    const { client, base, upstream } = await start({ cache, routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'truncate', cache } }) });
+    const ask = async (question: string) => {
+      const { data, response } = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: question }] }).withResponse();
+      return { text: data.choices[0]!.message.content, cache: response.headers.get('x-compactor-cache') };
+    };
+    const first = await ask('Before the outage?');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await ask('Before the outage?')).toEqual({ ...first, cache: 'hit' });
+
+    await kill(redis);
+    const during = await ask('Before the outage?');
+    expect(during).toEqual({ text: first.text, cache: 'bypass' });
+    expect((await ask('During the outage?')).cache).toBe('bypass');
+    expect(await metric(base, /context_compactor_failures_total\{component="semantic-cache"\} (\d+)/)).toBeGreaterThanOrEqual(2);
+
+    redis = await launch();
+    let status: string | null = null;
+    for (let attempt = 0; attempt < 50 && status !== 'miss'; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      status = (await ask('After the outage?')).cache;
+    }
+    expect(status).toBe('miss');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const after = await ask('After the outage?');
+    expect(after.cache).toBe('hit');
+    expect(after.text).toMatch(/^Received 1 messages\.$/);
+    expect(upstream.calls.length).toBeGreaterThanOrEqual(4);
+  });
+});
