@@ -406,7 +406,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     embedder,
     embeddings,
     verifier,
-    ticket: ticketOf,
+    ticket: (request, lookup = {}) => ticketOf(request, lookup),
     stats: () => structuredClone(stats),
     async probe(request, lookup = {}) {
       const ticket = ticketOf(request, lookup);

@@ -11,14 +11,14 @@ export interface MemoryStoreOptions {
   maxBytes?: number;
   /**
    * Rows of one namespace at which its vector index moves from exact flat search to HNSW
-   * (usearch). Flat search over 512-dimension vectors costs about 0.1 ms per 1,000 rows here
-   * (bench/cache-lookup.ts), so below this size it is exact and fast enough.
-   * @default 8192
+   * (usearch). Flat search over 512-dimension vectors costs about 1 ms per 1,000 rows in
+   * JavaScript here (bench/cache-lookup.ts), so below this size it is exact and fast enough.
+   * @default 1024
    */
   annThreshold?: number;
 }
 
-const DEFAULTS = { maxBytes: 256 * 1024 * 1024, annThreshold: 8192 } satisfies Required<MemoryStoreOptions>;
+const DEFAULTS = { maxBytes: 256 * 1024 * 1024, annThreshold: 1024 } satisfies Required<MemoryStoreOptions>;
 
 type Slot = { value: string } | { namespace: string; id: string; bytes: number };
 

@@ -1,0 +1,145 @@
+/**
+ * Load bench for the proxy: throughput and latency through the proxy (truncate, cache off) against
+ * the same fake upstream called directly, at 50 and 200 connections, then RSS of the proxy before
+ * and after a 60-second soak at 200 connections. Upstream, proxy and load generator each run in
+ * their own process. Prints figures; asserts nothing. Run: npm run bench:proxy
+ *
+ * The fake upstream answers after UPSTREAM_DELAY_MS (default: 0 and 200). With 0 it costs almost
+ * nothing, so the comparison is the proxy's CPU against none; with 200 ms (still faster than any
+ * model's answer) throughput is bounded by latency, as it is in production.
+ */
+import autocannon from 'autocannon';
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { locomoMessages, parseLocomo } from '../src/datasets/locomo.js';
+import { readFileSync } from 'node:fs';
+import { shippedLocomoPath } from '../src/paths.js';
+import { createProxy } from '../src/proxy/server.js';
+import { createRouteTable } from '../src/routes.js';
+import { machine, markdownTable, ms, table } from '../src/bench/stats.js';
+
+const DURATION = Number(process.env.DURATION ?? 10);
+const SOAK = Number(process.env.SOAK ?? 60);
+const DELAYS = (process.env.UPSTREAM_DELAY_MS ?? '0,200').split(',').map(Number);
+const CONNECTIONS = (process.env.CONNECTIONS ?? '50,200').split(',').map(Number);
+const markdown = process.argv.includes('--md');
+const self = fileURLToPath(import.meta.url);
+
+async function runUpstream(delay: number): Promise<void> {
+  const answer = JSON.stringify({ id: 'chatcmpl-load', object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } });
+  const server = createServer((request, response) => {
+    request.resume();
+    request.on('end', () => {
+      const send = () => {
+        response.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(answer) });
+        response.end(answer);
+      };
+      if (delay > 0) setTimeout(send, delay);
+      else send();
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  process.send!({ port: (server.address() as AddressInfo).port });
+}
+
+async function runProxy(upstreamPort: number): Promise<void> {
+  const proxy = createProxy({
+    upstream: `http://127.0.0.1:${upstreamPort}`,
+    routes: createRouteTable({ defaults: { maxInputTokens: 1000, strategy: 'truncate', onBudgetUnreachable: 'pass-through' } }),
+    cache: false,
+    logger: pino({ level: 'silent' }),
+  });
+  const port = await proxy.listen(0);
+  process.on('message', (message: { rss?: boolean }) => {
+    if (message.rss) process.send!({ rss: process.memoryUsage().rss });
+  });
+  process.send!({ port });
+}
+
+async function child(role: string, ...args: string[]): Promise<{ process: ChildProcess; port: number }> {
+  const spawned = fork(self, [role, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const [message] = (await once(spawned, 'message')) as [{ port: number }];
+  return { process: spawned, port: message.port };
+}
+
+async function rss(proxy: ChildProcess): Promise<number> {
+  proxy.send({ rss: true });
+  for (;;) {
+    const [message] = (await once(proxy, 'message')) as [{ rss?: number }];
+    if (message.rss !== undefined) return message.rss;
+  }
+}
+
+function body(): string {
+  // A real conversation: the first 60 turns of a LoCoMo dev conversation, about 2,300 tokens.
+  const conversation = parseLocomo(JSON.parse(readFileSync(shippedLocomoPath(), 'utf8')))[0]!;
+  const messages = locomoMessages(conversation).messages.slice(0, 61);
+  return JSON.stringify({ model: 'gpt-4o-mini', messages: [...messages, { role: 'user', content: 'What did we talk about?' }] });
+}
+
+async function load(url: string, connections: number, duration: number, payload: string) {
+  const result = await autocannon({ url: `${url}/v1/chat/completions`, method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-load' }, body: payload, connections, duration });
+  const errors = result.errors + result.timeouts + result.non2xx;
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors };
+}
+
+async function main(): Promise<void> {
+  const payload = body();
+  const rows: string[][] = [];
+  let soak: { before: number; after: number; requests: number; errors: number } | undefined;
+  for (const delay of DELAYS) {
+    const upstream = await child('upstream', String(delay));
+    const proxy = await child('proxy', String(upstream.port));
+    const direct = `http://127.0.0.1:${upstream.port}`;
+    const through = `http://127.0.0.1:${proxy.port}`;
+    // Warm both paths (JIT, connection pools, token memo).
+    await load(through, 10, 2, payload);
+    await load(direct, 10, 2, payload);
+    for (const connections of CONNECTIONS) {
+      process.stderr.write(`upstream delay ${delay} ms, ${connections} connections…\n`);
+      const baseline = await load(direct, connections, DURATION, payload);
+      const proxied = await load(through, connections, DURATION, payload);
+      rows.push([
+        `${delay} ms`,
+        String(connections),
+        baseline.rps.toFixed(0),
+        proxied.rps.toFixed(0),
+        `${(proxied.rps / baseline.rps).toFixed(2)}×`,
+        `${ms(baseline.p50)} / ${ms(baseline.p99)}`,
+        `${ms(proxied.p50)} / ${ms(proxied.p99)}`,
+        `${baseline.errors} / ${proxied.errors}`,
+      ]);
+    }
+    if (delay === DELAYS[DELAYS.length - 1] && SOAK > 0) {
+      process.stderr.write(`soak: ${SOAK} s at 200 connections…\n`);
+      const before = await rss(proxy.process);
+      const result = await autocannon({ url: `${through}/v1/chat/completions`, method: 'POST', headers: { 'content-type': 'application/json' }, body: payload, connections: 200, duration: SOAK });
+      const after = await rss(proxy.process);
+      soak = { before, after, requests: result.requests.total, errors: result.errors + result.timeouts + result.non2xx };
+    }
+    proxy.process.kill();
+    upstream.process.kill();
+  }
+  const header = ['upstream delay', 'connections', 'direct req/s', 'proxy req/s', 'proxy / direct', 'direct p50 / p99', 'proxy p50 / p99', 'errors (direct / proxy)'];
+  console.log(markdown ? markdownTable([header, ...rows]) : table([header, ...rows]));
+  if (soak) {
+    const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
+    console.log(`\nSoak: ${SOAK} s at 200 connections through the proxy: ${soak.requests.toLocaleString('en')} requests, ${soak.errors} errors; proxy RSS ${mib(soak.before)} before, ${mib(soak.after)} after.`);
+  }
+  console.log(`\nRequest: 62 real LoCoMo messages (~2,300 tokens) compacted to 1,000 tokens with truncate; cache off. ${DURATION} s per run. ${machine()}`);
+}
+
+const [role, argument] = process.argv.slice(2);
+if (role === 'upstream') void runUpstream(Number(argument));
+else if (role === 'proxy') void runProxy(Number(argument));
+else
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
