@@ -56,8 +56,10 @@ async function runProxy(upstreamPort: number): Promise<void> {
     logger: pino({ level: 'silent' }),
   });
   const port = await proxy.listen(0);
-  process.on('message', (message: { rss?: boolean }) => {
+  process.on('message', (message: { rss?: boolean; exit?: boolean }) => {
     if (message.rss) process.send!({ rss: process.memoryUsage().rss });
+    // A clean exit (not a kill) lets --cpu-prof write its profile.
+    if (message.exit) process.exit(0);
   });
   process.send!({ port });
 }

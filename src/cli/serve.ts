@@ -45,6 +45,12 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     chosenStore === 'off'
       ? undefined
       : createResponseCache({ ...cacheOptions, store: chosenStore === 'redis' ? redisStore({ url: flags.redisUrl ?? redisUrl ?? process.env.REDIS_URL }) : memoryStore() });
+  if (cache) {
+    // Load the sentence encoder before the first request instead of during it (about a second).
+    await cache.embeddings.embed(cache.embedder, ['warm up']).catch((error: unknown) => {
+      process.stderr.write(`context-compactor: the cache's embedder failed to load (${(error as Error).message}); the exact layer still works\n`);
+    });
+  }
   const overrides: CompactorOptions = {};
   if (flags.budget !== undefined) overrides.maxInputTokens = flags.budget;
   if (flags.preset !== undefined) overrides.strategy = flags.preset;

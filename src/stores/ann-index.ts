@@ -41,7 +41,7 @@ export interface VectorIndexOptions {
 /**
  * One namespace's vectors: exact flat search while small, HNSW (usearch) once it passes
  * `annThreshold` rows, if usearch loads; otherwise flat search at every size. The HNSW graph holds
- * int8-quantized vectors (4× faster to build and search than f32 here, same recall on the lookup
+ * int8-quantized vectors (about 3× faster to build and search than f32 here, same recall on the lookup
  * bench); its candidates are re-scored exactly against the float vectors kept beside it.
  */
 export class VectorIndex {
