@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
+import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import { replay, type ResponseCache } from '../cache/response-cache.js';
 import { encodeSse } from '../cache/sse.js';
 import { loadPrices, type PriceTable } from '../bench/cost.js';
@@ -203,6 +204,9 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
   const tenantOf = settings.tenant ?? tenantFromApiKey;
   const active = new Set<Promise<void>>();
   let closing = false;
+  // One keep-alive pool per proxy, shared by every request: undici's request() costs a fraction of
+  // fetch() per call (bench/RESULTS.md, proxy load).
+  const agent = new Agent({ keepAliveTimeout: 30_000, connections: null, headersTimeout: 0, bodyTimeout: 0 });
 
   async function forward(
     request: IncomingMessage,
@@ -211,65 +215,68 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
     body: Buffer | string,
     abort: AbortController,
     auth: { header: 'authorization' | 'x-api-key'; key: string | undefined },
-    capture?: (upstream: Response) => { push(chunk: Uint8Array): void; end(): void } | undefined,
+    capture?: (status: number, contentType: string | undefined) => { push(chunk: Uint8Array): void; end(): void } | undefined,
     extraHeaders: Record<string, string> = {},
   ): Promise<number> {
-    const headers = new Headers();
+    const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(request.headers)) {
-      if (HOP_BY_HOP.has(name) || name.startsWith('x-compactor-') || value === undefined) continue;
-      headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+      // accept-encoding stays behind: the proxy reads (and caches) what it relays, so it asks for identity.
+      if (HOP_BY_HOP.has(name) || name === 'accept-encoding' || name.startsWith('x-compactor-') || value === undefined) continue;
+      headers[name] = Array.isArray(value) ? value.join(', ') : value;
     }
-    if (auth.key && !headers.has('authorization') && !headers.has('x-api-key')) headers.set(auth.header, auth.header === 'authorization' ? `Bearer ${auth.key}` : auth.key);
+    if (auth.key && headers.authorization === undefined && headers['x-api-key'] === undefined) headers[auth.header] = auth.header === 'authorization' ? `Bearer ${auth.key}` : auth.key;
     const timeout = setTimeout(() => abort.abort(new CompactorError('upstream.timeout', `upstream did not answer within ${settings.upstreamTimeoutMs} ms`)), settings.upstreamTimeoutMs);
-    let upstream: Response;
+    let upstream: Dispatcher.ResponseData;
     try {
-      upstream = await fetch(target, { method: request.method, headers, body: request.method === 'GET' || request.method === 'HEAD' ? undefined : typeof body === 'string' ? body : new Uint8Array(body), signal: abort.signal });
+      upstream = await undiciRequest(target, {
+        method: (request.method ?? 'POST') as Dispatcher.HttpMethod,
+        headers,
+        body: request.method === 'GET' || request.method === 'HEAD' ? null : body,
+        signal: abort.signal,
+        dispatcher: agent,
+      });
     } catch (error) {
       const reason = abort.signal.reason;
       if (CompactorError.isInstance(reason)) throw reason;
       if (abort.signal.aborted) throw new CompactorError('aborted', 'the client went away', { cause: error });
-      throw new CompactorError('upstream.failed', `upstream unreachable: ${(error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message}`, { cause: error });
+      throw new CompactorError('upstream.failed', `upstream unreachable: ${(error as Error).message}`, { cause: error });
     } finally {
       clearTimeout(timeout);
     }
-    const outgoing: Record<string, string> = { ...extraHeaders };
-    upstream.headers.forEach((value, name) => {
-      if (!DROP_FROM_RESPONSE.has(name)) outgoing[name] = value;
-    });
-    response.writeHead(upstream.status, outgoing);
-    response.flushHeaders();
-    const sink = capture?.(upstream);
-    if (!upstream.body) {
-      response.end();
-      sink?.end();
-      return upstream.status;
+    const outgoing: Record<string, string | string[]> = { ...extraHeaders };
+    for (const [name, value] of Object.entries(upstream.headers)) {
+      if (value !== undefined && !DROP_FROM_RESPONSE.has(name)) outgoing[name] = value;
     }
-    const reader = upstream.body.getReader();
+    response.writeHead(upstream.statusCode, outgoing);
+    response.flushHeaders();
+    const contentType = upstream.headers['content-type'];
+    const sink = capture?.(upstream.statusCode, Array.isArray(contentType) ? contentType[0] : contentType);
     let idle: NodeJS.Timeout | undefined;
     const armIdle = () => {
       clearTimeout(idle);
       idle = setTimeout(() => abort.abort(new CompactorError('upstream.timeout', `upstream stream silent for ${settings.streamIdleTimeoutMs} ms`)), settings.streamIdleTimeoutMs);
     };
     try {
-      for (;;) {
+      armIdle();
+      for await (const chunk of upstream.body) {
         armIdle();
-        const { done, value } = await reader.read();
-        if (done) break;
-        sink?.push(value);
-        await writeChunk(response, value);
+        sink?.push(chunk as Uint8Array);
+        await writeChunk(response, chunk as Uint8Array);
         if (response.destroyed) throw new CompactorError('aborted', 'the client went away');
       }
     } catch (error) {
       // Half-way through, the status is sent: the only honest signal left is a broken stream.
-      reader.cancel().catch(() => undefined);
+      upstream.body.destroy();
       response.destroy();
+      const reason = abort.signal.reason;
+      if (CompactorError.isInstance(reason)) throw reason;
       throw CompactorError.isInstance(error) ? error : new CompactorError('upstream.failed', `upstream stream broke: ${(error as Error).message}`, { cause: error });
     } finally {
       clearTimeout(idle);
     }
     response.end();
     sink?.end();
-    return upstream.status;
+    return upstream.statusCode;
   }
 
   async function handleCompletion(request: IncomingMessage, response: ServerResponse, path: string, anthropic: boolean): Promise<void> {
@@ -332,10 +339,10 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
         JSON.stringify(result.request),
         abort,
         anthropic ? { header: 'x-api-key', key: settings.anthropicApiKey } : { header: 'authorization', key: settings.apiKey },
-        (upstream) => {
+        (upstreamStatus, contentType) => {
           // Only complete 200s are stored; the cache itself checks the body is a finished answer.
-          if (cacheOutcome?.status !== 'miss' || upstream.status !== 200) return undefined;
-          const collector = responseCollector(upstream.headers.get('content-type'), stats!.format);
+          if (cacheOutcome?.status !== 'miss' || upstreamStatus !== 200) return undefined;
+          const collector = responseCollector(contentType, stats!.format);
           return {
             push: (chunk) => collector.push(chunk),
             end: () => {
@@ -457,6 +464,7 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
       clearTimeout(timer);
       server.closeAllConnections();
       await closed;
+      await agent.close().catch(() => undefined);
     },
   };
 }
