@@ -14,8 +14,8 @@ export type Behaviour = 'ok' | 'error-500' | 'hang' | 'drop' | 'slow-stream';
  * A local stand-in for OpenAI and Anthropic that records what it received. The answer names how
  * many messages it got, so tests can see compaction without parsing the upstream's logs.
  */
-export async function fakeUpstream(): Promise<{ url: string; calls: Recorded[]; behaviour: Behaviour; server: Server; close(): Promise<void> }> {
-  const state = { behaviour: 'ok' as Behaviour };
+export async function fakeUpstream(): Promise<{ url: string; calls: Recorded[]; behaviour: Behaviour; server: Server; aborted: number; close(): Promise<void> }> {
+  const state = { behaviour: 'ok' as Behaviour, aborted: 0 };
   const calls: Recorded[] = [];
   const server = createServer(async (request, response) => {
     const chunks: Buffer[] = [];
@@ -33,6 +33,10 @@ export async function fakeUpstream(): Promise<{ url: string; calls: Recorded[]; 
     const text = `Received ${count} messages.`;
     const anthropic = request.url?.endsWith('/v1/messages') ?? false;
     if (body.stream === true) {
+      // A caller that goes away mid-stream shows up here as a response closed before its end.
+      response.on('close', () => {
+        if (!response.writableFinished) state.aborted++;
+      });
       response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       const events = anthropic ? anthropicEvents(text) : openaiEvents(text);
       for (const [index, event] of events.entries()) {
@@ -40,6 +44,7 @@ export async function fakeUpstream(): Promise<{ url: string; calls: Recorded[]; 
           response.destroy();
           return;
         }
+        if (response.destroyed) return;
         response.write(event);
         if (behaviour === 'slow-stream') await new Promise((resolve) => setTimeout(resolve, 60));
       }
@@ -66,6 +71,9 @@ export async function fakeUpstream(): Promise<{ url: string; calls: Recorded[]; 
     url,
     calls,
     server,
+    get aborted() {
+      return state.aborted;
+    },
     get behaviour() {
       return state.behaviour;
     },

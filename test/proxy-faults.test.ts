@@ -109,5 +109,15 @@ describe('proxy fault tolerance', () => {
     expect(after.cache).toBe('hit');
     expect(after.text).toMatch(/^Received 1 messages\.$/);
     expect(upstream.calls.length).toBeGreaterThanOrEqual(4);
+
+    // A second proxy instance on the same Redis answers from what the first one stored.
+    const otherStore = redisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 200 });
+    cleanup.push(() => otherStore.close());
+    const otherCache = createResponseCache({ store: otherStore, embedder: hashEmbedder(128), verifier: cosineVerifier(), threshold: 0.97 });
+    const second = await start({ cache: otherCache, routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'truncate', cache: otherCache } }) });
+    const { data, response } = await second.client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'After the outage?' }] }).withResponse();
+    expect(response.headers.get('x-compactor-cache')).toBe('hit');
+    expect(data.choices[0]!.message.content).toBe(after.text);
+    expect(second.upstream.calls).toHaveLength(0);
   });
 });

@@ -169,6 +169,26 @@ describe('proxy faults', () => {
     upstream.behaviour = 'ok';
     const { response } = await openai().chat.completions.create(ask('fault: 500')).withResponse();
     expect(response.headers.get('x-compactor-cache')).toBe('miss');
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/context_compactor_failures_total\{component="upstream"\} [1-9]/);
+  });
+
+  test('a client that aborts a stream cancels the upstream request', async () => {
+    upstream.behaviour = 'slow-stream';
+    const before = upstream.aborted;
+    const controller = new AbortController();
+    const response = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${SECRET}` },
+      body: JSON.stringify({ ...ask('abort me'), stream: true }),
+      signal: controller.signal,
+    });
+    const reader = response.body!.getReader();
+    await reader.read();
+    controller.abort();
+    for (let attempt = 0; attempt < 40 && upstream.aborted === before; attempt++) await new Promise((resolve) => setTimeout(resolve, 25));
+    expect(upstream.aborted).toBe(before + 1);
+    upstream.behaviour = 'ok';
   });
 
   test('a hanging upstream becomes a 504 in OpenAI error format, and the proxy keeps serving', async () => {

@@ -354,6 +354,8 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
         headers,
       );
       metrics.upstreamSeconds.observe({ route }, (performance.now() - upstreamStarted) / 1000);
+      // Passed through as is, but still the upstream failing: counted like a timeout.
+      if (status >= 500) metrics.failures.inc({ component: 'upstream' });
     } catch (error) {
       const code = CompactorError.isInstance(error) ? error.code : 'internal';
       if (code === 'upstream.failed' || code === 'upstream.timeout') metrics.failures.inc({ component: 'upstream' });
