@@ -16,6 +16,7 @@ import {
 } from '../src/index.js';
 import { hashEmbedder } from '../src/testing/index.js';
 import { shippedDataPath } from './cache-helpers.js';
+import { locomoRequest } from './helpers.js';
 
 const completion = (content: string, extra: Record<string, unknown> = {}) => ({
   id: 'chatcmpl-1',
@@ -320,6 +321,20 @@ describe('response cache', () => {
     expect((await compactor.compact(ask('Exact only'))).stats.cache).toMatchObject({ status: 'hit', layer: 'exact' });
     // The second request hit the exact layer before any embedding was needed.
     expect(cache.stats().failures.embedder).toBe(1);
+  });
+
+  test('the cache and relevance share one embedding memo: the question is embedded once', async () => {
+    const base = hashEmbedder(128);
+    const seen: string[] = [];
+    const recording = { ...base, id: 'recording-hash-128', embed: async (texts: readonly string[]) => (seen.push(...texts), base.embed(texts)) };
+    const cache = createResponseCache({ embedder: recording, verifier: cosineVerifier(), threshold: 0.95 });
+    const compactor = createCompactor({ maxInputTokens: 2000, strategy: 'relevance', embedder: recording, cache });
+    const body = locomoRequest(0);
+    const question = String(body.messages.at(-1)!.content);
+    const result = await compactor.compact(body);
+    expect(result.cache?.status).toBe('miss');
+    expect(result.stats.tokensAfter).toBeLessThanOrEqual(2000);
+    expect(seen.filter((text) => text === question)).toHaveLength(1);
   });
 
   test('options are validated once, naming the option', () => {

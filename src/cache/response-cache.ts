@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { invalidOption, isAbortError } from '../errors.js';
 import { withDeadline } from '../deadline.js';
-import { createEmbeddingCache, type EmbeddingCache } from '../embedders/memo.js';
+import type { EmbeddingCache } from '../embedders/memo.js';
+import { sharedEmbeddingCache } from '../../strategies/relevance/index.js';
 import type { Embedder } from '../embedders/types.js';
 import { useLite } from '../embedders/use-lite.js';
 import { memoryStore } from '../stores/memory.js';
@@ -40,7 +41,12 @@ export interface ResponseCacheOptions {
    * @default useLite()
    */
   embedder?: Embedder;
-  /** Embedding memo (share the compactor's to embed each text once). @default a new 16 MiB memo */
+  /**
+   * Embedding memo. The default is the process-wide memo the relevance strategy uses, so a
+   * question the cache embedded is not embedded again to score the history (same embedder id,
+   * same text).
+   * @default sharedEmbeddingCache()
+   */
   embeddings?: EmbeddingCache;
   /**
    * Scores a (query, cached question) pair. The default is a logistic model over cosine and
@@ -330,7 +336,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
   const fallbackRoute: Required<RouteCacheOptions> = { threshold, ttlMs: settings.ttlMs, mode: settings.mode };
   const store = settings.store ?? memoryStore();
   const embedder = settings.embedder ?? useLite();
-  const embeddings = settings.embeddings ?? createEmbeddingCache({ maxBytes: 16 * 1024 * 1024 });
+  const embeddings = settings.embeddings ?? sharedEmbeddingCache();
   const stats: CacheStats = { hits: { exact: 0, semantic: 0 }, misses: 0, bypass: {}, stored: 0, skipped: {}, failures: {} };
   const fail = (component: string): void => {
     stats.failures[component] = (stats.failures[component] ?? 0) + 1;
