@@ -19,6 +19,7 @@ import { cosineVerifier } from '../src/cache/verifier.js';
 import type { Embedder } from '../src/embedders/types.js';
 import { memoryStore } from '../src/stores/memory.js';
 import { redisStore } from '../src/stores/redis.js';
+import { seededRandom } from '../src/stores/lsh.js';
 import type { Store } from '../src/stores/types.js';
 import { machine, markdownTable, ms, percentile, table } from '../src/bench/stats.js';
 
@@ -26,17 +27,6 @@ const DIMENSIONS = 512;
 const SIZES = (process.env.SIZES ?? '10000,100000').split(',').map(Number);
 const QUERIES = Number(process.env.QUERIES ?? 500);
 const markdown = process.argv.includes('--md');
-
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function unit(vector: Float32Array): Float32Array {
   let sum = 0;
@@ -153,7 +143,7 @@ async function startRedis(): Promise<{ url: string; child?: ChildProcess } | und
 async function main(): Promise<void> {
   const rows: Row[] = [];
   const largest = Math.max(...SIZES);
-  const next = random(42);
+  const next = seededRandom(42);
   const vectors = new Map<string, Float32Array>();
   const stored: Float32Array[] = [];
   for (let index = 0; index < largest; index++) {

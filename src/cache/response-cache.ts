@@ -390,6 +390,13 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     return { scope, exactKey, namespace, question, vector: undefined, ttlMs: route.ttlMs, format, streamed };
   }
 
+  /** The entry the exact layer points to, if both the pointer and the entry are still there. */
+  async function exactEntry(exactKey: string): Promise<{ question: string; response: CachedResponse } | undefined> {
+    const id = await store.get(`rc:x:${exactKey}`);
+    const entry = id ? await store.get(`rc:e:${id}`) : undefined;
+    return entry ? (JSON.parse(entry) as { question: string; response: CachedResponse }) : undefined;
+  }
+
   /** The best-scoring stored entry near `vector`, whatever its score. */
   async function nearest(namespace: string, question: string, vector: Float32Array): Promise<ProbeMatch | undefined> {
     const matches = await store.searchVectors(namespace, vector, settings.candidates, settings.minCosine);
@@ -417,14 +424,8 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     async probe(request, lookup = {}) {
       const ticket = ticketOf(request, lookup);
       if (typeof ticket === 'string') return undefined;
-      const exactId = await store.get(`rc:x:${ticket.exactKey}`);
-      if (exactId) {
-        const entry = await store.get(`rc:e:${exactId}`);
-        if (entry) {
-          const parsed = JSON.parse(entry) as { question: string; response: CachedResponse };
-          return { layer: 'exact', score: 1, cosine: 1, question: parsed.question, response: parsed.response };
-        }
-      }
+      const exact = await exactEntry(ticket.exactKey);
+      if (exact) return { layer: 'exact', score: 1, cosine: 1, question: exact.question, response: exact.response };
       if (!ticket.namespace || !ticket.question) return undefined;
       const [vector] = (await embeddings.embed(embedder, [ticket.question], { signal: lookup.signal })) as [Float32Array];
       const best = await nearest(ticket.namespace, ticket.question, vector);
@@ -435,15 +436,11 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       if (typeof made === 'string') return bypass(made);
       let ticket = made;
       // Exact layer.
-      let entryId: string | undefined;
       try {
-        entryId = await store.get(`rc:x:${ticket.exactKey}`);
-        if (entryId) {
-          const entry = await store.get(`rc:e:${entryId}`);
-          if (entry) {
-            stats.hits.exact++;
-            return { status: 'hit', layer: 'exact', response: (JSON.parse(entry) as { response: CachedResponse }).response };
-          }
+        const exact = await exactEntry(ticket.exactKey);
+        if (exact) {
+          stats.hits.exact++;
+          return { status: 'hit', layer: 'exact', response: exact.response };
         }
       } catch (error) {
         if (isAbortError(error)) throw error;

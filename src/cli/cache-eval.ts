@@ -73,26 +73,26 @@ export async function cacheEvalCommand(flags: CacheEvalFlags): Promise<void> {
     // Every candidate the index returns is scored; the verifier decides.
     minCosine: -1,
   });
-  const bars = { load: new Progress('', 1, false), query: new Progress('', 1, false), probe: new Progress('', 1, false) };
   const labels = { load: 'embedding cached questions', query: 'embedding queries', probe: 'querying the cache' };
-  let phase: 'load' | 'query' | 'probe' | undefined;
+  let phase: keyof typeof labels | undefined;
+  let bar: Progress | undefined;
   let last = 0;
   try {
     const probes = await probePairs(cache, pairs, {
       onProgress: (current, done, total) => {
         if (phase !== current) {
-          if (phase) bars[phase].finish();
+          bar?.finish();
           phase = current;
-          bars[current] = new Progress(labels[current], total, flags.progress);
+          bar = new Progress(labels[current], total, flags.progress);
           last = 0;
         }
         if (current !== 'probe' || done % 100 === 0 || done === total) {
-          bars[current].tick(done - last, `${done}/${total}`);
+          bar!.tick(done - last, `${done}/${total}`);
           last = done;
         }
       },
     });
-    if (phase) bars[phase].finish();
+    bar?.finish();
     const thresholds = flags.sweep ? sweepThresholds(threshold) : [threshold];
     const results = thresholds.map((value) => scoreProbes(probes, value));
     if (flags.json) {

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { createResponseCache, type ResponseCacheOptions } from '../cache/response-cache.js';
 import type { CompactorOptions } from '../compactor.js';
 import { invalidOption } from '../errors.js';
@@ -33,10 +32,7 @@ interface ProxyConfig {
 /** `context-compactor serve`: the proxy on embedded defaults, or a config file, until SIGTERM. */
 export async function serveCommand(flags: ServeFlags): Promise<void> {
   const config: RouteTableOptions & { proxy?: ProxyConfig } = flags.config ? await loadConfig(flags.config) : {};
-  if (flags.config) {
-    const raw = JSON.parse(await readFile(flags.config, 'utf8')) as { proxy?: unknown };
-    if (raw.proxy !== undefined && (typeof raw.proxy !== 'object' || raw.proxy === null)) invalidOption('config.proxy', 'an object', raw.proxy);
-  }
+  if (config.proxy !== undefined && (typeof config.proxy !== 'object' || config.proxy === null)) invalidOption('config.proxy', 'an object', config.proxy);
   const proxyConfig = config.proxy ?? {};
   const { store: storeName = 'memory', redisUrl, ...cacheOptions } = proxyConfig.cache ?? {};
   const chosenStore = flags.cache ?? storeName;

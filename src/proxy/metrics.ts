@@ -3,6 +3,9 @@ import type { CompactionStats } from '../compactor.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import type { ModelPrice, PriceTable } from '../bench/cost.js';
 
+/** Seconds: compaction and lookups take from well under a millisecond to a second. */
+const OVERHEAD_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
 /** Prometheus metrics of one proxy, on its own registry (several proxies in one process never clash). */
 export class ProxyMetrics {
   readonly registry: Registry;
@@ -38,14 +41,14 @@ export class ProxyMetrics {
       name: 'context_compactor_strategy_seconds',
       help: 'Time spent in each strategy',
       labelNames: ['strategy'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      buckets: OVERHEAD_BUCKETS,
       registers,
     });
     this.overheadSeconds = new Histogram({
       name: 'context_compactor_overhead_seconds',
       help: 'Time the proxy adds before forwarding (parse, cache lookup, compaction)',
       labelNames: ['route'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      buckets: OVERHEAD_BUCKETS,
       registers,
     });
     this.upstreamSeconds = new Histogram({

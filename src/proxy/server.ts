@@ -281,11 +281,7 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
 
   async function handleCompletion(request: IncomingMessage, response: ServerResponse, path: string, anthropic: boolean): Promise<void> {
     const started = performance.now();
-    const abort = new AbortController();
-    const onClose = () => {
-      if (!response.writableFinished) abort.abort(new CompactorError('aborted', 'the client went away'));
-    };
-    response.on('close', onClose);
+    const abort = abortOnClientClose(response);
     const route = path;
     let stats: CompactionStats | undefined;
     let status = 500;
@@ -371,7 +367,6 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
       if (status >= 500 && status !== 499) logger.error(log, 'request failed');
       else logger.info(log, 'request rejected');
     } finally {
-      response.off('close', onClose);
       metrics.requests.inc({ route, status: String(status) });
       logger.info(
         {
@@ -390,10 +385,7 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
   }
 
   async function handlePassThrough(request: IncomingMessage, response: ServerResponse, path: string, search: string): Promise<void> {
-    const abort = new AbortController();
-    response.on('close', () => {
-      if (!response.writableFinished) abort.abort(new CompactorError('aborted', 'the client went away'));
-    });
+    const abort = abortOnClientClose(response);
     let status = 500;
     try {
       const body = request.method === 'GET' || request.method === 'HEAD' ? '' : await readBody(request, settings.maxBodyBytes);
@@ -469,6 +461,15 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
       await agent.close().catch(() => undefined);
     },
   };
+}
+
+/** An AbortController that fires when the client goes away before the response is finished. */
+function abortOnClientClose(response: ServerResponse): AbortController {
+  const abort = new AbortController();
+  response.once('close', () => {
+    if (!response.writableFinished) abort.abort(new CompactorError('aborted', 'the client went away'));
+  });
+  return abort;
 }
 
 function joinPath(basePath: string, path: string): string {

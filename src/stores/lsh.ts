@@ -1,5 +1,5 @@
 /** mulberry32: a tiny seeded PRNG, so every instance derives the same hyperplanes. */
-function random(seed: number): () => number {
+export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
@@ -25,7 +25,7 @@ export class HyperplaneLsh {
     this.dimensions = dimensions;
     this.tables = tables;
     this.bits = bits;
-    const next = random(seed ^ (dimensions * 2654435761));
+    const next = seededRandom(seed ^ (dimensions * 2654435761));
     this.planes = new Float32Array(tables * bits * dimensions);
     for (let index = 0; index < this.planes.length; index += 2) {
       // Box–Muller: Gaussian components make the hyperplane directions uniform on the sphere.
