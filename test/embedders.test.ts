@@ -153,7 +153,35 @@ describe('openai embedder against a local fake server', () => {
 
 describe('offline pretrained embedders', () => {
   test('USE-lite loads from node_modules and embeds 512-dimension sentence vectors', async () => {
-    await checkSemantics(useLite());
+    const embedder = useLite();
+    await checkSemantics(embedder);
+    expect(await embedder.runtime()).toBe('onnx');
+  });
+
+  test('USE-lite rebuilt for onnxruntime gives the TF.js graph\'s vectors, batched or alone', async () => {
+    const texts = [
+      ...similar,
+      different,
+      'When did Melanie paint a sunrise?',
+      'ok',
+      ' ',
+      // Over 128 SentencePiece tokens: both engines keep the first 128.
+      'Caroline went to the LGBTQ support group on 7 May 2023 and said it was powerful. '.repeat(12),
+      'Numbers like 1,234 and IDs like INV-2023-0042 or https://example.com/a?b=c, émojis 🎨 and accents.',
+    ];
+    const [onnx, tfjs] = [useLite({ runtime: 'onnx' }), useLite({ runtime: 'tfjs' })];
+    const [fromOnnx, fromTfjs] = await Promise.all([onnx.embed(texts), tfjs.embed(texts)]);
+    const alone = await Promise.all(texts.map(async (text) => (await onnx.embed([text]))[0]!));
+    expect(await tfjs.runtime()).toBe('tfjs');
+    texts.forEach((_, index) => {
+      expect(fromOnnx[index]!.length).toBe(512);
+      expect(dot(fromOnnx[index]!, fromTfjs[index]!)).toBeGreaterThan(0.99999);
+      expect(dot(fromOnnx[index]!, alone[index]!)).toBeGreaterThan(0.99999);
+    });
+    // Different texts give different vectors (a broken graph that ignores its input would not).
+    expect(dot(fromOnnx[0]!, fromOnnx[2]!)).toBeLessThan(0.9);
+    expect(() => useLite({ runtime: 'gpu' as never })).toThrow(/runtime/);
+    expect(() => useLite({ threads: 0 })).toThrow(/threads/);
   });
 
   test('transformers.js loads the locally built GloVe ONNX model fully offline', async () => {

