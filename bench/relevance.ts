@@ -11,6 +11,7 @@ import { shippedData } from '../src/bench/command.js';
 import { loadDataset } from '../src/bench/loaders.js';
 import { runQa, type Violation } from '../src/bench/run.js';
 import { machine, markdownTable, ms, table } from '../src/bench/stats.js';
+import { createEmbeddingCache } from '../src/embedders/memo.js';
 import { useLite } from '../src/embedders/use-lite.js';
 import { buildGloveModel } from '../src/embedders/glove-model.js';
 import { transformersEmbedder } from '../src/embedders/transformers.js';
@@ -54,13 +55,15 @@ async function main(): Promise<void> {
   }
   const glove = await buildGloveModel(join(packageRoot(), '.cache', 'models'));
   const embedders: Record<string, Embedder> = { 'use-lite': useLite(), 'glove-sif (transformers.js)': transformersEmbedder({ model: glove, quantized: false }) };
-  const alone = { neighbours: 0, recencyShare: 0 } satisfies RelevanceOptions;
+  const alone = { neighbours: 0, recencyShare: 0, previousContext: 0 } satisfies RelevanceOptions;
   const variants: Contender[] = [
     presetContender('truncate'),
     variant('bm25 alone', { ...alone, embedder: null }),
     ...Object.entries(embedders).map(([name, embedder]) => variant(`${name} alone`, { ...alone, embedder, sparseWeight: 0 })),
     ...Object.entries(embedders).map(([name, embedder]) => variant(`rrf(bm25, ${name})`, { ...alone, embedder })),
-    ...Object.entries(embedders).map(([name, embedder]) => variant(`rrf(bm25, ${name}) + neighbours + 10% recency`, { embedder })),
+    ...Object.entries(embedders).map(([name, embedder]) => variant(`rrf(bm25, ${name}) + neighbours + 10% recency`, { embedder, previousContext: 0 })),
+    ...Object.entries(embedders).map(([name, embedder]) => variant(`rrf(bm25, ${name}) + neighbours + 10% recency + previous message (default)`, { embedder })),
+    variant('bm25 + neighbours + 10% recency + previous message', { embedder: null }),
     variant('default hybrid, without session headers', { embedder: embedders['use-lite']!, sessionHeaders: false }),
     variant('default hybrid, with omission markers', { embedder: embedders['use-lite']!, markers: true }),
   ].filter((contender) => !only || only.includes(contender.name));
@@ -94,38 +97,46 @@ async function main(): Promise<void> {
   await latency();
 }
 
-/** Warm latency: a 700-message history already embedded, one new user message per request. */
+/**
+ * Warm latency: a 700-message history already embedded, one new user message per request, with
+ * USE-lite on onnxruntime (the default) and on TF.js (same vectors) in the same run.
+ */
 async function latency(): Promise<void> {
   const [locomo] = shippedData();
   const conversations = loadDataset(locomo!.slice('locomo:'.length), 'locomo');
   const turns = conversations.flatMap((conversation) => conversation.messages.slice(1));
   const history = [conversations[2]!.messages[0]!, ...turns.slice(0, 699)];
   const budget = 2000;
-  const warmup = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedDeadlineMs: 600_000, awaitDocuments: true }) });
-  await warmup.compact({ model: 'gpt-4o', messages: [...history, { role: 'user', content: 'warm-up question?' }] });
-  const compactor = createCompactor({ maxInputTokens: budget, strategy: 'relevance' });
-  const totals: number[] = [];
-  const embeds: number[] = [];
-  const scores: number[] = [];
   const questions = conversations.flatMap((conversation) => conversation.qa!.map((item) => item.question));
-  for (let run = 0; run < 60; run++) {
-    // A text the memo has never seen, as a new turn brings.
-    const messages = [...structuredClone(history), { role: 'user' as const, content: `${questions[run % questions.length]!} (asked at turn ${run})` }];
-    const started = performance.now();
-    const { stats } = await compactor.compact({ model: 'gpt-4o', messages });
-    totals.push(performance.now() - started);
-    const info = stats.strategies[0]!.info as { embedMs: number; scoreMs: number; dense: boolean };
-    if (!info.dense) throw new Error('the warm run fell back to BM25');
-    embeds.push(info.embedMs);
-    scores.push(info.scoreMs);
-  }
   const { percentile } = await import('../src/bench/stats.js');
-  const rows = [
-    ['step', 'p50 ms', 'p99 ms'],
-    ['whole compaction (relevance preset, USE-lite)', ms(percentile(totals, 50)), ms(percentile(totals, 99))],
-    ['  embedding the new text (memo hits for the rest)', ms(percentile(embeds, 50)), ms(percentile(embeds, 99))],
-    ['  scoring: 699 cached vectors + BM25', ms(percentile(scores, 50)), ms(percentile(scores, 99))],
-  ];
+  const rows = [['runtime', 'step', 'p50 ms', 'p99 ms']];
+  for (const runtime of ['onnx', 'tfjs'] as const) {
+    const embedder = useLite({ runtime });
+    // Both runtimes share an id (same vectors): each gets its own memo so neither sees the other's work.
+    const cache = createEmbeddingCache();
+    const warmup = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedder, cache, embedDeadlineMs: 600_000, awaitDocuments: true }) });
+    await warmup.compact({ model: 'gpt-4o', messages: [...history, { role: 'user', content: 'warm-up question?' }] });
+    const compactor = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedder, cache }) });
+    const totals: number[] = [];
+    const embeds: number[] = [];
+    const scores: number[] = [];
+    for (let run = 0; run < 60; run++) {
+      // A text the memo has never seen, as a new turn brings.
+      const messages = [...structuredClone(history), { role: 'user' as const, content: `${questions[run % questions.length]!} (asked at turn ${run})` }];
+      const started = performance.now();
+      const { stats } = await compactor.compact({ model: 'gpt-4o', messages });
+      totals.push(performance.now() - started);
+      const info = stats.strategies[0]!.info as { embedMs: number; scoreMs: number; dense: boolean };
+      if (!info.dense) throw new Error('the warm run fell back to BM25');
+      embeds.push(info.embedMs);
+      scores.push(info.scoreMs);
+    }
+    rows.push(
+      [`USE-lite on ${runtime}`, 'whole compaction (relevance preset)', ms(percentile(totals, 50)), ms(percentile(totals, 99))],
+      ['', '  embedding the new text (memo hits for the rest)', ms(percentile(embeds, 50)), ms(percentile(embeds, 99))],
+      ['', '  scoring: 699 cached vectors + BM25 (message and pair)', ms(percentile(scores, 50)), ms(percentile(scores, 99))],
+    );
+  }
   console.log(`\nWarm latency, 700-message history, one new message, budget ${budget}`);
   console.log(table(rows));
   if (process.argv.includes('--md')) console.log(`\n${markdownTable(rows)}`);

@@ -25,7 +25,7 @@ const PRESETS: Record<string, PresetFactory> = {
 
 /**
  * The preset used when none is named: the best one this version ships. `relevance` keeps
- * 0.80 of LoCoMo evidence turns at 2k tokens where `truncate` keeps 0.11 (bench/RESULTS.md).
+ * 0.85 of LoCoMo evidence turns at 2k tokens where `truncate` keeps 0.11 (bench/RESULTS.md).
  */
 export const DEFAULT_PRESET = 'relevance';
 

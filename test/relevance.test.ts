@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { createEmbeddingCache } from '../src/embedders/memo.js';
 import type { Embedder } from '../src/embedders/types.js';
 import { createCompactor, type ChatMessage } from '../src/index.js';
-import { bm25Scores } from '../src/text/bm25.js';
+import { bm25OfTerms, bm25Scores, terms } from '../src/text/bm25.js';
 import { hashEmbedder, wordTokenizer } from '../src/testing/index.js';
 import { relevance } from '../strategies/relevance/index.js';
 import { locomoRequest } from './helpers.js';
@@ -35,7 +35,44 @@ describe('BM25', () => {
   });
 });
 
+describe('BM25 with the previous message', () => {
+  const documents = ['Have you ever been to Lisbon?', 'Yes, twice last summer, the trams were great', 'I bought a new bike', 'The weather was mild'];
+  const query = 'When did they visit Lisbon?';
+
+  test('without previous documents it is plain BM25', () => {
+    expect([...bm25OfTerms(terms(query), documents.map(terms))]).toEqual([...bm25Scores(query, documents)]);
+  });
+
+  test('a reply scores through the message it answers, and a message without one does not change', () => {
+    const plain = bm25Scores(query, documents);
+    const withPrevious = bm25OfTerms(terms(query), documents.map(terms), [undefined, ...documents.slice(0, -1).map(terms)]);
+    expect(plain[1]).toBe(0);
+    expect(withPrevious[1]).toBeGreaterThan(0);
+    expect(withPrevious[0]).toBeGreaterThan(plain[0]!); // itself plus the pair (itself alone)
+    expect(withPrevious[2]).toBe(0); // its previous message has no query term either
+  });
+});
+
 describe('relevance strategy', () => {
+  test('finds a reply through the message before it (previousContext), and not without it', async () => {
+    const messages: ChatMessage[] = [
+      { role: 'system', content: 'You remember everything.' },
+      ...Array.from({ length: 6 }, (_, index) => filler(index)).flat(),
+      { role: 'assistant', content: 'Have you ever been to Lisbon?' },
+      { role: 'user', content: 'Yes, twice, both in July' },
+      ...Array.from({ length: 6 }, (_, index) => filler(index + 10)).flat(),
+      { role: 'user', content: 'How often was I in Lisbon?' },
+    ];
+    const run = async (previousContext: number) => {
+      const compactor = createCompactor({ ...options, maxInputTokens: 45, strategy: relevance({ embedder: null, recencyShare: 0, neighbours: 0, previousContext }) });
+      const { request } = await compactor.compact({ messages });
+      return request.messages.some((message) => message.content === 'Yes, twice, both in July');
+    };
+    expect(await run(400)).toBe(true);
+    expect(await run(0)).toBe(false);
+    expect(() => relevance({ previousContext: -1 })).toThrow(/previousContext/);
+  });
+
   test('keeps the turn the question is about, with its neighbour, under a tight budget', async () => {
     const compactor = createCompactor({ ...options, maxInputTokens: 90, strategy: relevance({ embedder: null, recencyShare: 0 }) });
     const { request, stats } = await compactor.compact({ messages: history('What breed is my dog Biscuit?') });

@@ -36,35 +36,74 @@ export interface Bm25Options {
  * history at hand). Returns one score per document.
  */
 export function bm25Scores(query: string, documents: readonly string[], options: Bm25Options = {}): Float64Array {
+  return bm25OfTerms(terms(query), documents.map(terms), undefined, options);
+}
+
+/**
+ * BM25 over term lists (see `terms`). With `previous`, each document also scores as the pair
+ * (document + its previous document's terms), with its own IDF over the pairs, and the two scores
+ * are added: a reply is found through the message it answers.
+ */
+export function bm25OfTerms(
+  queryTerms: readonly string[],
+  documents: readonly (readonly string[])[],
+  previous?: readonly (readonly string[] | undefined)[],
+  options: Bm25Options = {},
+): Float64Array {
   const k1 = options.k1 ?? 1.2;
   const b = options.b ?? 0.75;
-  const scores = new Float64Array(documents.length);
-  const queryTerms = [...new Set(terms(query))];
-  if (queryTerms.length === 0 || documents.length === 0) return scores;
-  const wanted = new Set(queryTerms);
-  const frequencies: Map<string, number>[] = [];
-  const documentFrequency = new Map<string, number>();
-  let totalLength = 0;
-  const lengths = new Float64Array(documents.length);
-  for (let index = 0; index < documents.length; index++) {
-    const words = terms(documents[index]!);
-    lengths[index] = words.length;
-    totalLength += words.length;
-    const counts = new Map<string, number>();
-    for (const word of words) if (wanted.has(word)) counts.set(word, (counts.get(word) ?? 0) + 1);
-    for (const word of counts.keys()) documentFrequency.set(word, (documentFrequency.get(word) ?? 0) + 1);
-    frequencies.push(counts);
-  }
-  const averageLength = totalLength / documents.length || 1;
   const count = documents.length;
-  for (let index = 0; index < documents.length; index++) {
-    let score = 0;
-    for (const [word, frequency] of frequencies[index]!) {
-      const df = documentFrequency.get(word)!;
-      const idf = Math.log(1 + (count - df + 0.5) / (df + 0.5));
-      score += (idf * frequency * (k1 + 1)) / (frequency + k1 * (1 - b + (b * lengths[index]!) / averageLength));
+  const scores = new Float64Array(count);
+  const unique = [...new Set(queryTerms)];
+  const width = unique.length;
+  if (width === 0 || count === 0) return scores;
+  const slot = new Map(unique.map((term, index) => [term, index]));
+  // Counts of each query term per document (and per previous document): flat typed arrays.
+  const counts = new Uint32Array(count * width);
+  const lengths = new Float64Array(count);
+  const countInto = (words: readonly string[], target: Uint32Array, offset: number): void => {
+    for (const word of words) {
+      const index = slot.get(word);
+      if (index !== undefined) target[offset + index]!++;
     }
-    scores[index] = score;
+  };
+  for (let document = 0; document < count; document++) {
+    const words = documents[document]!;
+    lengths[document] = words.length;
+    countInto(words, counts, document * width);
+  }
+  addScores(scores, counts, lengths, count, width, k1, b);
+  if (previous) {
+    const pairCounts = new Uint32Array(counts);
+    const pairLengths = new Float64Array(lengths);
+    for (let document = 0; document < count; document++) {
+      const words = previous[document];
+      if (!words) continue;
+      pairLengths[document]! += words.length;
+      countInto(words, pairCounts, document * width);
+    }
+    addScores(scores, pairCounts, pairLengths, count, width, k1, b);
   }
   return scores;
+}
+
+function addScores(scores: Float64Array, counts: Uint32Array, lengths: Float64Array, count: number, width: number, k1: number, b: number): void {
+  let totalLength = 0;
+  for (let document = 0; document < count; document++) totalLength += lengths[document]!;
+  const averageLength = totalLength / count || 1;
+  const idf = new Float64Array(width);
+  for (let term = 0; term < width; term++) {
+    let df = 0;
+    for (let document = 0; document < count; document++) if (counts[document * width + term]! > 0) df++;
+    idf[term] = Math.log(1 + (count - df + 0.5) / (df + 0.5));
+  }
+  for (let document = 0; document < count; document++) {
+    const norm = k1 * (1 - b + (b * lengths[document]!) / averageLength);
+    let score = 0;
+    for (let term = 0; term < width; term++) {
+      const frequency = counts[document * width + term]!;
+      if (frequency > 0) score += (idf[term]! * frequency * (k1 + 1)) / (frequency + norm);
+    }
+    scores[document]! += score;
+  }
 }
