@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildGloveModel } from '../src/embedders/glove-model.js';
 import { createEmbeddingCache, type EmbeddingStore } from '../src/embedders/memo.js';
+import { createOnnxRunner } from '../src/embedders/onnx-runner.js';
 import { openaiEmbedder } from '../src/embedders/openai.js';
 import { transformersEmbedder } from '../src/embedders/transformers.js';
 import { dot, normalize, type Embedder } from '../src/embedders/types.js';
@@ -20,6 +21,28 @@ async function checkSemantics(embedder: Embedder): Promise<void> {
 }
 
 describe('embedding memo', () => {
+  test('lets the event loop turn between batches of an in-process encoder', async () => {
+    let batches = 0;
+    // An encoder that computes on the event loop (2 ms of work a batch) and resolves at once.
+    const busy: Embedder = {
+      id: 'busy',
+      dimensions: 2,
+      embed: async (texts) => {
+        const until = performance.now() + 2;
+        while (performance.now() < until);
+        batches++;
+        return texts.map(() => Float32Array.of(1, 0));
+      },
+    };
+    let batchesWhenTimerRan = -1;
+    setTimeout(() => (batchesWhenTimerRan = batches), 0);
+    await createEmbeddingCache({ maxBatch: 4 }).embed(busy, Array.from({ length: 40 }, (_, index) => `text ${index}`));
+    expect(batches).toBe(10);
+    // Without the yield the timer would only run after the tenth batch.
+    expect(batchesWhenTimerRan).toBeGreaterThan(0);
+    expect(batchesWhenTimerRan).toBeLessThan(10);
+  });
+
   test('embeds only misses, in batches, and shares in-flight work between concurrent calls', async () => {
     const embedder = hashEmbedder();
     const cache = createEmbeddingCache({ maxBatch: 2 });
@@ -165,23 +188,42 @@ describe('offline pretrained embedders', () => {
       'When did Melanie paint a sunrise?',
       'ok',
       ' ',
-      // Over 128 SentencePiece tokens: both engines keep the first 128.
+      // Over 128 SentencePiece tokens: both engines keep the first 128 (the onnx path tokenises
+      // a prefix of long texts, doubled until it holds well over 128 tokens).
       'Caroline went to the LGBTQ support group on 7 May 2023 and said it was powerful. '.repeat(12),
+      'Caroline went to the LGBTQ support group on 7 May 2023 and said it was powerful. '.repeat(40),
+      `https://example.com/${'a1b2c3d4e5f6g7h8i9j0'.repeat(150)}`,
       'Numbers like 1,234 and IDs like INV-2023-0042 or https://example.com/a?b=c, émojis 🎨 and accents.',
     ];
-    const [onnx, tfjs] = [useLite({ runtime: 'onnx' }), useLite({ runtime: 'tfjs' })];
-    const [fromOnnx, fromTfjs] = await Promise.all([onnx.embed(texts), tfjs.embed(texts)]);
+    const [onnx, inProcess, tfjs] = [useLite({ runtime: 'onnx' }), useLite({ runtime: 'onnx', worker: false }), useLite({ runtime: 'tfjs' })];
+    const [fromOnnx, fromInProcess, fromTfjs] = await Promise.all([onnx.embed(texts), inProcess.embed(texts), tfjs.embed(texts)]);
+    // Concurrent calls share the worker and take turns; each gets its own vectors back.
     const alone = await Promise.all(texts.map(async (text) => (await onnx.embed([text]))[0]!));
     expect(await tfjs.runtime()).toBe('tfjs');
     texts.forEach((_, index) => {
       expect(fromOnnx[index]!.length).toBe(512);
       expect(dot(fromOnnx[index]!, fromTfjs[index]!)).toBeGreaterThan(0.99999);
+      expect(dot(fromInProcess[index]!, fromTfjs[index]!)).toBeGreaterThan(0.99999);
       expect(dot(fromOnnx[index]!, alone[index]!)).toBeGreaterThan(0.99999);
     });
     // Different texts give different vectors (a broken graph that ignores its input would not).
     expect(dot(fromOnnx[0]!, fromOnnx[2]!)).toBeLessThan(0.9);
     expect(() => useLite({ runtime: 'gpu' as never })).toThrow(/runtime/);
     expect(() => useLite({ threads: 0 })).toThrow(/threads/);
+    expect(() => useLite({ worker: 'yes' as never })).toThrow(/worker/);
+  });
+
+  test('the onnxruntime worker reports its death to pending and later runs', async () => {
+    const proto = (await import('onnx-proto')) as unknown as { onnx?: typeof import('onnx-proto').onnx; default: { onnx: typeof import('onnx-proto').onnx } };
+    const onnx = proto.onnx ?? proto.default.onnx;
+    const tensor = { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimParam: 'n' }] } } };
+    const model = onnx.ModelProto.encode(
+      onnx.ModelProto.create({ irVersion: 7, opsetImport: [{ domain: '', version: 11 }], graph: { name: 'double', node: [{ opType: 'Add', input: ['x', 'x'], output: ['y'] }], input: [{ name: 'x', type: tensor }], output: [{ name: 'y', type: tensor }] } }),
+    ).finish();
+    const runner = await createOnnxRunner(model, { output: 'y' });
+    expect([...(await runner.run({ x: { data: Float32Array.of(1, 2.5), dims: [2] } }))]).toEqual([2, 5]);
+    await runner.close();
+    await expect(runner.run({ x: { data: Float32Array.of(1), dims: [1] } })).rejects.toThrow(/worker exited/);
   });
 
   test('transformers.js loads the locally built GloVe ONNX model fully offline', async () => {

@@ -75,6 +75,10 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
       const vectors = await embedder.embed(slice.map((index) => texts[index]!), { signal });
       slice.forEach((index, position) => (found[index] = normalize(Float32Array.from(vectors[position]!))));
       if (options.store) options.store.setMany(slice.map((index) => [keys[index]!, found[index]!])).catch(() => undefined);
+      // In-process encoders compute on the event loop and resolve through microtasks: without a
+      // turn of the loop between batches, a cold history would hold every other request until
+      // its last batch (seconds: bench/RESULTS.md).
+      if (start + maxBatch < missing.length) await new Promise((resolve) => setImmediate(resolve));
     }
     return found as Float32Array[];
   }

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { createOnnxRunner } from './onnx-runner.js';
 
 /**
  * Universal Sentence Encoder lite, rebuilt as an ONNX graph for onnxruntime-node from the weights
@@ -19,8 +20,11 @@ import { dirname, join } from 'node:path';
 /** Longest input in SentencePiece tokens; the TF.js graph drops later tokens (ClipToMaxLength). */
 export const USE_MAX_TOKENS = 128;
 
-/** Texts per onnxruntime call. */
-const BATCH = 32;
+/** Most texts, and most characters, per onnxruntime call (about 250 tokens of English). */
+const MAX_CHUNK_TEXTS = 32;
+const MAX_CHUNK_CHARS = 1024;
+/** Characters tokenised at first for a long text (128 tokens of English take about 600). */
+const TOKENIZE_CHARS = 1024;
 
 interface WeightSpec {
   name: string;
@@ -167,26 +171,30 @@ function buildGraph(onnx: Onnx, weights: LoadedWeights['floats']): Uint8Array {
 
 export interface UseLiteOnnxModel {
   embed(texts: string[]): Promise<Float32Array[]>;
+  /** False once the worker has died; the caller should load a new model. */
+  alive(): boolean;
+  close(): Promise<void>;
 }
 
 interface Tokenizer {
   encode(text: string): number[];
 }
 
+export interface UseLiteOnnxOptions {
+  /** onnxruntime intra-op threads. @default 1 */
+  threads?: number;
+  /** Run onnxruntime on a worker thread, off the event loop. @default true */
+  worker?: boolean;
+}
+
 /** Load the weights, build the graph and open an onnxruntime-node session. */
-export async function loadUseLiteOnnx(options: { threads?: number } = {}): Promise<UseLiteOnnxModel> {
+export async function loadUseLiteOnnx(options: UseLiteOnnxOptions = {}): Promise<UseLiteOnnxModel> {
   const folder = useLiteModelFolder();
   const { floats, vocabulary } = await loadWeights(folder);
   const proto = (await import('onnx-proto')) as unknown as { onnx?: Onnx; default: { onnx: Onnx } };
   const onnx = proto.onnx ?? proto.default.onnx;
-  const bytes = buildGraph(onnx, floats);
-  const require = createRequire(import.meta.url);
-  const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
-  const session = await ort.InferenceSession.create(bytes, {
-    intraOpNumThreads: options.threads ?? 1,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-  });
+  const runner = await createOnnxRunner(buildGraph(onnx, floats), { threads: options.threads ?? 1, worker: options.worker ?? true, output: 'embedding' });
+  let alive = true;
   // The package's own SentencePiece tokenizer, without loading its TF.js graph.
   const { EmbeddingsModel } = (await import('@energetic-ai/embeddings')) as unknown as { EmbeddingsModel: new (data: { vocabulary: unknown; model: unknown }) => { tokenizer: Tokenizer } };
   const tokenizer = new EmbeddingsModel({ vocabulary, model: null }).tokenizer;
@@ -196,6 +204,19 @@ export async function loadUseLiteOnnx(options: { threads?: number } = {}): Promi
   const half = inverseTimescales.length;
   const width = table.shape[1]!;
   if (width !== 2 * half) throw new Error(`embedding width ${width} does not match the timing signal (${2 * half})`);
+
+  /**
+   * The first USE_MAX_TOKENS tokens, as the TF.js graph keeps them. The tokenizer's cost grows
+   * faster than the text, so a long text is tokenised from a prefix, long enough that the kept
+   * tokens end well before the cut (doubled until they do).
+   */
+  const tokenize = (text: string): number[] => {
+    for (let cut = TOKENIZE_CHARS; ; cut *= 2) {
+      if (cut >= text.length) return tokenizer.encode(text).slice(0, USE_MAX_TOKENS);
+      const ids = tokenizer.encode(text.slice(0, cut));
+      if (ids.length >= USE_MAX_TOKENS + 16) return ids.slice(0, USE_MAX_TOKENS);
+    }
+  };
 
   /** One padded batch through the session. */
   const run = async (tokens: number[][]): Promise<Float32Array[]> => {
@@ -222,25 +243,38 @@ export async function loadUseLiteOnnx(options: { threads?: number } = {}): Promi
         }
       }
     });
-    const result = await session.run({
-      x: new ort.Tensor('float32', x, [batch, length, width]),
-      bias: new ort.Tensor('float32', bias, [batch, 1, 1, length]),
-      pool: new ort.Tensor('float32', pool, [batch, length, 1]),
-    });
-    const data = result.embedding!.data as Float32Array;
+    let data: Float32Array;
+    try {
+      data = await runner.run({ x: { data: x, dims: [batch, length, width] }, bias: { data: bias, dims: [batch, 1, 1, length] }, pool: { data: pool, dims: [batch, length, 1] } });
+    } catch (error) {
+      if (/worker exited/.test((error as Error).message)) alive = false;
+      throw error;
+    }
     return Array.from({ length: batch }, (_, row) => data.slice(row * 512, (row + 1) * 512));
   };
 
   return {
+    alive: () => alive,
+    close: () => runner.close(),
     async embed(texts) {
-      const tokens = texts.map((text) => tokenizer.encode(text).slice(0, USE_MAX_TOKENS));
-      // Batches of similar lengths, so padding stays small and memory bounded.
-      const order = tokens.map((_, index) => index).sort((a, b) => tokens[a]!.length - tokens[b]!.length);
+      // Chunks of similar lengths (so padding stays small), bounded in characters so tokenising
+      // one chunk takes a few milliseconds on the event loop and running it tens on the worker.
+      // Each chunk is awaited before the next starts: concurrent calls (a query behind a history's
+      // background embedding) take turns chunk by chunk.
+      const order = texts.map((_, index) => index).sort((a, b) => texts[a]!.length - texts[b]!.length);
       const vectors: Float32Array[] = new Array(texts.length);
-      for (let start = 0; start < order.length; start += BATCH) {
-        const slice = order.slice(start, start + BATCH);
-        const out = await run(slice.map((index) => tokens[index]!));
+      let start = 0;
+      while (start < order.length) {
+        let end = start + 1;
+        let chars = Math.min(texts[order[start]!]!.length, TOKENIZE_CHARS);
+        while (end < order.length && end - start < MAX_CHUNK_TEXTS && chars + Math.min(texts[order[end]!]!.length, TOKENIZE_CHARS) <= MAX_CHUNK_CHARS) {
+          chars += Math.min(texts[order[end]!]!.length, TOKENIZE_CHARS);
+          end++;
+        }
+        const slice = order.slice(start, end);
+        const out = await run(slice.map((index) => tokenize(texts[index]!)));
         slice.forEach((index, position) => (vectors[index] = out[position]!));
+        start = end;
       }
       return vectors;
     },

