@@ -99,6 +99,13 @@ describe('loaders on real files', () => {
 });
 
 describe('cost model', () => {
+  test('the default price table ships in the npm package (the proxy's dollars-saved metric reads it)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const manifest = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { files: string[] };
+    expect(manifest.files).toContain('bench/prices.json');
+    expect(Object.keys(loadPrices()).length).toBeGreaterThan(0);
+  });
+
   const price: ModelPrice = { input: 2.5, cachedInput: 1.25, output: 10 };
   test('OpenAI rule: a shared prefix of at least 1,024 tokens is cached in 128-token steps', () => {
     expect(cachedTokens(1023, 'openai')).toBe(0);
