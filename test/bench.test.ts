@@ -99,7 +99,7 @@ describe('loaders on real files', () => {
 });
 
 describe('cost model', () => {
-  test('the default price table ships in the npm package (the proxy's dollars-saved metric reads it)', async () => {
+  test('the default price table ships in the npm package (the proxy dollars-saved metric reads it)', async () => {
     const { readFileSync } = await import('node:fs');
     const manifest = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { files: string[] };
     expect(manifest.files).toContain('bench/prices.json');
