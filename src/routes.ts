@@ -87,6 +87,15 @@ export function createRouteTable(options: RouteTableOptions): RouteTable {
   };
 }
 
+/** Give every route without a cache of its own the shared one (the proxy's, or `serve`'s). */
+export function withSharedCache(options: RouteTableOptions, cache: CompactorOptions['cache'] | undefined): RouteTableOptions {
+  if (!cache) return options;
+  return {
+    defaults: { ...options.defaults, cache: options.defaults?.cache ?? cache },
+    routes: (options.routes ?? []).map((rule) => ({ ...rule, options: { ...rule.options, cache: rule.options?.cache ?? cache } })),
+  };
+}
+
 export function isRouteTable(value: unknown): value is RouteTable {
   return typeof value === 'object' && value !== null && typeof (value as RouteTable).select === 'function';
 }

@@ -2,7 +2,7 @@ import { createResponseCache, type ResponseCacheOptions } from '../cache/respons
 import type { CompactorOptions } from '../compactor.js';
 import { invalidOption } from '../errors.js';
 import { createProxy, DEFAULT_PROXY_BUDGET } from '../proxy/server.js';
-import { createRouteTable, loadConfig, type RouteTableOptions } from '../routes.js';
+import { createRouteTable, loadConfig, withSharedCache, type RouteTableOptions } from '../routes.js';
 import { memoryStore } from '../stores/memory.js';
 import { redisStore } from '../stores/redis.js';
 
@@ -51,14 +51,19 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   if (flags.budget !== undefined) overrides.maxInputTokens = flags.budget;
   if (flags.preset !== undefined) overrides.strategy = flags.preset;
   const base: CompactorOptions = { maxInputTokens: DEFAULT_PROXY_BUDGET, strategy: 'relevance', onBudgetUnreachable: 'pass-through' };
-  const table = createRouteTable({
-    defaults: { ...base, ...config.defaults, ...overrides, ...(cache ? { cache } : {}) },
-    routes: (config.routes ?? []).map((rule) => {
-      const options: CompactorOptions = { ...base, ...config.defaults, ...rule.options, ...overrides, ...(cache ? { cache } : {}) };
-      if (flags.preset === undefined && rule.preset !== undefined) options.strategy = rule.preset;
-      return { ...rule, preset: undefined, options };
-    }),
-  });
+  const table = createRouteTable(
+    withSharedCache(
+      {
+        defaults: { ...base, ...config.defaults, ...overrides },
+        routes: (config.routes ?? []).map((rule) => {
+          const options: CompactorOptions = { ...base, ...config.defaults, ...rule.options, ...overrides };
+          if (flags.preset === undefined && rule.preset !== undefined) options.strategy = rule.preset;
+          return { ...rule, preset: undefined, options };
+        }),
+      },
+      cache,
+    ),
+  );
   const proxy = createProxy({
     routes: table,
     cache: cache ?? false,

@@ -9,7 +9,7 @@ import { encodeSse } from '../cache/sse.js';
 import { loadPrices, type PriceTable } from '../bench/cost.js';
 import type { CompactionResult, CompactionStats, Compactor } from '../compactor.js';
 import { CompactorError, invalidOption } from '../errors.js';
-import { createRouteTable, isRouteTable, type RouteTable, type RouteTableOptions } from '../routes.js';
+import { createRouteTable, isRouteTable, withSharedCache, type RouteTable, type RouteTableOptions } from '../routes.js';
 import { bypassRequested, compactionHeaders, responseCollector, toErrorBody } from '../adapters/shared.js';
 import { ProxyMetrics } from './metrics.js';
 
@@ -190,7 +190,7 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
   const cache = settings.cache || undefined;
   const table: RouteTable = isRouteTable(settings.routes)
     ? settings.routes
-    : createRouteTable(withCache(settings.routes ?? { defaults: { maxInputTokens: DEFAULT_PROXY_BUDGET, strategy: 'relevance', onBudgetUnreachable: 'pass-through' } }, cache));
+    : createRouteTable(withSharedCache(settings.routes ?? { defaults: { maxInputTokens: DEFAULT_PROXY_BUDGET, strategy: 'relevance', onBudgetUnreachable: 'pass-through' } }, cache));
   let prices = settings.prices;
   if (!prices) {
     try {
@@ -485,10 +485,3 @@ function outputTokensOf(body: unknown): number {
   return typeof value === 'number' ? value : 0;
 }
 
-function withCache(options: RouteTableOptions, cache: ResponseCache | undefined): RouteTableOptions {
-  if (!cache) return options;
-  return {
-    defaults: { ...options.defaults, cache: options.defaults?.cache ?? cache },
-    routes: (options.routes ?? []).map((rule) => ({ ...rule, options: { ...rule.options, cache: rule.options?.cache ?? cache } })),
-  };
-}
