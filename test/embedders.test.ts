@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildGloveModel } from '../src/embedders/glove-model.js';
 import { createEmbeddingCache, type EmbeddingStore } from '../src/embedders/memo.js';
+import { encodeOnnxModel, loadOnnxProto } from '../src/embedders/onnx-proto.js';
 import { createOnnxRunner } from '../src/embedders/onnx-runner.js';
 import { openaiEmbedder } from '../src/embedders/openai.js';
 import { transformersEmbedder } from '../src/embedders/transformers.js';
@@ -214,12 +215,9 @@ describe('offline pretrained embedders', () => {
   });
 
   test('the onnxruntime worker reports its death to pending and later runs', async () => {
-    const proto = (await import('onnx-proto')) as unknown as { onnx?: typeof import('onnx-proto').onnx; default: { onnx: typeof import('onnx-proto').onnx } };
-    const onnx = proto.onnx ?? proto.default.onnx;
+    const onnx = await loadOnnxProto();
     const tensor = { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimParam: 'n' }] } } };
-    const model = onnx.ModelProto.encode(
-      onnx.ModelProto.create({ irVersion: 7, opsetImport: [{ domain: '', version: 11 }], graph: { name: 'double', node: [{ opType: 'Add', input: ['x', 'x'], output: ['y'] }], input: [{ name: 'x', type: tensor }], output: [{ name: 'y', type: tensor }] } }),
-    ).finish();
+    const model = encodeOnnxModel(onnx, { name: 'double', node: [{ opType: 'Add', input: ['x', 'x'], output: ['y'] }], input: [{ name: 'x', type: tensor }], output: [{ name: 'y', type: tensor }] }, 11);
     const runner = await createOnnxRunner(model, { output: 'y' });
     expect([...(await runner.run({ x: { data: Float32Array.of(1, 2.5), dims: [2] } }))]).toEqual([2, 5]);
     await runner.close();

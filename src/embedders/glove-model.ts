@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { CompactorError } from '../errors.js';
+import { encodeOnnxModel, loadOnnxProto } from './onnx-proto.js';
 
 /**
  * Builds a small sentence-embedding model for transformers.js from the GloVe word vectors that
@@ -68,14 +69,10 @@ export async function buildGloveModel(parent: string, options: GloveModelOptions
   const matrix = new Float32Array(rows.length * dimensions);
   rows.forEach((row, index) => matrix.set(row, index * dimensions));
 
-  // onnx-proto is CommonJS: its namespace arrives on the default export.
-  const proto = (await import('onnx-proto')) as unknown as { onnx?: typeof import('onnx-proto').onnx; default: { onnx: typeof import('onnx-proto').onnx } };
-  const onnx = proto.onnx ?? proto.default.onnx;
-  const model = onnx.ModelProto.create({
-    irVersion: 7,
-    producerName: 'context-compactor',
-    opsetImport: [{ domain: '', version: 13 }],
-    graph: {
+  const onnx = await loadOnnxProto();
+  const bytes = encodeOnnxModel(
+    onnx,
+    {
       name: 'glove_sif_lookup',
       initializer: [{ name: 'embeddings', dims: [rows.length, dimensions], dataType: onnx.TensorProto.DataType.FLOAT, rawData: float32Bytes(matrix) }],
       node: [{ opType: 'Gather', input: ['embeddings', 'input_ids'], output: ['last_hidden_state'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] }],
@@ -92,8 +89,8 @@ export async function buildGloveModel(parent: string, options: GloveModelOptions
         },
       ],
     },
-  });
-  const bytes = onnx.ModelProto.encode(model).finish();
+    13,
+  );
 
   const vocab: Record<string, number> = {};
   vocabulary.forEach((word, index) => (vocab[word] = index));

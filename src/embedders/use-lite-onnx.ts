@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { createOnnxRunner } from './onnx-runner.js';
+import { encodeOnnxModel, loadOnnxProto, type Onnx } from './onnx-proto.js';
 
 /**
  * Universal Sentence Encoder lite, rebuilt as an ONNX graph for onnxruntime-node from the weights
@@ -71,7 +72,6 @@ async function loadWeights(folder: string): Promise<LoadedWeights> {
   return { floats, vocabulary };
 }
 
-type Onnx = typeof import('onnx-proto').onnx;
 
 /** Build the ONNX model bytes (opset 11) from the TF.js weights. */
 function buildGraph(onnx: Onnx, weights: LoadedWeights['floats']): Uint8Array {
@@ -154,19 +154,17 @@ function buildGraph(onnx: Onnx, weights: LoadedWeights['floats']): Uint8Array {
 
   const dim = (value: number | string) => (typeof value === 'number' ? { dimValue: value } : { dimParam: value });
   const tensorType = (name: string, dims: (number | string)[]) => ({ name, type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map(dim) } } } });
-  const model = onnx.ModelProto.create({
-    irVersion: 7,
-    producerName: 'context-compactor',
-    opsetImport: [{ domain: '', version: 11 }],
-    graph: {
+  return encodeOnnxModel(
+    onnx,
+    {
       name: 'use_lite',
       initializer: initializers,
       node: nodes,
       input: [tensorType('x', ['batch', 'tokens', 256]), tensorType('bias', ['batch', 1, 1, 'tokens']), tensorType('pool', ['batch', 'tokens', 1])],
       output: [tensorType('embedding', ['batch', 512])],
     },
-  });
-  return onnx.ModelProto.encode(model).finish();
+    11,
+  );
 }
 
 export interface UseLiteOnnxModel {
@@ -191,9 +189,7 @@ export interface UseLiteOnnxOptions {
 export async function loadUseLiteOnnx(options: UseLiteOnnxOptions = {}): Promise<UseLiteOnnxModel> {
   const folder = useLiteModelFolder();
   const { floats, vocabulary } = await loadWeights(folder);
-  const proto = (await import('onnx-proto')) as unknown as { onnx?: Onnx; default: { onnx: Onnx } };
-  const onnx = proto.onnx ?? proto.default.onnx;
-  const runner = await createOnnxRunner(buildGraph(onnx, floats), { threads: options.threads ?? 1, worker: options.worker ?? true, output: 'embedding' });
+  const runner = await createOnnxRunner(buildGraph(await loadOnnxProto(), floats), { threads: options.threads ?? 1, worker: options.worker ?? true, output: 'embedding' });
   let alive = true;
   // The package's own SentencePiece tokenizer, without loading its TF.js graph.
   const { EmbeddingsModel } = (await import('@energetic-ai/embeddings')) as unknown as { EmbeddingsModel: new (data: { vocabulary: unknown; model: unknown }) => { tokenizer: Tokenizer } };

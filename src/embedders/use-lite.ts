@@ -42,8 +42,7 @@ async function loadTfjs(): Promise<UseModel> {
 
 const loaded = new Map<string, Promise<UseModel & { runtime: 'onnx' | 'tfjs' }>>();
 
-function load(runtime: UseLiteRuntime, threads: number, worker: boolean): Promise<UseModel & { runtime: 'onnx' | 'tfjs' }> {
-  const key = `${runtime}:${threads}:${worker}`;
+function load(key: string, runtime: UseLiteRuntime, threads: number, worker: boolean): Promise<UseModel & { runtime: 'onnx' | 'tfjs' }> {
   let pending = loaded.get(key);
   if (!pending) {
     pending = (async () => {
@@ -78,6 +77,8 @@ export function useLite(options: UseLiteOptions = {}): Embedder & { runtime(): P
   const threads = options.threads ?? 1;
   const worker = options.worker ?? true;
   if (typeof worker !== 'boolean') invalidOption('worker', 'a boolean', worker);
+  // One loaded model per setting, shared by every useLite() with it.
+  const key = `${runtime}:${threads}:${worker}`;
   if (!['auto', 'onnx', 'tfjs'].includes(runtime)) invalidOption('runtime', '"auto", "onnx" or "tfjs"', runtime);
   if (!Number.isInteger(threads) || threads < 1 || threads > 64) invalidOption('threads', 'an integer from 1 to 64', threads);
   return {
@@ -85,17 +86,17 @@ export function useLite(options: UseLiteOptions = {}): Embedder & { runtime(): P
     dimensions: 512,
     /** The engine in use (loads the model if needed). */
     async runtime() {
-      return (await load(runtime, threads, worker)).runtime;
+      return (await load(key, runtime, threads, worker)).runtime;
     },
     async embed(texts, embedOptions = {}) {
       if (embedOptions.signal?.aborted) throw new CompactorError('aborted', 'the operation was aborted');
       if (texts.length === 0) return [];
-      let model = await load(runtime, threads, worker);
+      let model = await load(key, runtime, threads, worker);
       if (!model.alive()) {
         // A dead worker is replaced on the next call; the call that saw it die has failed (and
         // its caller fell back and counted it).
-        loaded.delete(`${runtime}:${threads}:${worker}`);
-        model = await load(runtime, threads, worker);
+        loaded.delete(key);
+        model = await load(key, runtime, threads, worker);
       }
       // Empty strings make the tokenizer return nothing; embed a space instead.
       return model.embed(texts.map((text) => (text.trim().length === 0 ? ' ' : text)));

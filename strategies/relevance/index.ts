@@ -202,7 +202,8 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
       const failures: FailureRecord[] = [];
       const sparseStarted = performance.now();
       const documentTerms = texts.map(terms);
-      const previousTerms = settings.previousContext > 0 ? previousText.map((text, position) => (text === undefined ? undefined : position > 0 && text === texts[position - 1] ? documentTerms[position - 1] : terms(text))) : undefined;
+      // terms() is memoized by text: a previous message that is also a candidate costs a lookup.
+      const previousTerms = settings.previousContext > 0 ? previousText.map((text) => (text === undefined ? undefined : terms(text))) : undefined;
       const sparse = bm25OfTerms(terms(query), documentTerms, previousTerms);
       const sparseMs = performance.now() - sparseStarted;
       let dense: Float64Array | undefined;
