@@ -182,9 +182,11 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
       const texts = candidates.map(unitText);
       // Each message is also read with the start of the one before it, unless that one is protected
       // (a system prompt says nothing about the turn after it).
+      // Where the previous message is itself a candidate (usually), its text and terms are reused.
+      const previousCandidate = candidates.map((unit, position) => (position > 0 && candidates[position - 1] === unit - 1 ? position - 1 : -1));
       const previousText = candidates.map((unit, position) => {
         if (settings.previousContext <= 0 || unit === 0 || units[unit - 1]!.protected) return undefined;
-        return position > 0 && candidates[position - 1] === unit - 1 ? texts[position - 1]! : unitText(unit - 1);
+        return previousCandidate[position]! >= 0 ? texts[previousCandidate[position]!]! : unitText(unit - 1);
       });
       const paired = texts.map((text, position) => (previousText[position] === undefined ? text : `${text}\n${previousText[position]!.slice(0, settings.previousContext)}`));
       const latest = parts.latestUser >= 0 ? parts.latestUser : messages.length - 1;
@@ -202,8 +204,7 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
       const failures: FailureRecord[] = [];
       const sparseStarted = performance.now();
       const documentTerms = texts.map(terms);
-      // terms() is memoized by text: a previous message that is also a candidate costs a lookup.
-      const previousTerms = settings.previousContext > 0 ? previousText.map((text) => (text === undefined ? undefined : terms(text))) : undefined;
+      const previousTerms = settings.previousContext > 0 ? previousText.map((text, position) => (text === undefined ? undefined : previousCandidate[position]! >= 0 ? documentTerms[previousCandidate[position]!] : terms(text))) : undefined;
       const sparse = bm25OfTerms(terms(query), documentTerms, previousTerms);
       const sparseMs = performance.now() - sparseStarted;
       let dense: Float64Array | undefined;
