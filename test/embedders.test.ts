@@ -21,6 +21,16 @@ async function checkSemantics(embedder: Embedder): Promise<void> {
   expect(dot(a!, b!)).toBeGreaterThan(dot(a!, c!) + 0.05);
 }
 
+test('dot matches a plain loop for every length, including the unrolled loop\'s remainder', () => {
+  for (const length of [0, 1, 3, 4, 5, 7, 8, 512, 513]) {
+    const a = Float32Array.from({ length }, (_, index) => Math.sin(index + 1));
+    const b = Float32Array.from({ length }, (_, index) => Math.cos(index * 3));
+    let expected = 0;
+    for (let index = 0; index < length; index++) expected += a[index]! * b[index]!;
+    expect(dot(a, b)).toBeCloseTo(expected, 9);
+  }
+});
+
 describe('embedding memo', () => {
   test('lets the event loop turn between batches of an in-process encoder', async () => {
     let batches = 0;

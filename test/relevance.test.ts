@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { createEmbeddingCache } from '../src/embedders/memo.js';
 import type { Embedder } from '../src/embedders/types.js';
 import { createCompactor, type ChatMessage } from '../src/index.js';
-import { bm25OfTerms, bm25Scores, terms } from '../src/text/bm25.js';
+import { bm25Scores, terms } from '../src/text/bm25.js';
 import { hashEmbedder, wordTokenizer } from '../src/testing/index.js';
 import { relevance } from '../strategies/relevance/index.js';
 import { locomoRequest } from './helpers.js';
@@ -35,17 +35,55 @@ describe('BM25', () => {
   });
 });
 
+/** Textbook BM25 over string term lists, to check the interned, typed-array implementation. */
+function referenceBm25(query: string, documents: string[], previous?: (string | undefined)[]): number[] {
+  const score = (docs: string[][]): number[] => {
+    const queryTerms = [...new Set(terms(query))];
+    const average = docs.reduce((sum, doc) => sum + doc.length, 0) / docs.length || 1;
+    return docs.map((doc) => {
+      let total = 0;
+      for (const term of queryTerms) {
+        const df = docs.filter((other) => other.includes(term)).length;
+        const tf = doc.filter((word) => word === term).length;
+        if (tf > 0) total += (Math.log(1 + (docs.length - df + 0.5) / (df + 0.5)) * tf * 2.2) / (tf + 1.2 * (0.25 + (0.75 * doc.length) / average));
+      }
+      return total;
+    });
+  };
+  const single = score(documents.map((doc) => [...terms(doc)]));
+  if (!previous) return single;
+  const paired = score(documents.map((doc, index) => [...terms(doc), ...(previous[index] === undefined ? [] : terms(previous[index]!))]));
+  return single.map((value, index) => value + paired[index]!);
+}
+
+describe('BM25 against a textbook implementation', () => {
+  const words = ['lisbon', 'tram', 'summer', 'bike', 'painting', 'paintings', 'dog', 'Biscuit', 'adoption', 'camping', 'the', 'and', 'we', 'went'];
+  let seed = 7;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const sentence = (length: number) => Array.from({ length }, () => words[Math.floor(random() * words.length)]!).join(' ');
+  const documents = Array.from({ length: 60 }, () => sentence(1 + Math.floor(random() * 12)));
+  const query = 'When did we go camping in Lisbon with the dog and the bike?';
+
+  test('same scores, alone and with previous messages (some of them not in the list)', () => {
+    const previous = documents.map((_, index) => (index === 0 ? undefined : index % 7 === 0 ? `${sentence(5)} Lisbon` : documents[index - 1]));
+    const close = (actual: Float64Array, expected: number[]) => expected.forEach((value, index) => expect(actual[index]).toBeCloseTo(value, 10));
+    close(bm25Scores(query, documents), referenceBm25(query, documents));
+    close(bm25Scores(query, documents, { previous }), referenceBm25(query, documents, previous));
+    expect(referenceBm25(query, documents).filter((value) => value > 0).length).toBeGreaterThan(10);
+  });
+});
+
 describe('BM25 with the previous message', () => {
   const documents = ['Have you ever been to Lisbon?', 'Yes, twice last summer, the trams were great', 'I bought a new bike', 'The weather was mild'];
   const query = 'When did they visit Lisbon?';
 
-  test('without previous documents it is plain BM25', () => {
-    expect([...bm25OfTerms(terms(query), documents.map(terms))]).toEqual([...bm25Scores(query, documents)]);
+  test('a document with no previous text scores as itself twice (alone and as its own pair)', () => {
+    expect([...bm25Scores(query, documents, { previous: documents.map(() => undefined) })]).toEqual([...bm25Scores(query, documents)].map((score) => score * 2));
   });
 
   test('a reply scores through the message it answers, and a message without one does not change', () => {
     const plain = bm25Scores(query, documents);
-    const withPrevious = bm25OfTerms(terms(query), documents.map(terms), [undefined, ...documents.slice(0, -1).map(terms)]);
+    const withPrevious = bm25Scores(query, documents, { previous: [undefined, ...documents.slice(0, -1)] });
     expect(plain[1]).toBe(0);
     expect(withPrevious[1]).toBeGreaterThan(0);
     expect(withPrevious[0]).toBeGreaterThan(plain[0]!); // itself plus the pair (itself alone)

@@ -13,16 +13,44 @@ function stem(word: string): string {
   return stemmed;
 }
 
-const termsMemo = new LRUCache<string, readonly string[]>({ maxSize: 16 * 1024 * 1024, sizeCalculation: (value, key) => key.length * 2 + value.length * 16 + 64 });
+/**
+ * Terms are interned: each distinct term gets a small integer id, and each text's terms are kept
+ * as words and as an Int32Array of ids, so BM25 counts query terms with array reads instead of
+ * string lookups. The vocabulary is bounded: past `VOCABULARY_LIMIT` terms it is cleared, with the
+ * memo whose ids refer to it, at the start of the next scoring call (never in the middle of one).
+ */
+const VOCABULARY_LIMIT = 1 << 20;
+let vocabulary = new Map<string, number>();
 
-/** Lower-cased, stop-worded, lightly stemmed terms; memoized by text. */
-export function terms(text: string): readonly string[] {
+interface TermEntry {
+  words: readonly string[];
+  ids: Int32Array;
+}
+
+const termsMemo = new LRUCache<string, TermEntry>({ maxSize: 16 * 1024 * 1024, sizeCalculation: (value, key) => key.length * 2 + value.words.length * 20 + 96 });
+
+function entry(text: string): TermEntry {
   const cached = termsMemo.get(text);
   if (cached) return cached;
   const words = (text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []).filter((word) => !STOPWORDS.has(word) && !CHAT_FILLERS.has(word)).map(stem);
-  termsMemo.set(text, words);
-  return words;
+  const ids = new Int32Array(words.length);
+  words.forEach((word, index) => {
+    let id = vocabulary.get(word);
+    if (id === undefined) vocabulary.set(word, (id = vocabulary.size));
+    ids[index] = id;
+  });
+  const value = { words, ids };
+  termsMemo.set(text, value);
+  return value;
 }
+
+/** Lower-cased, stop-worded, lightly stemmed terms; memoized by text. */
+export function terms(text: string): readonly string[] {
+  return entry(text).words;
+}
+
+/** Query-term slot + 1 of each vocabulary id, 0 for terms not in the query; reset after each use. */
+let slots = new Uint16Array(1024);
 
 export interface Bm25Options {
   /** @default 1.2 */
@@ -34,55 +62,60 @@ export interface Bm25Options {
 /**
  * Okapi BM25 scores of `documents` for a query, with IDF from the documents themselves (the
  * history at hand). Returns one score per document.
+ *
+ * With `previous` (one entry per document: the text before it, or undefined), each document also
+ * scores as the pair (document + its previous text), with its own IDF over the pairs, and the two
+ * scores are added: a reply is found through the message it answers.
  */
-export function bm25Scores(query: string, documents: readonly string[], options: Bm25Options = {}): Float64Array {
-  return bm25OfTerms(terms(query), documents.map(terms), undefined, options);
-}
-
-/**
- * BM25 over term lists (see `terms`). With `previous`, each document also scores as the pair
- * (document + its previous document's terms), with its own IDF over the pairs, and the two scores
- * are added: a reply is found through the message it answers.
- */
-export function bm25OfTerms(
-  queryTerms: readonly string[],
-  documents: readonly (readonly string[])[],
-  previous?: readonly (readonly string[] | undefined)[],
-  options: Bm25Options = {},
-): Float64Array {
+export function bm25Scores(query: string, documents: readonly string[], options: Bm25Options & { previous?: readonly (string | undefined)[] } = {}): Float64Array {
+  if (vocabulary.size > VOCABULARY_LIMIT) {
+    vocabulary = new Map();
+    termsMemo.clear();
+  }
   const k1 = options.k1 ?? 1.2;
   const b = options.b ?? 0.75;
   const count = documents.length;
   const scores = new Float64Array(count);
-  const unique = [...new Set(queryTerms)];
+  const unique = [...new Set(entry(query).ids)];
   const width = unique.length;
   if (width === 0 || count === 0) return scores;
-  const slot = new Map(unique.map((term, index) => [term, index]));
-  // Counts of each query term per document (and per previous document): flat typed arrays.
-  const counts = new Uint32Array(count * width);
-  const lengths = new Float64Array(count);
-  const countInto = (words: readonly string[], target: Uint32Array, offset: number): void => {
-    for (const word of words) {
-      const index = slot.get(word);
-      if (index !== undefined) target[offset + index]!++;
-    }
-  };
-  for (let document = 0; document < count; document++) {
-    const words = documents[document]!;
-    lengths[document] = words.length;
-    countInto(words, counts, document * width);
-  }
-  addScores(scores, counts, lengths, count, width, k1, b);
-  if (previous) {
-    const pairCounts = new Uint32Array(counts);
-    const pairLengths = new Float64Array(lengths);
+  // Every text's ids first, so the vocabulary is complete before the slot table is sized.
+  const documentIds = documents.map((document) => entry(document).ids);
+  const previous = options.previous;
+  // Usually a document's previous text is the document before it: the same string, the same ids.
+  const previousIds = previous?.map((text, document) => (text === undefined ? undefined : text === documents[document - 1] ? documentIds[document - 1]! : entry(text).ids));
+  if (slots.length < vocabulary.size) slots = new Uint16Array(Math.max(vocabulary.size, slots.length * 2));
+  // A query of more than 65,535 distinct terms keeps the first ones.
+  const used = Math.min(width, 0xffff);
+  for (let slot = 0; slot < used; slot++) slots[unique[slot]!] = slot + 1;
+  try {
+    // Counts of each query term per document (and per pair): flat typed arrays.
+    const counts = new Uint32Array(count * used);
+    const lengths = new Float64Array(count);
+    const countInto = (ids: Int32Array, target: Uint32Array, offset: number): void => {
+      for (let index = 0; index < ids.length; index++) {
+        const slot = slots[ids[index]!]!;
+        if (slot > 0) target[offset + slot - 1]!++;
+      }
+    };
     for (let document = 0; document < count; document++) {
-      const words = previous[document];
-      if (!words) continue;
-      pairLengths[document]! += words.length;
-      countInto(words, pairCounts, document * width);
+      lengths[document] = documentIds[document]!.length;
+      countInto(documentIds[document]!, counts, document * used);
     }
-    addScores(scores, pairCounts, pairLengths, count, width, k1, b);
+    addScores(scores, counts, lengths, count, used, k1, b);
+    if (previousIds) {
+      const pairCounts = new Uint32Array(counts);
+      const pairLengths = new Float64Array(lengths);
+      for (let document = 0; document < count; document++) {
+        const ids = previousIds[document];
+        if (!ids) continue;
+        pairLengths[document]! += ids.length;
+        countInto(ids, pairCounts, document * used);
+      }
+      addScores(scores, pairCounts, pairLengths, count, used, k1, b);
+    }
+  } finally {
+    for (let slot = 0; slot < used; slot++) slots[unique[slot]!] = 0;
   }
   return scores;
 }

@@ -1,4 +1,4 @@
-import { bm25OfTerms, terms } from '../../src/text/bm25.js';
+import { bm25Scores } from '../../src/text/bm25.js';
 import { withDeadline } from '../../src/deadline.js';
 import { invalidOption, isAbortError, throwIfAborted } from '../../src/errors.js';
 import { SESSION_HEADER } from '../../src/text/stopwords.js';
@@ -203,9 +203,7 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
 
       const failures: FailureRecord[] = [];
       const sparseStarted = performance.now();
-      const documentTerms = texts.map(terms);
-      const previousTerms = settings.previousContext > 0 ? previousText.map((text, position) => (text === undefined ? undefined : previousCandidate[position]! >= 0 ? documentTerms[previousCandidate[position]!] : terms(text))) : undefined;
-      const sparse = bm25OfTerms(terms(query), documentTerms, previousTerms);
+      const sparse = bm25Scores(query, texts, settings.previousContext > 0 ? { previous: previousText } : {});
       const sparseMs = performance.now() - sparseStarted;
       let dense: Float64Array | undefined;
       let vectorsSeen = 0;
