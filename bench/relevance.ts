@@ -17,7 +17,8 @@ import { buildGloveModel } from '../src/embedders/glove-model.js';
 import { transformersEmbedder } from '../src/embedders/transformers.js';
 import { join } from 'node:path';
 import { packageRoot } from '../src/paths.js';
-import type { Embedder } from '../src/embedders/types.js';
+import { dot, type Embedder } from '../src/embedders/types.js';
+import { bm25Scores } from '../src/text/bm25.js';
 import { relevance, type RelevanceOptions } from '../strategies/relevance/index.js';
 
 function argument(name: string): string | undefined {
@@ -137,6 +138,29 @@ async function latency(): Promise<void> {
       ['', '  scoring: 699 cached vectors + BM25 (message and pair)', ms(percentile(scores, 50)), ms(percentile(scores, 99))],
     );
   }
+  // The scoring step's two halves on their own: dense cosine over 1,000 cached vectors, and BM25
+  // over the 699 history messages and their pairs, for a new query each run.
+  const thousand = turns.slice(0, 1000).map((message) => String(message.content));
+  const vectors = await useLite().embed(thousand);
+  const denseTimes: number[] = [];
+  const sparseTimes: number[] = [];
+  const historyTexts = history.slice(1).map((message) => String(message.content));
+  for (let run = 0; run < 300; run++) {
+    const query = vectors[(run * 7) % vectors.length]!;
+    let started = performance.now();
+    const scores = new Float64Array(vectors.length);
+    for (let index = 0; index < vectors.length; index++) scores[index] = dot(query, vectors[index]!);
+    denseTimes.push(performance.now() - started);
+    // Freshly parsed strings, as a new request brings.
+    const texts = structuredClone(historyTexts);
+    started = performance.now();
+    bm25Scores(`${questions[run % questions.length]!} (${run})`, texts, { previous: texts.map((_, index) => (index > 0 ? texts[index - 1] : undefined)) });
+    sparseTimes.push(performance.now() - started);
+  }
+  rows.push(
+    ['parts of scoring', `dense: cosine against ${vectors.length} cached vectors`, ms(percentile(denseTimes, 50)), ms(percentile(denseTimes, 99))],
+    ['', `sparse: BM25 over ${historyTexts.length} messages and their pairs`, ms(percentile(sparseTimes, 50)), ms(percentile(sparseTimes, 99))],
+  );
   console.log(`\nWarm latency, 700-message history, one new message, budget ${budget}`);
   console.log(table(rows));
   if (process.argv.includes('--md')) console.log(`\n${markdownTable(rows)}`);
