@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { packageRoot } from '../src/paths.js';
 import { dot, type Embedder } from '../src/embedders/types.js';
 import { bm25Scores } from '../src/text/bm25.js';
+import { dotMany, simdAvailable } from '../src/embedders/dot-many.js';
 import { relevance, type RelevanceOptions } from '../strategies/relevance/index.js';
 
 function argument(name: string): string | undefined {
@@ -143,14 +144,18 @@ async function latency(): Promise<void> {
   const thousand = turns.slice(0, 1000).map((message) => String(message.content));
   const vectors = await useLite().embed(thousand);
   const denseTimes: number[] = [];
+  const loopTimes: number[] = [];
   const sparseTimes: number[] = [];
   const historyTexts = history.slice(1).map((message) => String(message.content));
   for (let run = 0; run < 300; run++) {
     const query = vectors[(run * 7) % vectors.length]!;
     let started = performance.now();
+    dotMany(query, vectors);
+    denseTimes.push(performance.now() - started);
+    started = performance.now();
     const scores = new Float64Array(vectors.length);
     for (let index = 0; index < vectors.length; index++) scores[index] = dot(query, vectors[index]!);
-    denseTimes.push(performance.now() - started);
+    loopTimes.push(performance.now() - started);
     // Freshly parsed strings, as a new request brings.
     const texts = structuredClone(historyTexts);
     started = performance.now();
@@ -158,7 +163,8 @@ async function latency(): Promise<void> {
     sparseTimes.push(performance.now() - started);
   }
   rows.push(
-    ['parts of scoring', `dense: cosine against ${vectors.length} cached vectors`, ms(percentile(denseTimes, 50)), ms(percentile(denseTimes, 99))],
+    ['parts of scoring', `dense: cosine against ${vectors.length} cached vectors (dotMany, ${simdAvailable() ? 'WebAssembly SIMD' : 'JavaScript'})`, ms(percentile(denseTimes, 50)), ms(percentile(denseTimes, 99))],
+    ['', `  the same with a plain JavaScript loop (dot)`, ms(percentile(loopTimes, 50)), ms(percentile(loopTimes, 99))],
     ['', `sparse: BM25 over ${historyTexts.length} messages and their pairs`, ms(percentile(sparseTimes, 50)), ms(percentile(sparseTimes, 99))],
   );
   console.log(`\nWarm latency, 700-message history, one new message, budget ${budget}`);

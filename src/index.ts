@@ -24,6 +24,7 @@ export type * from './types.js';
 export { relevance, defaultEmbedder, sharedEmbeddingCache, type RelevanceOptions } from '../strategies/relevance/index.js';
 export { createEmbeddingCache, type EmbeddingCache, type EmbeddingCacheOptions, type EmbeddingStore } from './embedders/memo.js';
 export { normalize, dot, type Embedder, type EmbedOptions } from './embedders/types.js';
+export { dotMany } from './embedders/dot-many.js';
 export { useLite } from './embedders/use-lite.js';
 export { openaiEmbedder, type OpenAIEmbedderOptions } from './embedders/openai.js';
 export { transformersEmbedder, type TransformersEmbedderOptions } from './embedders/transformers.js';

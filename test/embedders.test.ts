@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildGloveModel } from '../src/embedders/glove-model.js';
@@ -8,6 +9,7 @@ import { createOnnxRunner } from '../src/embedders/onnx-runner.js';
 import { openaiEmbedder } from '../src/embedders/openai.js';
 import { transformersEmbedder } from '../src/embedders/transformers.js';
 import { dot, normalize, type Embedder } from '../src/embedders/types.js';
+import { DOT_MANY_WASM, dotMany, simdAvailable } from '../src/embedders/dot-many.js';
 import { useLite } from '../src/embedders/use-lite.js';
 import { packageRoot } from '../src/paths.js';
 import { hashEmbedder } from '../src/testing/index.js';
@@ -20,6 +22,41 @@ async function checkSemantics(embedder: Embedder): Promise<void> {
   expect(a!.length).toBe(embedder.dimensions);
   expect(dot(a!, b!)).toBeGreaterThan(dot(a!, c!) + 0.05);
 }
+
+describe('dotMany', () => {
+  const vector = (length: number, seed: number) => Float32Array.from({ length }, (_, index) => Math.sin(seed * 31 + index * 0.7));
+
+  test('the shipped WebAssembly bytes are exactly what wabt assembles from dot-many.wat', async () => {
+    const { default: wabtInit } = await import('wabt');
+    const wabt = await wabtInit();
+    const source = readFileSync(join(import.meta.dirname, '../src/embedders/dot-many.wat'), 'utf8');
+    const module = wabt.parseWat('dot-many.wat', source, { simd: true });
+    const { buffer } = module.toBinary({});
+    module.destroy();
+    expect(Buffer.from(buffer).toString('base64')).toBe(DOT_MANY_WASM);
+  });
+
+  test('runs on the SIMD kernel here, and both paths match dot, missing vectors scoring -Infinity', () => {
+    expect(simdAvailable()).toBe(true);
+    // 3,000 rows of 512 dimensions cross the kernel's 4 MiB chunk; 12 dimensions take the fallback.
+    for (const [dims, count] of [[8, 5], [512, 3000], [12, 7]] as const) {
+      const query = vector(dims, 1);
+      const vectors = Array.from({ length: count }, (_, index) => (index % 5 === 3 ? undefined : vector(dims, index + 2)));
+      for (const simd of [true, false]) {
+        const scores = dotMany(query, vectors, { simd });
+        vectors.forEach((candidate, index) => {
+          if (candidate) expect(scores[index]).toBeCloseTo(dot(query, candidate), 4);
+          else expect(scores[index]).toBe(-Infinity);
+        });
+      }
+    }
+  });
+
+  test('a vector of another dimension is an error, not a wrong score', () => {
+    expect(() => dotMany(vector(16, 1), [vector(16, 2), vector(8, 3)])).toThrow(/vector 1 has 8 dimensions/);
+    expect(() => dotMany(vector(16, 1), [vector(8, 3)], { simd: false })).toThrow(/vector 0 has 8 dimensions/);
+  });
+});
 
 test('dot matches a plain loop for every length, including the unrolled loop\'s remainder', () => {
   for (const length of [0, 1, 3, 4, 5, 7, 8, 512, 513]) {

@@ -3,7 +3,8 @@ import { withDeadline } from '../../src/deadline.js';
 import { invalidOption, isAbortError, throwIfAborted } from '../../src/errors.js';
 import { SESSION_HEADER } from '../../src/text/stopwords.js';
 import { createEmbeddingCache, type EmbeddingCache } from '../../src/embedders/memo.js';
-import { dot, type Embedder } from '../../src/embedders/types.js';
+import type { Embedder } from '../../src/embedders/types.js';
+import { dotMany } from '../../src/embedders/dot-many.js';
 import { useLite } from '../../src/embedders/use-lite.js';
 import type { FailureRecord, Strategy } from '../../src/strategy.js';
 import { messageText } from '../../src/text/message-text.js';
@@ -229,11 +230,7 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
           vectorsSeen = documentVectors.filter(Boolean).length;
           timings.embedMs = performance.now() - embedStarted;
           const scoreStarted = performance.now();
-          dense = new Float64Array(texts.length).fill(-Infinity);
-          for (let index = 0; index < texts.length; index++) {
-            const vector = documentVectors[index];
-            if (vector) dense[index] = dot(queryVector!, vector);
-          }
+          dense = dotMany(queryVector, documentVectors);
           timings.scoreMs += performance.now() - scoreStarted;
         } catch (error) {
           if (isAbortError(error) || context.signal?.aborted) throw error;
