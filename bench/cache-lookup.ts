@@ -166,7 +166,7 @@ async function main(): Promise<void> {
     }
     const stores = (process.env.STORES ?? 'flat,hnsw,redis').split(',');
     if (stores.includes('flat')) rows.push(await measure('memory, flat', memoryStore({ maxBytes: 2 ** 31 - 1, annThreshold: 10_000_000 }), size, vectors, queries, expected));
-    if (stores.includes('hnsw')) rows.push(await measure('memory, HNSW (usearch)', memoryStore({ maxBytes: 2 ** 31 - 1 }), size, vectors, queries, expected));
+    if (stores.includes('hnsw')) rows.push(await measure('memory, HNSW (usearch)', memoryStore({ maxBytes: 2 ** 31 - 1, annThreshold: 16 }), size, vectors, queries, expected));
     if (redis && stores.includes('redis') && size <= Number(process.env.REDIS_MAX ?? 100000)) {
       const store = redisStore({ url: redis.url, prefix: `bench:${size}:`, timeoutMs: 5000 });
       rows.push(await measure('redis, LSH 12×10 bits', store, size, vectors, queries, expected));

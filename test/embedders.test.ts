@@ -9,7 +9,7 @@ import { createOnnxRunner } from '../src/embedders/onnx-runner.js';
 import { openaiEmbedder } from '../src/embedders/openai.js';
 import { transformersEmbedder } from '../src/embedders/transformers.js';
 import { dot, normalize, type Embedder } from '../src/embedders/types.js';
-import { DOT_MANY_WASM, dotMany, simdAvailable } from '../src/embedders/dot-many.js';
+import { DOT_MANY_WASM, dotMany, dotRows, simdAvailable } from '../src/embedders/dot-many.js';
 import { useLite } from '../src/embedders/use-lite.js';
 import { packageRoot } from '../src/paths.js';
 import { hashEmbedder } from '../src/testing/index.js';
@@ -50,6 +50,20 @@ describe('dotMany', () => {
         });
       }
     }
+  });
+
+  test('dotRows scores a row-major matrix like dot, across chunks and on both paths', () => {
+    for (const [dims, rows] of [[512, 2500], [12, 9]] as const) {
+      const query = vector(dims, 1);
+      const matrix = new Float32Array(dims * (rows + 3));
+      for (let row = 0; row < rows + 3; row++) matrix.set(vector(dims, row + 2), row * dims);
+      for (const simd of [true, false]) {
+        const scores = dotRows(query, matrix, rows, { simd });
+        expect(scores.length).toBe(rows);
+        for (let row = 0; row < rows; row++) expect(scores[row]).toBeCloseTo(dot(query, matrix.subarray(row * dims, (row + 1) * dims)), 4);
+      }
+    }
+    expect(() => dotRows(vector(8, 1), new Float32Array(20), 3)).toThrow(/holds 2 rows of 8, not 3/);
   });
 
   test('a vector of another dimension is an error, not a wrong score', () => {

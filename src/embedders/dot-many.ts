@@ -35,25 +35,16 @@ export function simdAvailable(): boolean {
   return loadKernel() !== null;
 }
 
+function kernelFor(dims: number, simd: boolean | undefined): Kernel | null {
+  return simd === false || dims === 0 || dims % 8 !== 0 ? null : loadKernel();
+}
+
 /**
- * Dot product of `query` with each vector; a missing vector scores -Infinity. Runs on a
- * WebAssembly SIMD kernel (about 5× the plain JavaScript loop) when the runtime has one and the
- * dimension is a multiple of 8, else on `dot`. The kernel sums in float32, so scores can differ
- * from `dot`'s in the sixth decimal. Its memory is bounded: vectors go through it in 4 MiB chunks.
+ * Runs the kernel over rows fed by `fill`, which copies up to `capacity` rows into `target` at
+ * float offset `at` and returns how many it wrote; `emit` receives each chunk's scores.
  */
-export function dotMany(query: Float32Array, vectors: readonly (Float32Array | undefined)[], options: { simd?: boolean } = {}): Float64Array {
-  const out = new Float64Array(vectors.length).fill(-Infinity);
+function runKernel(wasm: Kernel, query: Float32Array, fill: (target: Float32Array, at: number, capacity: number) => number, emit: (scores: Float64Array, offset: number, rows: number) => void): void {
   const dims = query.length;
-  const wasm = options.simd === false || dims === 0 || dims % 8 !== 0 ? null : loadKernel();
-  if (!wasm) {
-    for (let index = 0; index < vectors.length; index++) {
-      const vector = vectors[index];
-      if (!vector) continue;
-      if (vector.length !== dims) throw new RangeError(`vector ${index} has ${vector.length} dimensions, the query ${dims}`);
-      out[index] = dot(query, vector);
-    }
-    return out;
-  }
   const rowBytes = dims * 4;
   const chunkRows = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
   // Layout: query, then scores (float64, 8-byte aligned), then the chunk of rows.
@@ -64,21 +55,87 @@ export function dotMany(query: Float32Array, vectors: readonly (Float32Array | u
   const floats = new Float32Array(wasm.memory.buffer);
   const doubles = new Float64Array(wasm.memory.buffer);
   floats.set(query, 0);
-  const positions = new Int32Array(chunkRows);
-  let rows = 0;
-  const flush = (): void => {
+  for (;;) {
+    const rows = fill(floats, matrixAt / 4, chunkRows);
+    if (rows === 0) return;
     wasm.scores(0, matrixAt, rows, dims, scoresAt);
-    for (let row = 0; row < rows; row++) out[positions[row]!] = doubles[scoresAt / 8 + row]!;
-    rows = 0;
-  };
-  for (let index = 0; index < vectors.length; index++) {
-    const vector = vectors[index];
-    if (!vector) continue;
-    if (vector.length !== dims) throw new RangeError(`vector ${index} has ${vector.length} dimensions, the query ${dims}`);
-    floats.set(vector, (matrixAt + rows * rowBytes) / 4);
-    positions[rows++] = index;
-    if (rows === chunkRows) flush();
+    emit(doubles, scoresAt / 8, rows);
   }
-  if (rows > 0) flush();
+}
+
+/**
+ * Dot product of `query` with each vector; a missing vector scores -Infinity. Runs on a
+ * WebAssembly SIMD kernel (about 3× the plain JavaScript loop) when the runtime has one and the
+ * dimension is a multiple of 8, else on `dot`. The kernel sums in float32, so scores can differ
+ * from `dot`'s in the sixth decimal. Its memory is bounded: vectors go through it in 4 MiB chunks.
+ */
+export function dotMany(query: Float32Array, vectors: readonly (Float32Array | undefined)[], options: { simd?: boolean } = {}): Float64Array {
+  const out = new Float64Array(vectors.length).fill(-Infinity);
+  const dims = query.length;
+  const check = (vector: Float32Array, index: number): void => {
+    if (vector.length !== dims) throw new RangeError(`vector ${index} has ${vector.length} dimensions, the query ${dims}`);
+  };
+  const wasm = kernelFor(dims, options.simd);
+  if (!wasm) {
+    vectors.forEach((vector, index) => {
+      if (!vector) return;
+      check(vector, index);
+      out[index] = dot(query, vector);
+    });
+    return out;
+  }
+  let next = 0;
+  let positions = new Int32Array(0);
+  runKernel(
+    wasm,
+    query,
+    (target, at, capacity) => {
+      if (positions.length < capacity) positions = new Int32Array(capacity);
+      let rows = 0;
+      for (; next < vectors.length && rows < capacity; next++) {
+        const vector = vectors[next];
+        if (!vector) continue;
+        check(vector, next);
+        target.set(vector, at + rows * dims);
+        positions[rows++] = next;
+      }
+      return rows;
+    },
+    (scores, offset, rows) => {
+      for (let row = 0; row < rows; row++) out[positions[row]!] = scores[offset + row]!;
+    },
+  );
+  return out;
+}
+
+/**
+ * Dot product of `query` with each of the first `rows` rows of a row-major matrix (`rows` ×
+ * query.length floats), as exact vector search needs; same kernel and fallback as `dotMany`.
+ */
+export function dotRows(query: Float32Array, matrix: Float32Array, rows: number, options: { simd?: boolean } = {}): Float64Array {
+  const dims = query.length;
+  if (matrix.length < rows * dims) throw new RangeError(`the matrix holds ${Math.floor(matrix.length / Math.max(1, dims))} rows of ${dims}, not ${rows}`);
+  const out = new Float64Array(rows);
+  const wasm = kernelFor(dims, options.simd);
+  if (!wasm) {
+    for (let row = 0; row < rows; row++) out[row] = dot(query, matrix.subarray(row * dims, (row + 1) * dims));
+    return out;
+  }
+  let done = 0;
+  let written = 0;
+  runKernel(
+    wasm,
+    query,
+    (target, at, capacity) => {
+      const count = Math.min(capacity, rows - done);
+      target.set(matrix.subarray(done * dims, (done + count) * dims), at);
+      done += count;
+      return count;
+    },
+    (scores, offset, count) => {
+      out.set(scores.subarray(offset, offset + count), written);
+      written += count;
+    },
+  );
   return out;
 }

@@ -1,7 +1,9 @@
+import { dotRows } from '../embedders/dot-many.js';
+
 /**
  * Exact nearest-neighbour search over one contiguous Float32Array of unit vectors. Adding and
- * removing are O(1) (removal swaps the last row in); search is one pass of dot products, which
- * stays under a millisecond up to a few thousand 512-dimension rows.
+ * removing are O(1) (removal swaps the last row in); search is one pass of dot products on the
+ * WebAssembly SIMD kernel (`dotRows`).
  */
 export class FlatIndex {
   readonly dimensions: number;
@@ -61,12 +63,10 @@ export class FlatIndex {
   }
 
   search(query: Float32Array, k: number, minScore: number): { id: string; score: number }[] {
-    const dimensions = this.dimensions;
-    const data = this.data;
+    const scores = dotRows(query, this.data, this.ids.length);
     const best: { id: string; score: number }[] = [];
-    for (let row = 0, offset = 0; row < this.ids.length; row++, offset += dimensions) {
-      let score = 0;
-      for (let index = 0; index < dimensions; index++) score += data[offset + index]! * query[index]!;
+    for (let row = 0; row < scores.length; row++) {
+      const score = scores[row]!;
       if (score < minScore) continue;
       if (best.length < k) {
         best.push({ id: this.ids[row]!, score });
