@@ -23,6 +23,21 @@ async function checkSemantics(embedder: Embedder): Promise<void> {
   expect(dot(a!, b!)).toBeGreaterThan(dot(a!, c!) + 0.05);
 }
 
+test('a failed background warm-up is counted, and the texts stay missing for the next request', async () => {
+  let calls = 0;
+  const flaky: Embedder = { id: 'flaky', dimensions: 4, embed: async (texts) => (calls++ === 0 ? Promise.reject(new Error('down')) : texts.map(() => Float32Array.of(1, 0, 0, 0))) };
+  const cache = createEmbeddingCache();
+  cache.warm(flaky, ['one', 'two']);
+  await cache.idle();
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(cache.backgroundFailures).toBe(1);
+  expect(cache.peek(flaky, ['one', 'two'])).toEqual([undefined, undefined]);
+  cache.warm(flaky, ['one', 'two']);
+  await cache.idle();
+  expect(cache.backgroundFailures).toBe(1);
+  expect(cache.peek(flaky, ['one', 'two']).every(Boolean)).toBe(true);
+});
+
 describe('dotMany', () => {
   const vector = (length: number, seed: number) => Float32Array.from({ length }, (_, index) => Math.sin(seed * 31 + index * 0.7));
 

@@ -3,7 +3,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import pino from 'pino';
 import { afterAll, describe, expect, test } from 'vitest';
-import { cosineVerifier, createResponseCache, createRouteTable, memorySummaryStore, redisStore, SummaryQueue, type Embedder } from '../src/index.js';
+import { cosineVerifier, createResponseCache, createRouteTable, memorySummaryStore, redisStore, sharedEmbeddingCache, sharedSummaries, SummaryQueue, type Embedder } from '../src/index.js';
 import { createProxy, type Proxy } from '../src/proxy/server.js';
 import { hashEmbedder } from '../src/testing/index.js';
 import { fakeUpstream } from './fake-upstream.js';
@@ -41,6 +41,21 @@ describe('proxy fault tolerance', () => {
     expect(answer.choices[0]!.message.content).toMatch(/^Received \d+ messages\.$/);
     expect((upstream.calls[0]!.body.messages as unknown[]).length).toBeLessThan(longRequest('x').length);
     expect(await metric(base, /context_compactor_failures_total\{component="relevance"\} (\d+)/)).toBeGreaterThanOrEqual(1);
+    // The history's embedding, started in the background, fails too: counted where nothing else shows it.
+    await sharedEmbeddingCache().idle();
+    expect(await metric(base, /context_compactor_background_failures_total\{component="embedder"\} (\d+)/)).toBeGreaterThanOrEqual(1);
+  });
+
+  test('a summarizer that throws in background mode: requests are served, the failed jobs counted on /metrics', async () => {
+    const throwing = { id: 'throwing', summarize: () => Promise.reject(new Error('summarizer down')) };
+    const { client, base } = await start({
+      routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'summarize', presetOptions: { summarize: { summarizer: throwing, mode: 'background', store: memorySummaryStore() } } } }),
+    });
+    const before = await metric(base, /context_compactor_background_failures_total\{component="summarizer"\} (\d+)/);
+    const answer = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: longRequest('What is Jon\'s business?') });
+    expect(answer.choices[0]!.message.content).toMatch(/^Received \d+ messages\.$/);
+    await sharedSummaries().queue.idle();
+    expect(await metric(base, /context_compactor_background_failures_total\{component="summarizer"\} (\d+)/)).toBeGreaterThan(before);
   });
 
   test('a summarizer that hangs: the request is served after the inline deadline, the failure counted', async () => {

@@ -33,12 +33,17 @@ export interface EmbeddingCache {
   embed(embedder: Embedder, texts: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>;
   /** Vectors already in the memo, without embedding anything (undefined where missing). */
   peek(embedder: Embedder, texts: readonly string[]): (Float32Array | undefined)[];
-  /** Start embedding texts in the background (failures are ignored: the next request retries). */
+  /**
+   * Start embedding texts in the background. A failure is counted in `backgroundFailures` and
+   * otherwise dropped: the texts stay missing, and the next request retries them.
+   */
   warm(embedder: Embedder, texts: readonly string[]): void;
   /** Resolves when no embedding is in flight (for benches, tests and graceful shutdown). */
   idle(): Promise<void>;
   /** Number of texts the embedder was actually asked for, since creation. */
   readonly misses: number;
+  /** Background (`warm`) embedding calls that failed, since creation. */
+  readonly backgroundFailures: number;
 }
 
 /**
@@ -57,6 +62,7 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
   const memo = new LRUCache<string, Float32Array>({ maxSize: maxBytes, sizeCalculation: (value, key) => value.byteLength + key.length * 2 + 64 });
   const inFlight = new Map<string, Promise<Float32Array>>();
   let misses = 0;
+  let backgroundFailures = 0;
 
   async function fetchBatch(embedder: Embedder, keys: string[], texts: string[], signal: AbortSignal | undefined): Promise<Float32Array[]> {
     let found: (Float32Array | undefined)[] = new Array(keys.length).fill(undefined);
@@ -89,6 +95,9 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
     get misses() {
       return misses;
     },
+    get backgroundFailures() {
+      return backgroundFailures;
+    },
     peek(embedder, texts) {
       return texts.map((text) => memo.get(keyOf(embedder, text)));
     },
@@ -97,7 +106,7 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
     },
     warm(embedder, texts) {
       const missing = texts.filter((text) => !memo.has(keyOf(embedder, text)));
-      if (missing.length > 0) cache.embed(embedder, missing).catch(() => undefined);
+      if (missing.length > 0) cache.embed(embedder, missing).catch(() => void backgroundFailures++);
     },
     async embed(embedder, texts, embedOptions = {}) {
       const results: Promise<Float32Array>[] = new Array(texts.length);

@@ -6,6 +6,9 @@ import type { ModelPrice, PriceTable } from '../bench/cost.js';
 /** Seconds: compaction and lookups take from well under a millisecond to a second. */
 const OVERHEAD_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 
+/** Counts of failed or shed background work, by component. */
+export type BackgroundCounts = Partial<Record<'embedder' | 'summarizer' | 'summary-queue-full', number>>;
+
 /** Prometheus metrics of one proxy, on its own registry (several proxies in one process never clash). */
 export class ProxyMetrics {
   readonly registry: Registry;
@@ -21,7 +24,12 @@ export class ProxyMetrics {
   readonly upstreamSeconds: Histogram<'route'>;
   private readonly prices: [string, ModelPrice][];
 
-  constructor(prices: PriceTable = {}, caches: () => Iterable<ResponseCache> = () => []) {
+  /**
+   * @param caches the response caches whose own failure counts are exported
+   * @param background counts of failed background work (embedding warm-ups, summary jobs) and of
+   *   summary jobs shed by a full queue, read at each scrape
+   */
+  constructor(prices: PriceTable = {}, caches: () => Iterable<ResponseCache> = () => [], background: () => BackgroundCounts = () => ({})) {
     this.registry = new Registry();
     const registers = [this.registry];
     this.prices = Object.entries(prices).sort((a, b) => b[0].length - a[0].length);
@@ -67,6 +75,17 @@ export class ProxyMetrics {
       collect() {
         this.reset();
         for (const cache of caches()) for (const [component, count] of Object.entries(cache.stats().failures)) this.inc({ component }, count);
+      },
+    });
+    // Work done off the request path: a failure there changes no response, so it is only visible here.
+    new Counter({
+      name: 'context_compactor_background_failures_total',
+      help: 'Background work that failed (embedder: history embedding; summarizer: summary jobs that threw or timed out; summary-queue-full: jobs dropped because the queue was full), read from the process-wide memo and queue',
+      labelNames: ['component'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [component, count] of Object.entries(background())) if (count !== undefined) this.inc({ component }, count);
       },
     });
   }

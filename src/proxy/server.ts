@@ -12,6 +12,8 @@ import { CompactorError, invalidOption } from '../errors.js';
 import { createRouteTable, isRouteTable, withSharedCache, type RouteTable, type RouteTableOptions } from '../routes.js';
 import { bypassRequested, compactionHeaders, responseCollector, toErrorBody } from '../adapters/shared.js';
 import { ProxyMetrics } from './metrics.js';
+import { sharedEmbeddingCache } from '../../strategies/relevance/index.js';
+import { sharedSummaries } from '../../strategies/summarize/index.js';
 
 export interface ProxyOptions {
   /**
@@ -199,7 +201,14 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
       prices = {};
     }
   }
-  const metrics = new ProxyMetrics(prices, () => (cache ? [cache] : []));
+  const metrics = new ProxyMetrics(
+    prices,
+    () => (cache ? [cache] : []),
+    () => {
+      const queue = sharedSummaries().queue.stats();
+      return { embedder: sharedEmbeddingCache().backgroundFailures, summarizer: queue.failed, 'summary-queue-full': queue.dropped };
+    },
+  );
   const logger = settings.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } });
   const tenantOf = settings.tenant ?? tenantFromApiKey;
   const active = new Set<Promise<void>>();
