@@ -15,6 +15,8 @@ import {
   type Store,
 } from '../src/index.js';
 import { hashEmbedder } from '../src/testing/index.js';
+import { replay, type CachedResponse, type CacheTicket } from '../src/cache/response-cache.js';
+import { anthropicMessageEvents, assembleAnthropicMessage, type SseEvent } from '../src/cache/sse.js';
 import { shippedDataPath } from './cache-helpers.js';
 import { locomoRequest } from './helpers.js';
 
@@ -352,6 +354,68 @@ describe('response cache', () => {
     expect(code(() => createResponseCache({ routes: { '/x': { threshold: 3 } } }))).toEqual(['options.invalid', 'routes./x.threshold']);
     expect(code(() => createCompactor({ cache: {} as never }))).toEqual(['options.invalid', 'cache']);
     expect(code(() => memoryStore({ maxBytes: 10 }))).toEqual(['options.invalid', 'maxBytes']);
+  });
+});
+
+describe('Anthropic entries across streamed and non-streamed requests', () => {
+  const message = {
+    id: 'msg_1',
+    type: 'message',
+    role: 'assistant',
+    model: 'claude-haiku-3-5',
+    content: [
+      { type: 'thinking', thinking: 'The user asks for a capital.', signature: 'sig-abc' },
+      { type: 'redacted_thinking', data: 'opaque' },
+      { type: 'text', text: 'Paris is the capital of France.' },
+      { type: 'tool_use', id: 'toolu_1', name: 'lookup', input: { city: 'Paris', population: [2, 1] } },
+    ],
+    stop_reason: 'end_turn',
+    stop_sequence: null,
+    usage: { input_tokens: 12, output_tokens: 30 },
+  };
+
+  test('a message survives the round trip through stream events, and unknown content gives up', () => {
+    const events = anthropicMessageEvents(message)!;
+    expect(events[0]!.event).toBe('message_start');
+    expect(events[events.length - 1]!.event).toBe('message_stop');
+    expect(assembleAnthropicMessage(events)).toEqual(message);
+    expect(anthropicMessageEvents({ ...message, content: [{ type: 'web_search_tool_result', content: [] }] })).toBeUndefined();
+    const cited = [
+      ...events.slice(0, 1),
+      { event: 'content_block_start', data: JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '', citations: [] } }) },
+      { event: 'content_block_delta', data: JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'citations_delta', citation: { cited_text: 'x' } } }) },
+    ];
+    expect(assembleAnthropicMessage(cited)).toBeUndefined();
+  });
+
+  test('stored from one form, a hit replays in the other; an entry that cannot convert is a miss', async () => {
+    const cache = testCache();
+    const request = (content: string, stream: boolean): ChatRequest => ({ model: 'claude-haiku-3-5', max_tokens: 100, stream, messages: [{ role: 'user', content }] });
+    const textOnly = { ...message, content: [{ type: 'text', text: 'Paris.' }] };
+    const missed = await cache.lookup(request('Capital of France?', false), { format: 'anthropic' });
+    expect(missed.status).toBe('miss');
+    await cache.commit((missed as { ticket: CacheTicket }).ticket, { format: 'anthropic', body: textOnly });
+    const streamed = await cache.lookup(request('Capital of France?', true), { format: 'anthropic' });
+    expect(streamed.status).toBe('hit');
+    const answer = replay((streamed as { response: CachedResponse }).response, true);
+    expect(answer.kind).toBe('sse');
+    expect(assembleAnthropicMessage((answer as { events: SseEvent[] }).events)).toEqual(textOnly);
+
+    // A stored stream with a delta the conversion does not know (citations): a streamed request hits, a
+    // non-streamed one misses rather than get a message with parts missing.
+    const unknown = [
+      { event: 'message_start', data: JSON.stringify({ type: 'message_start', message: { ...textOnly, content: [] } }) },
+      { event: 'content_block_start', data: JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '', citations: [] } }) },
+      { event: 'content_block_delta', data: JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'citations_delta', citation: { cited_text: 'Perseverance landed.' } } }) },
+      { event: 'content_block_delta', data: JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'It landed.' } }) },
+      { event: 'content_block_stop', data: JSON.stringify({ type: 'content_block_stop', index: 0 }) },
+      { event: 'message_delta', data: JSON.stringify({ type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 3 } }) },
+      { event: 'message_stop', data: JSON.stringify({ type: 'message_stop' }) },
+    ];
+    const first = await cache.lookup(request('Latest news on Mars?', true), { format: 'anthropic' });
+    expect(await cache.commit((first as { ticket: CacheTicket }).ticket, { format: 'anthropic', events: unknown })).toBe(true);
+    expect((await cache.lookup(request('Latest news on Mars?', true), { format: 'anthropic' })).status).toBe('hit');
+    expect((await cache.lookup(request('Latest news on Mars?', false), { format: 'anthropic' })).status).toBe('miss');
   });
 });
 

@@ -155,6 +155,26 @@ describe('proxy with the official @anthropic-ai/sdk client', () => {
     expect(replayed.content).toEqual(final.content);
     expect(upstream.calls.length).toBe(before + 1);
   });
+
+  test('a /v1/messages answer cached in one form is replayed in the other, both ways', async () => {
+    upstream.behaviour = 'ok';
+    const plain = conversation('What is Melanie painting? (anthropic, plain first)');
+    const before = upstream.calls.length;
+    const message = await anthropic().messages.create({ model: 'claude-haiku-3-5', max_tokens: 100, ...plain });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const asStream = await anthropic().messages.stream({ model: 'claude-haiku-3-5', max_tokens: 100, ...plain }).finalMessage();
+    expect(asStream.content).toEqual(message.content);
+    expect(asStream.stop_reason).toBe('end_turn');
+    expect(upstream.calls.length).toBe(before + 1);
+
+    const streamedFirst = conversation('What is Melanie painting? (anthropic, stream first)');
+    const final = await anthropic().messages.stream({ model: 'claude-haiku-3-5', max_tokens: 100, ...streamedFirst }).finalMessage();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const asMessage = await anthropic().messages.create({ model: 'claude-haiku-3-5', max_tokens: 100, ...streamedFirst });
+    expect(asMessage.content).toEqual(final.content);
+    expect(asMessage.stop_reason).toBe('end_turn');
+    expect(upstream.calls.length).toBe(before + 2);
+  });
 });
 
 describe('proxy faults', () => {

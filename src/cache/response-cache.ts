@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { invalidOption, isAbortError } from '../errors.js';
+import { CompactorError, invalidOption, isAbortError } from '../errors.js';
 import { withDeadline } from '../deadline.js';
 import type { EmbeddingCache } from '../embedders/memo.js';
 import { sharedEmbeddingCache } from '../../strategies/relevance/index.js';
@@ -9,7 +9,7 @@ import { memoryStore } from '../stores/memory.js';
 import { isStore, type Store } from '../stores/types.js';
 import { messageText } from '../text/message-text.js';
 import type { ChatMessage, ChatRequest } from '../types.js';
-import { assembleChatCompletion, chatCompletionChunks, type SseEvent } from './sse.js';
+import { anthropicMessageEvents, assembleAnthropicMessage, assembleChatCompletion, chatCompletionChunks, type SseEvent } from './sse.js';
 import { DEFAULT_VERIFIER_THRESHOLD, defaultVerifier, type Verifier } from './verifier.js';
 
 /** What the cache stores and replays: a JSON body, or the events of a completed stream. */
@@ -281,10 +281,20 @@ export function uncacheableReason(response: CachedResponse, cacheToolCalls = fal
 
 /**
  * What to send back for a hit: the stored events or body, converted between streamed and not
- * when the caller asked for the other form (OpenAI format; Anthropic entries are scoped by
- * `stream`, so they always match the request).
+ * when the caller asked for the other form. Check `replayable` first: an Anthropic entry holding
+ * a block the conversion does not know can only be replayed in the form it was stored in.
  */
 export function replay(response: CachedResponse, stream: boolean): { kind: 'json'; body: unknown } | { kind: 'sse'; events: SseEvent[] } {
+  if (response.format === 'anthropic') {
+    if (stream) {
+      const events = response.events ?? anthropicMessageEvents(response.body as Record<string, unknown>);
+      if (!events) throw new CompactorError('internal', 'cached Anthropic message cannot be replayed as a stream');
+      return { kind: 'sse', events };
+    }
+    const body = response.body ?? assembleAnthropicMessage(response.events!);
+    if (!body) throw new CompactorError('internal', 'cached Anthropic stream cannot be replayed as a message');
+    return { kind: 'json', body };
+  }
   if (stream) {
     if (response.events) return { kind: 'sse', events: response.events };
     const chunks = chatCompletionChunks(response.body as Record<string, unknown>);
@@ -293,6 +303,13 @@ export function replay(response: CachedResponse, stream: boolean): { kind: 'json
   if (response.body !== undefined) return { kind: 'json', body: response.body };
   const chunks = response.events!.filter((event) => event.data.trim() !== '[DONE]').map((event) => JSON.parse(event.data) as Record<string, unknown>);
   return { kind: 'json', body: assembleChatCompletion(chunks) };
+}
+
+/** Whether `replay` can answer in the requested form (always, except for some Anthropic entries). */
+export function replayable(response: CachedResponse, stream: boolean): boolean {
+  if (response.format !== 'anthropic') return true;
+  if (stream) return response.events !== undefined || anthropicMessageEvents(response.body as Record<string, unknown>) !== undefined;
+  return response.body !== undefined || assembleAnthropicMessage(response.events ?? []) !== undefined;
 }
 
 /**
@@ -365,9 +382,8 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     }
     const params: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(request)) if (!NEUTRAL_FIELDS.has(key)) params[key] = value;
-    // Anthropic entries replay exactly as stored, so streamed and non-streamed ones are apart.
+    // Streamed and non-streamed requests share entries: replay converts between the two forms.
     const streamed = request.stream === true;
-    if (format === 'anthropic') params.stream = streamed;
     const scope = sha(stableJson({ v: 1, format, tenant: lookup.tenant ?? '', route: lookup.route ?? '', system, params }));
     const exactKey = sha(`${scope}\u0002${conversation.map(normalMessage).join('\u0002')}`);
     let namespace: string | undefined;
@@ -398,7 +414,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
   }
 
   /** The best-scoring stored entry near `vector`, whatever its score. */
-  async function nearest(namespace: string, question: string, vector: Float32Array): Promise<ProbeMatch | undefined> {
+  async function nearest(namespace: string, question: string, vector: Float32Array, streamed: boolean): Promise<ProbeMatch | undefined> {
     const matches = await store.searchVectors(namespace, vector, settings.candidates, settings.minCosine);
     if (matches.length === 0) return undefined;
     const entries = await store.getMany(matches.map((match) => `rc:e:${match.id}`));
@@ -406,6 +422,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     entries.forEach((text, index) => {
       if (!text) return;
       const entry = JSON.parse(text) as { question: string; response: CachedResponse };
+      if (!replayable(entry.response, streamed)) return;
       const score = verifier.score(question, entry.question, matches[index]!.score);
       if (!best || score > best.score) best = { score, cosine: matches[index]!.score, question: entry.question, response: entry.response };
     });
@@ -425,10 +442,10 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       const ticket = ticketOf(request, lookup);
       if (typeof ticket === 'string') return undefined;
       const exact = await exactEntry(ticket.exactKey);
-      if (exact) return { layer: 'exact', score: 1, cosine: 1, question: exact.question, response: exact.response };
+      if (exact && replayable(exact.response, ticket.streamed)) return { layer: 'exact', score: 1, cosine: 1, question: exact.question, response: exact.response };
       if (!ticket.namespace || !ticket.question) return undefined;
       const [vector] = (await embeddings.embed(embedder, [ticket.question], { signal: lookup.signal })) as [Float32Array];
-      const best = await nearest(ticket.namespace, ticket.question, vector);
+      const best = await nearest(ticket.namespace, ticket.question, vector, ticket.streamed);
       return best ? { layer: 'semantic', ...best } : undefined;
     },
     async lookup(request, lookup = {}) {
@@ -438,7 +455,8 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       // Exact layer.
       try {
         const exact = await exactEntry(ticket.exactKey);
-        if (exact) {
+        // An entry that cannot be replayed in the requested form is a miss; the answer replaces it.
+        if (exact && replayable(exact.response, ticket.streamed)) {
           stats.hits.exact++;
           return { status: 'hit', layer: 'exact', response: exact.response };
         }
@@ -463,7 +481,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       }
       ticket = { ...ticket, vector };
       try {
-        const best = await nearest(ticket.namespace!, ticket.question!, vector);
+        const best = await nearest(ticket.namespace!, ticket.question!, vector, ticket.streamed);
         if (best && best.score >= thresholdFor(lookup.route)) {
           stats.hits.semantic++;
           return { status: 'hit', layer: 'semantic', response: best.response, score: best.score, cosine: best.cosine, matched: best.question };
