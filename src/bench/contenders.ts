@@ -19,18 +19,20 @@ export function noCompaction(): Contender {
 /**
  * One of our presets; one compactor per budget, reused so memoized work is shared across requests.
  * Embedding deadlines are lifted so results do not depend on the machine's speed: the bench
- * measures retention with every vector available, as on warm traffic. Each compactor has its own
- * embedding memo, so its ms figures include embedding what it sees, whichever contender ran first.
+ * measures retention with every vector available, as on warm traffic. Each preset has its own
+ * embedding memo, shared by its budgets, so its ms figures include embedding what it sees,
+ * whichever preset ran first.
  */
 export function presetContender(preset: string): Contender {
   const compactors = new Map<number, Compactor>();
+  const embeddings = createEmbeddingCache();
   return {
     name: preset,
     kind: 'preset',
     async run(request, budget) {
       let compactor = compactors.get(budget);
       if (!compactor) {
-        compactor = createCompactor({ maxInputTokens: budget, strategy: preset, onBudgetUnreachable: 'pass-through', presetOptions: { relevance: { embedDeadlineMs: 600_000, awaitDocuments: true, cache: createEmbeddingCache() }, summarize: { mode: 'inline', inlineDeadlineMs: 600_000 } } });
+        compactor = createCompactor({ maxInputTokens: budget, strategy: preset, onBudgetUnreachable: 'pass-through', presetOptions: { relevance: { embedDeadlineMs: 600_000, awaitDocuments: true, cache: embeddings }, summarize: { mode: 'inline', inlineDeadlineMs: 600_000 } } });
         compactors.set(budget, compactor);
       }
       const started = performance.now();
