@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { createEmbeddingCache } from '../src/embedders/memo.js';
 import type { Embedder } from '../src/embedders/types.js';
 import { createCompactor, type ChatMessage } from '../src/index.js';
-import { bm25Scores, terms } from '../src/text/bm25.js';
+import { bm25Scores, terms, VOCABULARY_LIMIT, vocabularySize } from '../src/text/bm25.js';
 import { hashEmbedder, wordTokenizer } from '../src/testing/index.js';
 import { relevance } from '../strategies/relevance/index.js';
 import { locomoRequest } from './helpers.js';
@@ -71,6 +71,16 @@ describe('BM25 against a textbook implementation', () => {
     close(bm25Scores(query, documents, { previous }), referenceBm25(query, documents, previous));
     expect(referenceBm25(query, documents).filter((value) => value > 0).length).toBeGreaterThan(10);
   });
+});
+
+test('the interned vocabulary is bounded: past its limit it is cleared, and scores stay right', () => {
+  const flood = Array.from({ length: 40 }, (_, chunk) => Array.from({ length: Math.ceil((VOCABULARY_LIMIT + 1000) / 40) }, (_, index) => `zq${chunk}x${index}`).join(' '));
+  for (const text of flood) terms(text);
+  expect(vocabularySize()).toBeGreaterThan(VOCABULARY_LIMIT);
+  const documents = ['Have you ever been to Lisbon?', 'Yes, twice last summer', 'I bought a new bike'];
+  const scores = bm25Scores('When did they visit Lisbon?', documents);
+  expect(vocabularySize()).toBeLessThan(100);
+  referenceBm25('When did they visit Lisbon?', documents).forEach((value, index) => expect(scores[index]).toBeCloseTo(value, 10));
 });
 
 describe('BM25 with the previous message', () => {

@@ -19,7 +19,7 @@ function stem(word: string): string {
  * string lookups. The vocabulary is bounded: past `VOCABULARY_LIMIT` terms it is cleared, with the
  * memo whose ids refer to it, at the start of the next scoring call (never in the middle of one).
  */
-const VOCABULARY_LIMIT = 1 << 20;
+export const VOCABULARY_LIMIT = 1 << 18;
 let vocabulary = new Map<string, number>();
 
 interface TermEntry {
@@ -42,6 +42,11 @@ function entry(text: string): TermEntry {
   const value = { words, ids };
   termsMemo.set(text, value);
   return value;
+}
+
+/** Distinct terms interned so far (diagnostics and tests; bounded by `VOCABULARY_LIMIT`). */
+export function vocabularySize(): number {
+  return vocabulary.size;
 }
 
 /** Lower-cased, stop-worded, lightly stemmed terms; memoized by text. */
