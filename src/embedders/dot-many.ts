@@ -1,3 +1,4 @@
+import { CompactorError } from '../errors.js';
 import { dot } from './types.js';
 
 /**
@@ -73,7 +74,7 @@ export function dotMany(query: Float32Array, vectors: readonly (Float32Array | u
   const out = new Float64Array(vectors.length).fill(-Infinity);
   const dims = query.length;
   const check = (vector: Float32Array, index: number): void => {
-    if (vector.length !== dims) throw new RangeError(`vector ${index} has ${vector.length} dimensions, the query ${dims}`);
+    if (vector.length !== dims) throw new CompactorError('input.invalid', `vector ${index} has ${vector.length} dimensions, the query ${dims}`);
   };
   const wasm = kernelFor(dims, options.simd);
   if (!wasm) {
@@ -114,7 +115,7 @@ export function dotMany(query: Float32Array, vectors: readonly (Float32Array | u
  */
 export function dotRows(query: Float32Array, matrix: Float32Array, rows: number, options: { simd?: boolean } = {}): Float64Array {
   const dims = query.length;
-  if (matrix.length < rows * dims) throw new RangeError(`the matrix holds ${Math.floor(matrix.length / Math.max(1, dims))} rows of ${dims}, not ${rows}`);
+  if (matrix.length < rows * dims) throw new CompactorError('input.invalid', `the matrix holds ${Math.floor(matrix.length / Math.max(1, dims))} rows of ${dims}, not ${rows}`);
   const out = new Float64Array(rows);
   const wasm = kernelFor(dims, options.simd);
   if (!wasm) {
