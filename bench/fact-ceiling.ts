@@ -9,6 +9,7 @@
  */
 import { createCompactor } from '../src/compactor.js';
 import { shippedData } from '../src/bench/command.js';
+import { presetContender } from '../src/bench/contenders.js';
 import { loadDataset } from '../src/bench/loaders.js';
 import { contentWords, factRetention, mean, outputText } from '../src/bench/metrics.js';
 import { markdownTable, table } from '../src/bench/stats.js';
@@ -88,7 +89,8 @@ async function main(): Promise<void> {
   const missRows = [['preset', 'budget', 'ER_fact', 'answer words missed', 'in an evidence turn', 'in no evidence turn']];
   for (const preset of ['relevance', 'balanced']) {
     const budget = 2000;
-    const compactor = createCompactor({ maxInputTokens: budget, strategy: preset, onBudgetUnreachable: 'pass-through', presetOptions: { relevance: { embedDeadlineMs: 600_000, awaitDocuments: true }, summarize: { mode: 'inline', inlineDeadlineMs: 600_000 } } });
+    // The same compactor settings as the main bench's QA mode.
+    const contender = presetContender(preset);
     const scores: number[] = [];
     let inEvidence = 0;
     let elsewhere = 0;
@@ -96,8 +98,8 @@ async function main(): Promise<void> {
       const full = new Set(contentWords(outputText(conversation.messages)));
       for (const item of conversation.qa ?? []) {
         if (String(item.category) === '5' || item.answer === undefined) continue;
-        const { request } = await compactor.compact({ model: 'gpt-4o', messages: [...conversation.messages, { role: 'user' as const, content: item.question }] });
-        const kept = new Set(contentWords(outputText(request.messages)));
+        const { messages } = await contender.run({ model: 'gpt-4o', messages: [...conversation.messages, { role: 'user' as const, content: item.question }] }, budget);
+        const kept = new Set(contentWords(outputText(messages)));
         const score = factRetention(String(item.answer), item.question, kept, full);
         if (score === undefined) continue;
         scores.push(score);

@@ -66,28 +66,29 @@ export class ProxyMetrics {
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     });
+    // Counts kept elsewhere, read at each scrape.
+    const collected = (name: string, help: string, read: () => Iterable<[string, number]>): void => {
+      new Counter({
+        name,
+        help,
+        labelNames: ['component'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [component, count] of read()) this.inc({ component }, count);
+        },
+      });
+    };
     // Failures the cache recovered from inside its own work (store writes after the response).
-    new Counter({
-      name: 'context_compactor_cache_failures_total',
-      help: 'Response-cache failures by component (store, embedder), read from the caches',
-      labelNames: ['component'],
-      registers,
-      collect() {
-        this.reset();
-        for (const cache of caches()) for (const [component, count] of Object.entries(cache.stats().failures)) this.inc({ component }, count);
-      },
+    collected('context_compactor_cache_failures_total', 'Response-cache failures by component (store, embedder), read from the caches', function* () {
+      for (const cache of caches()) yield* Object.entries(cache.stats().failures);
     });
     // Work done off the request path: a failure there changes no response, so it is only visible here.
-    new Counter({
-      name: 'context_compactor_background_failures_total',
-      help: 'Background work that failed (embedder: history embedding; summarizer: summary jobs that threw or timed out; summary-queue-full: jobs dropped because the queue was full), read from the process-wide memo and queue',
-      labelNames: ['component'],
-      registers,
-      collect() {
-        this.reset();
-        for (const [component, count] of Object.entries(background())) if (count !== undefined) this.inc({ component }, count);
-      },
-    });
+    collected(
+      'context_compactor_background_failures_total',
+      'Background work that failed (embedder: history embedding; summarizer: summary jobs that threw or timed out; summary-queue-full: jobs dropped because the queue was full), read from the process-wide memo and queue',
+      () => Object.entries(background()).filter((entry): entry is [string, number] => entry[1] !== undefined),
+    );
   }
 
   priceOf(model: string | undefined): ModelPrice | undefined {
