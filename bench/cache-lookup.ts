@@ -21,7 +21,7 @@ import { memoryStore } from '../src/stores/memory.js';
 import { redisStore } from '../src/stores/redis.js';
 import { seededRandom } from '../src/stores/lsh.js';
 import type { Store } from '../src/stores/types.js';
-import { machine, markdownTable, ms, percentile, table } from '../src/bench/stats.js';
+import { machine, markdownTable, ms, percentile, table } from './harness/stats.js';
 
 const DIMENSIONS = 512;
 const SIZES = (process.env.SIZES ?? '10000,100000').split(',').map(Number);
@@ -69,7 +69,7 @@ async function measure(name: string, store: Store, size: number, vectors: Map<st
         // Stored as a miss stores it, without a lookup first (that would make loading quadratic on flat search).
         const ticket = cache.ticket(ask(`q${index + offset}`));
         if (typeof ticket === 'string') throw new Error(`bypassed: ${ticket}`);
-        const [vector] = await cache.embeddings.embed(cache.embedder, [ticket.question!]);
+        const [vector] = await cache.embeddings.embed(cache.embedder!, [ticket.question!]);
         await cache.commit({ ...ticket, vector }, answer(index + offset));
       }),
     );
@@ -78,7 +78,7 @@ async function measure(name: string, store: Store, size: number, vectors: Map<st
   const loadSeconds = (performance.now() - started) / 1000;
   process.stderr.write(`\r${name} ${size}: loaded in ${loadSeconds.toFixed(1)} s\n`);
   // Warm the embedding memo so the timings are the lookup alone.
-  await cache.embeddings.embed(cache.embedder, queries);
+  await cache.embeddings.embed(cache.embedder!, queries);
   const samples: number[] = [];
   let correct = 0;
   for (let index = 0; index < queries.length; index++) {

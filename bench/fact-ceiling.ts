@@ -7,12 +7,12 @@
  *
  * Run: npm run build && node dist/bench/fact-ceiling.js [--md]
  */
-import { createCompactor } from '../src/compactor.js';
-import { shippedData } from '../src/bench/command.js';
-import { presetContender } from '../src/bench/contenders.js';
-import { loadDataset } from '../src/bench/loaders.js';
-import { contentWords, factRetention, mean, outputText } from '../src/bench/metrics.js';
-import { markdownTable, table } from '../src/bench/stats.js';
+import { createCompactor } from '../src/core/compactor.js';
+import { shippedData } from './harness/command.js';
+import { presetContender } from './harness/contenders.js';
+import { loadDataset } from './harness/loaders.js';
+import { contentWords, factRetention, mean, outputText } from './harness/metrics.js';
+import { markdownTable, table } from './harness/stats.js';
 import { messageText } from '../src/text/message-text.js';
 import { SESSION_HEADER } from '../src/text/stopwords.js';
 

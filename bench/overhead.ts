@@ -4,12 +4,12 @@
  */
 import { AIMessage, HumanMessage, SystemMessage, trimMessages, type BaseMessage } from '@langchain/core/messages';
 import { readFileSync } from 'node:fs';
-import { createCompactor } from '../src/compactor.js';
-import { locomoMessages, parseLocomo } from '../src/datasets/locomo.js';
-import { shippedLocomoPath } from '../src/paths.js';
+import { createCompactor } from '../src/core/compactor.js';
+import { locomoMessages, parseLocomo } from './datasets/locomo.js';
+import { shippedLocomoPath } from './paths.js';
 import { builtinTokenizer, type TextTokenizer } from '../src/tokens/tokenizer.js';
-import type { ChatMessage, ChatRequest } from '../src/types.js';
-import { machine, markdownTable, ms, percentile, table } from '../src/bench/stats.js';
+import type { ChatMessage, ChatRequest } from '../src/core/types.js';
+import { machine, markdownTable, ms, percentile, table } from './harness/stats.js';
 
 const SIZES = [50, 200, 1000];
 const BUDGET = 4000;

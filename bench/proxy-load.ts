@@ -15,12 +15,12 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
-import { locomoMessages, parseLocomo } from '../src/datasets/locomo.js';
+import { locomoMessages, parseLocomo } from './datasets/locomo.js';
 import { readFileSync } from 'node:fs';
-import { shippedLocomoPath } from '../src/paths.js';
+import { shippedLocomoPath } from './paths.js';
 import { createProxy } from '../src/proxy/server.js';
-import { createRouteTable } from '../src/routes.js';
-import { machine, markdownTable, ms, table } from '../src/bench/stats.js';
+import { createRouteTable } from '../src/core/routes.js';
+import { machine, markdownTable, ms, table } from './harness/stats.js';
 
 const DURATION = Number(process.env.DURATION ?? 10);
 const SOAK = Number(process.env.SOAK ?? 60);

@@ -5,18 +5,18 @@
  *
  * Run: npm run build && node dist/bench/relevance.js [--budgets 1000,2000,4000] [--limit N] [--only a,b]
  */
-import { createCompactor } from '../src/compactor.js';
-import { presetContender, type Contender } from '../src/bench/contenders.js';
-import { shippedData } from '../src/bench/command.js';
-import { loadDataset } from '../src/bench/loaders.js';
-import { runQa, type Violation } from '../src/bench/run.js';
-import { machine, markdownTable, ms, table } from '../src/bench/stats.js';
+import { createCompactor, type Compactor } from '../src/core/compactor.js';
+import { guardProblem, presetContender, type Contender } from './harness/contenders.js';
+import { shippedData } from './harness/command.js';
+import { loadDataset } from './harness/loaders.js';
+import { runQa, type Violation } from './harness/run.js';
+import { machine, markdownTable, ms, table } from './harness/stats.js';
 import { createEmbeddingCache } from '../src/embedders/memo.js';
 import { useLite } from '../src/embedders/use-lite.js';
-import { buildGloveModel } from '../src/embedders/glove-model.js';
+import { buildGloveModel } from './glove-model.js';
 import { transformersEmbedder } from '../src/embedders/transformers.js';
 import { join } from 'node:path';
-import { packageRoot } from '../src/paths.js';
+import { repositoryRoot as packageRoot } from './paths.js';
 import { dot, type Embedder } from '../src/embedders/types.js';
 import { bm25Scores } from '../src/text/bm25.js';
 import { dotMany, simdAvailable } from '../src/embedders/dot-many.js';
@@ -32,7 +32,7 @@ const limit = argument('--limit') === undefined ? undefined : Number(argument('-
 const only = argument('--only')?.split(',');
 
 function variant(name: string, options: RelevanceOptions): Contender {
-  const compactors = new Map<number, ReturnType<typeof createCompactor>>();
+  const compactors = new Map<number, Compactor<false>>();
   return {
     name,
     kind: 'preset',
@@ -40,12 +40,12 @@ function variant(name: string, options: RelevanceOptions): Contender {
       let compactor = compactors.get(budget);
       if (!compactor) {
         // No deadline here: this study measures retention, with every vector computed.
-        compactor = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedDeadlineMs: 600_000, awaitDocuments: true, ...options }) });
+        compactor = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedTimeoutMs: 600_000, awaitDocuments: true, ...options }) });
         compactors.set(budget, compactor);
       }
       const started = performance.now();
       const { request: output, stats } = await compactor.compact(request);
-      return { messages: output.messages, ms: performance.now() - started, failures: stats.failures.length };
+      return { messages: output.messages, ms: performance.now() - started, failures: stats.failures.length, ...guardProblem(stats) };
     },
   };
 }
@@ -110,15 +110,15 @@ async function latency(): Promise<void> {
   const history = [conversations[2]!.messages[0]!, ...turns.slice(0, 699)];
   const budget = 2000;
   const questions = conversations.flatMap((conversation) => conversation.qa!.map((item) => item.question));
-  const { percentile } = await import('../src/bench/stats.js');
+  const { percentile } = await import('./harness/stats.js');
   const rows = [['runtime', 'step', 'p50 ms', 'p99 ms']];
   for (const runtime of ['onnx', 'tfjs'] as const) {
     const embedder = useLite({ runtime });
     // Both runtimes share an id (same vectors): each gets its own memo so neither sees the other's work.
     const cache = createEmbeddingCache();
-    const warmup = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedder, cache, embedDeadlineMs: 600_000, awaitDocuments: true }) });
+    const warmup = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedder, embeddings: cache, embedTimeoutMs: 600_000, awaitDocuments: true }) });
     await warmup.compact({ model: 'gpt-4o', messages: [...history, { role: 'user', content: 'warm-up question?' }] });
-    const compactor = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedder, cache }) });
+    const compactor = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedder, embeddings: cache }) });
     const totals: number[] = [];
     const embeds: number[] = [];
     const scores: number[] = [];

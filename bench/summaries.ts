@@ -5,14 +5,14 @@
  * Prints figures; asserts nothing. Run: npm run build && node dist/bench/summaries.js [--md]
  */
 import { createServer } from 'node:http';
-import { createCompactor } from '../src/compactor.js';
-import { shippedData } from '../src/bench/command.js';
-import { noCompaction, presetContender, type Contender } from '../src/bench/contenders.js';
-import { loadPrices, priceFor } from '../src/bench/cost.js';
-import { loadDataset } from '../src/bench/loaders.js';
-import { runReplay, type Violation } from '../src/bench/run.js';
-import { machine, markdownTable, ms, percentile, table } from '../src/bench/stats.js';
-import { pipeline } from '../src/strategy.js';
+import { createCompactor } from '../src/core/compactor.js';
+import { shippedData } from './harness/command.js';
+import { noCompaction, presetContender, type Contender } from './harness/contenders.js';
+import { loadPrices, priceFor } from './harness/cost.js';
+import { loadDataset } from './harness/loaders.js';
+import { runReplay, type Violation } from './harness/run.js';
+import { machine, markdownTable, ms, percentile, table } from './harness/stats.js';
+import { pipeline } from '../src/core/strategy.js';
 import { extractiveSummarizer } from '../src/summarizers/extractive.js';
 import { llmSummarizer } from '../src/summarizers/llm.js';
 import { memorySummaryStore, SummaryQueue } from '../src/summarizers/queue.js';
@@ -20,7 +20,7 @@ import { relevance } from '../strategies/relevance/index.js';
 import { summarize } from '../strategies/summarize/index.js';
 import { truncate } from '../strategies/truncate/index.js';
 import { createEmbeddingCache } from '../src/embedders/memo.js';
-import type { ChatMessage } from '../src/types.js';
+import type { ChatMessage } from '../src/core/types.js';
 
 const BUDGET = 2000;
 
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
     if (extraCost) contender.extraCost = extraCost;
     return contender;
   };
-  const inline = { mode: 'inline' as const, inlineDeadlineMs: 600_000 };
+  const inline = { mode: 'inline' as const, inlineTimeoutMs: 600_000 };
   const contenders: Contender[] = [
     noCompaction(),
     presetContender('truncate'),
@@ -94,7 +94,7 @@ async function main(): Promise<void> {
     ),
     custom(
       'balanced (llm, gpt-4o-mini)',
-      pipeline('balanced-llm', [summarize({ ...inline, summarizer: llm, summaryShare: 0.1, keepSource: true, store: memorySummaryStore(), queue: new SummaryQueue() }), relevance({ recencyShare: 0.2, embedDeadlineMs: 600_000, awaitDocuments: true })]),
+      pipeline('balanced-llm', [summarize({ ...inline, summarizer: llm, summaryShare: 0.1, keepSource: true, store: memorySummaryStore(), queue: new SummaryQueue() }), relevance({ recencyShare: 0.2, embedTimeoutMs: 600_000, awaitDocuments: true })]),
       () => (promptTokens * summarizerPrice.input + completionTokens * summarizerPrice.output) / 1e6,
     ),
   ];
@@ -139,7 +139,7 @@ async function latency(conversations: ReturnType<typeof loadDataset>): Promise<s
     for (const drained of [false, true]) {
       const cache = createEmbeddingCache();
       const queue = new SummaryQueue();
-      const compactor = createCompactor({ maxInputTokens: BUDGET, strategy: preset, presetOptions: { relevance: { cache }, summarize: { store: memorySummaryStore(), queue } } });
+      const compactor = createCompactor({ maxInputTokens: BUDGET, strategy: preset, presetOptions: { relevance: { embeddings: cache }, summarize: { store: memorySummaryStore(), queue } } });
       const times: number[] = [];
       for (const conversation of conversations) {
         for (let index = 0; index < conversation.messages.length; index++) {

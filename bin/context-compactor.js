@@ -7,4 +7,7 @@ if (!existsSync(entry)) {
   process.exit(1);
 }
 const { main } = await import(entry.href);
-process.exitCode = await main(process.argv);
+// The bench commands (bench, demo, cache-eval) live in the repository's bench/, which the npm
+// package does not ship; from a clone they are built to dist/bench.
+const bench = new URL('../dist/bench/cli.js', import.meta.url);
+process.exitCode = await main(process.argv, { bench: () => import(bench.href) });

@@ -2,8 +2,9 @@ import { generateText, streamText, wrapLanguageModel, type ModelMessage } from '
 import { MockLanguageModelV3, convertArrayToReadableStream } from 'ai/test';
 import type { LanguageModelV3CallOptions } from '@ai-sdk/provider';
 import { describe, expect, test } from 'vitest';
-import { compactorMiddleware } from '../src/adapters/ai-sdk.js';
-import { cosineVerifier, createCompactor, createResponseCache } from '../src/index.js';
+import { compaction } from '../src/adapters/ai-sdk.js';
+import { cosineVerifier } from '../src/cache/verifier.js';
+import { createCompactor, createResponseCache } from '../src/index.js';
 import { hashEmbedder } from '../src/testing/index.js';
 import { locomoRequest } from './helpers.js';
 
@@ -44,7 +45,7 @@ function conversation(question: string): { system: string; messages: ModelMessag
 describe('AI SDK middleware', () => {
   test('transformParams compacts the prompt and keeps the system prompt and the question', async () => {
     const { model, calls } = mockModel();
-    const wrapped = wrapLanguageModel({ model, middleware: compactorMiddleware({ compactor: { maxInputTokens: 2000, strategy: 'truncate' } }) });
+    const wrapped = wrapLanguageModel({ model, middleware: compaction({ maxInputTokens: 2000, strategy: 'truncate' }) });
     const { system, messages } = conversation('What did Caroline research?');
     const result = await generateText({ model: wrapped, system, messages });
     const sent = calls[0]!.prompt;
@@ -55,35 +56,45 @@ describe('AI SDK middleware', () => {
     expect(await createCompactor().countTokens({ model: 'gpt-4o-mini', messages: sent.map((message) => ({ role: message.role, content: typeof message.content === 'string' ? message.content : message.content.map((part) => ('text' in part ? part.text : '')).join('') })) as never })).toBeLessThanOrEqual(2000);
   });
 
-  test('tool calls and their results stay together', async () => {
-    const { model, calls } = mockModel();
-    const wrapped = wrapLanguageModel({ model, middleware: compactorMiddleware({ compactor: { maxInputTokens: 300, strategy: 'truncate' } }) });
+  test('tool calls and their results are kept together, or dropped together', async () => {
     const filler: ModelMessage[] = Array.from({ length: 30 }, (_, index): ModelMessage => ({ role: index % 2 ? 'assistant' : 'user', content: `filler turn ${index} `.repeat(10) }));
-    await generateText({
-      model: wrapped,
-      messages: [
-        ...filler,
-        { role: 'user', content: 'Weather in Oslo?' },
-        { role: 'assistant', content: [{ type: 'tool-call', toolCallId: 'c1', toolName: 'weather', input: { city: 'Oslo' } }] },
-        { role: 'tool', content: [{ type: 'tool-result', toolCallId: 'c1', toolName: 'weather', output: { type: 'json', value: { sky: 'clear' } } }] },
-        { role: 'user', content: 'And tomorrow?' },
-      ],
-    });
-    const sent = calls[0]!.prompt;
-    expect(sent.length).toBeLessThan(34);
-    const callIndex = sent.findIndex((message) => message.role === 'assistant' && message.content.some((part) => part.type === 'tool-call'));
-    const resultIndex = sent.findIndex((message) => message.role === 'tool');
-    expect(callIndex >= 0).toBe(resultIndex >= 0);
-    if (callIndex >= 0) expect(resultIndex).toBe(callIndex + 1);
+    const messages: ModelMessage[] = [
+      ...filler,
+      { role: 'user', content: 'Weather in Oslo?' },
+      { role: 'assistant', content: [{ type: 'tool-call', toolCallId: 'c1', toolName: 'weather', input: { city: 'Oslo' } }] },
+      { role: 'tool', content: [{ type: 'tool-result', toolCallId: 'c1', toolName: 'weather', output: { type: 'json', value: { sky: 'clear' } } }] },
+      { role: 'user', content: 'And tomorrow?' },
+    ];
+    const send = async (maxInputTokens: number) => {
+      const { model, calls } = mockModel();
+      await generateText({ model: wrapLanguageModel({ model, middleware: compaction({ maxInputTokens, strategy: 'truncate' }) }), messages });
+      const sent = calls[0]!.prompt;
+      return {
+        sent,
+        call: sent.findIndex((message) => message.role === 'assistant' && message.content.some((part) => part.type === 'tool-call')),
+        result: sent.findIndex((message) => message.role === 'tool'),
+      };
+    };
+    // Room for the newest turns: the chain is sent whole, the result right after its call.
+    const roomy = await send(300);
+    expect(roomy.sent.length).toBeLessThan(messages.length);
+    expect(roomy.call).toBeGreaterThan(0);
+    expect(roomy.result).toBe(roomy.call + 1);
+    expect(roomy.sent.at(-1)).toMatchObject({ role: 'user', content: [{ type: 'text', text: 'And tomorrow?' }] });
+    // Room for the question alone: the chain goes, both halves of it.
+    const tight = await send(20);
+    expect(tight.sent).toHaveLength(1);
+    expect(tight.call).toBe(-1);
+    expect(tight.result).toBe(-1);
   });
 
   test('with a cache, wrapGenerate and wrapStream answer a repeated prompt without the model', async () => {
     const { model, calls } = mockModel();
     const cache = createResponseCache({ embedder: hashEmbedder(128), verifier: cosineVerifier(), threshold: 0.97 });
-    const wrapped = wrapLanguageModel({ model, middleware: compactorMiddleware({ compactor: { maxInputTokens: 2000, strategy: 'truncate', cache }, tenant: 'acme' }) });
+    const wrapped = wrapLanguageModel({ model, middleware: compaction({ maxInputTokens: 2000, strategy: 'truncate', cache }, { tenant: () => 'acme' }) });
     const { system, messages } = conversation('Where does Melanie live?');
     const first = await generateText({ model: wrapped, system, messages });
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await cache.idle();
     const second = await generateText({ model: wrapped, system, messages });
     expect(second.text).toBe(first.text);
     expect(calls).toHaveLength(1);
@@ -94,7 +105,7 @@ describe('AI SDK middleware', () => {
     const fresh = conversation('What is Melanie painting?');
     const one = streamText({ model: wrapped, system: fresh.system, messages: fresh.messages });
     const text = await one.text;
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await cache.idle();
     expect((await generateText({ model: wrapped, system: fresh.system, messages: fresh.messages })).text).toBe(text);
     expect(calls).toHaveLength(2);
     expect(cache.stats().hits.exact).toBe(3);

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { createCompactor, CompactorError, isAnthropicRequest } from '../src/index.js';
+import { isAnthropicRequest } from '../src/formats/anthropic.js';
+import { createCompactor, CompactorError } from '../src/index.js';
 import { deepFreeze, wordTokenizer } from '../src/testing/index.js';
 
 function anthropicBody(turns: number) {

@@ -2,14 +2,15 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { noCompaction, presetContender, trimMessagesContender, type Contender } from '../src/bench/contenders.js';
-import { billedCost, cachedTokens, loadPrices, priceFor, type ModelPrice } from '../src/bench/cost.js';
-import { normalizeEvidence } from '../src/bench/evidence.js';
-import { loadDataset, loadJsonl, loadLocomo, loadMtBench101, loadTopicalChat, type BenchConversation } from '../src/bench/loaders.js';
-import { contentWords, factRetention, verbatimRetention } from '../src/bench/metrics.js';
-import { checkOutput, runQa, runReplay, sharedPrefixTokens, type Violation } from '../src/bench/run.js';
+import { noCompaction, presetContender, trimMessagesContender, type Contender } from '../bench/harness/contenders.js';
+import { billedCost, cachedTokens, loadPrices, priceFor, type ModelPrice } from '../bench/harness/cost.js';
+import { normalizeEvidence } from '../bench/harness/evidence.js';
+import { loadDataset, loadJsonl, loadLocomo, loadMtBench101, loadTopicalChat, type BenchConversation } from '../bench/harness/loaders.js';
+import { contentWords, factRetention, verbatimRetention } from '../bench/harness/metrics.js';
+import { checkOutput, runQa, runReplay, sharedPrefixTokens, type Violation } from '../bench/harness/run.js';
 import { createCompactor, type ChatMessage } from '../src/index.js';
-import { packageRoot } from '../src/paths.js';
+import { packageRoot } from '../src/cli/package-root.js';
+import { coded } from './helpers.js';
 
 const data = (...parts: string[]) => join(packageRoot(), 'bench', 'data', ...parts);
 const counterPromise = createCompactor().tokenCounter('gpt-4o');
@@ -88,7 +89,7 @@ describe('loaders on real files', () => {
     expect(loadDataset(good).length).toBe(2);
     const bad = join(folder, 'bad.jsonl');
     writeFileSync(bad, `${JSON.stringify({ id: 'a', messages: [{ role: 'user', content: 'hi' }] })}\n{"id": "b", "messages": [{"role": "robot"}]}\n`);
-    expect(() => loadJsonl(bad)).toThrow(/bad\.jsonl:2: messages\[0\]\.role/);
+    expect(() => loadJsonl(bad)).toThrow(coded('input.invalid', 'line 2.messages[0].role'));
   });
 
   test('kinds are guessed from content', () => {

@@ -6,8 +6,8 @@ import { describe, expect, test } from 'vitest';
 import { pairFeatures } from '../src/cache/features.js';
 import { profile } from '../src/cache/features.js';
 import { FEATURE_NAMES } from '../src/cache/features.js';
-import { scoreProbes } from '../src/cache/evaluate.js';
-import { readPairs, splitByQuestion } from '../src/index.js';
+import { scoreProbes } from '../bench/cache-eval/evaluate.js';
+import { readPairs, splitByQuestion } from '../bench/cache-eval/pairs.js';
 import { shippedDataPath } from './cache-helpers.js';
 
 const bin = new URL('../bin/context-compactor.js', import.meta.url).pathname;

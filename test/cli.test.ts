@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { createCompactor, type ChatRequest } from '../src/index.js';
-import { packageRoot } from '../src/paths.js';
+import { packageRoot } from '../src/cli/package-root.js';
 import { locomoRequest } from './helpers.js';
 
 const bin = join(packageRoot(), 'bin', 'context-compactor.js');

@@ -14,8 +14,9 @@ export type Behaviour = 'ok' | 'error-500' | 'hang' | 'drop' | 'slow-stream';
  * A local stand-in for OpenAI and Anthropic that records what it received. The answer names how
  * many messages it got, so tests can see compaction without parsing the upstream's logs.
  */
-export async function fakeUpstream(): Promise<{ url: string; calls: Recorded[]; behaviour: Behaviour; server: Server; aborted: number; close(): Promise<void> }> {
+export async function fakeUpstream(): Promise<{ url: string; calls: Recorded[]; behaviour: Behaviour; server: Server; aborted: number; nextAbort(): Promise<void>; close(): Promise<void> }> {
   const state = { behaviour: 'ok' as Behaviour, aborted: 0 };
+  const abortWaiters: (() => void)[] = [];
   const calls: Recorded[] = [];
   const server = createServer(async (request, response) => {
     const chunks: Buffer[] = [];
@@ -35,7 +36,9 @@ export async function fakeUpstream(): Promise<{ url: string; calls: Recorded[]; 
     if (body.stream === true) {
       // A caller that goes away mid-stream shows up here as a response closed before its end.
       response.on('close', () => {
-        if (!response.writableFinished) state.aborted++;
+        if (response.writableFinished) return;
+        state.aborted++;
+        for (const resolve of abortWaiters.splice(0)) resolve();
       });
       response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       const events = anthropic ? anthropicEvents(text) : openaiEvents(text);
@@ -74,6 +77,8 @@ export async function fakeUpstream(): Promise<{ url: string; calls: Recorded[]; 
     get aborted() {
       return state.aborted;
     },
+    /** Resolves when the next caller goes away mid-stream. */
+    nextAbort: () => new Promise<void>((resolve) => abortWaiters.push(resolve)),
     get behaviour() {
       return state.behaviour;
     },

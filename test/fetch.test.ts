@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { describe, expect, test } from 'vitest';
-import { compactionStats, withCompaction } from '../src/adapters/fetch.js';
+import { compaction, compactionStats } from '../src/adapters/fetch.js';
 import { createCompactor, type ChatRequest } from '../src/index.js';
 import { locomoRequest } from './helpers.js';
 
@@ -14,11 +14,11 @@ const post = (body: unknown, headers: Record<string, string> = {}) =>
 describe('fetch adapter', () => {
   test('a plain (Request) => Response handler receives the compacted body', async () => {
     let received: ChatRequest | undefined;
-    const handler = withCompaction(async (request: Request) => {
+    const handler = compaction({ maxInputTokens: 2000, strategy: 'truncate' }, { headers: true })(async (request: Request) => {
       received = (await request.json()) as ChatRequest;
       expect(compactionStats(request)?.tokensAfter).toBeLessThanOrEqual(2000);
       return Response.json({ ok: true });
-    }, { maxInputTokens: 2000, strategy: 'truncate' });
+    });
     const body = locomoRequest(2);
     const response = await handler(post(body));
     expect(response.status).toBe(200);
@@ -35,7 +35,7 @@ describe('fetch adapter', () => {
       const body = await c.req.json<ChatRequest>();
       return c.json({ messages: body.messages.length, last: body.messages.at(-1) });
     });
-    const fetch = withCompaction(app.fetch, { maxInputTokens: 1000, strategy: 'truncate' });
+    const fetch = compaction({ maxInputTokens: 1000, strategy: 'truncate' })(app.fetch);
     const body = locomoRequest(0);
     const response = await fetch(post(body));
     expect(response.status).toBe(200);
@@ -47,7 +47,7 @@ describe('fetch adapter', () => {
 
   test('bad input becomes an OpenAI-style error response, and the handler is not called', async () => {
     let called = false;
-    const fetch = withCompaction(async () => ((called = true), new Response('x')), { maxInputTokens: 1000 }, { maxBodyBytes: 2048 });
+    const fetch = compaction({ maxInputTokens: 1000 }, { maxBodyBytes: 2048 })(async () => ((called = true), new Response('x')));
     const malformed = await fetch(post('{"messages": ['));
     expect(malformed.status).toBe(400);
     expect(((await malformed.json()) as { error: { code: string } }).error.code).toBe('input.invalid');
@@ -59,8 +59,17 @@ describe('fetch adapter', () => {
     expect(called).toBe(false);
   });
 
+  test('headers are off by default, as in every adapter', async () => {
+    const fetch = compaction({ maxInputTokens: 1000, strategy: 'truncate' })(async () => Response.json({ ok: true }));
+    const response = await fetch(post(locomoRequest(0)));
+    expect(response.status).toBe(200);
+    const names: string[] = [];
+    response.headers.forEach((_value, name) => names.push(name));
+    expect(names.filter((name) => name.startsWith('x-compactor-'))).toEqual([]);
+  });
+
   test('GET requests pass straight through', async () => {
-    const fetch = withCompaction(async () => new Response('hello'), { maxInputTokens: 1000 });
+    const fetch = compaction({ maxInputTokens: 1000 })(async () => new Response('hello'));
     const response = await fetch(new Request('http://localhost/healthz'));
     expect(await response.text()).toBe('hello');
   });

@@ -1,8 +1,19 @@
 import fc from 'fast-check';
+import { expect } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { locomoMessages, parseLocomo, type LocomoConversation } from '../src/datasets/locomo.js';
-import { shippedLocomoPath } from '../src/paths.js';
-import type { ChatMessage } from '../src/types.js';
+import { locomoMessages, parseLocomo, type LocomoConversation } from '../bench/datasets/locomo.js';
+import { shippedLocomoPath } from '../bench/paths.js';
+import type { CompactResult, Compacted } from '../src/core/compactor.js';
+import type { ChatMessage } from '../src/core/types.js';
+
+/** Matches a CompactorError by its stable code (and the option or field it names): tests never match message text. */
+export const coded = (code: string, pointer?: string) => expect.objectContaining(pointer === undefined ? { code } : { code, pointer });
+
+/** A result that must be a compaction (not a cache hit): fails the test otherwise. */
+export function compacted<T>(result: CompactResult<T>): Compacted<T> {
+  if (result.kind !== 'compacted') throw new Error(`expected a compaction, got ${result.kind}`);
+  return result;
+}
 
 let conversations: LocomoConversation[] | undefined;
 

@@ -1,98 +1,102 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { createCompactor, CompactorError, pipeline, truncate, validateRequest, type ChatMessage, type Strategy } from '../src/index.js';
-import { deepFreeze, hashEmbedder, wordTokenizer } from '../src/testing/index.js';
-import { relevance } from '../strategies/relevance/index.js';
-import { summarize } from '../strategies/summarize/index.js';
-import { memorySummaryStore, SummaryQueue } from '../src/summarizers/queue.js';
+import { createPreset } from '../src/core/presets.js';
+import { pipeline, truncate, type ChatMessage, type Strategy } from '../src/index.js';
+import { hashEmbedder } from '../src/testing/index.js';
 import { history } from './helpers.js';
+import { guardRepair, protectedIndices, strategyViolation, toolUnits } from './invariants.js';
 
 // At least 10k generated cases in CI, split across the strategies below.
 const RUNS = Number(process.env.INVARIANT_RUNS ?? 1450);
 
-/** A strategy that breaks every rule, to prove the guard repairs what strategies get wrong. */
-const vandal: Strategy = {
-  name: 'vandal',
-  async apply(messages) {
-    // Drop every other message (splitting tool units and dropping protected ones), reverse the
-    // order, and add a note of its own.
-    const kept = messages.filter((_, index) => index % 2 === 1).reverse();
-    return { messages: [{ role: 'assistant', content: 'note from a strategy' }, ...kept] };
-  },
-};
+/** Each preset as shipped, with deterministic parts: a hash embedder, inline summaries of small chunks. */
+const preset = (name: string) => () =>
+  createPreset(name, {
+    relevance: { embedder: hashEmbedder(), awaitDocuments: true },
+    summarize: { mode: 'inline', chunkTokens: 50, summaryTokens: 20 },
+  });
 
 const strategies: Record<string, () => Strategy> = {
-  truncate: () => truncate(),
+  truncate: preset('truncate'),
+  relevance: preset('relevance'),
+  summarize: preset('summarize'),
+  balanced: preset('balanced'),
   'truncate keepFirstUserTurns=2': () => truncate({ keepFirstUserTurns: 2 }),
-  pipeline: () => pipeline('nested', [pipeline('inner', [truncate({ keepFirstUserTurns: 1 })]), truncate()]),
-  relevance: () => relevance({ embedder: hashEmbedder(), markers: true }),
-  summarize: () => pipeline('summarize', [summarize({ mode: 'inline', chunkTokens: 50, summaryTokens: 20, store: memorySummaryStore(), queue: new SummaryQueue() }), truncate()]),
-  balanced: () =>
-    pipeline('balanced', [
-      summarize({ mode: 'inline', chunkTokens: 50, summaryTokens: 20, keepSource: true, summaryShare: 0.2, store: memorySummaryStore(), queue: new SummaryQueue() }),
-      relevance({ embedder: hashEmbedder(), recencyShare: 0.2 }),
-    ]),
-  'misbehaving strategy + guard': () => vandal,
+  'relevance with markers': () => createPreset('relevance', { relevance: { embedder: hashEmbedder(), markers: true, awaitDocuments: true } }),
+  'nested pipeline': () => pipeline('nested', [pipeline('inner', [truncate({ keepFirstUserTurns: 1 })]), truncate()]),
 };
 
-const counter = createCompactor({ tokenizer: wordTokenizer, defaultModel: 'gpt-4o' });
-
-function protectedIndices(messages: readonly ChatMessage[]): number[] {
-  let latestUser = -1;
-  messages.forEach((message, index) => {
-    if (message.role === 'user') latestUser = index;
-  });
-  // With no user message, the last unit (an assistant message and its tool results) is protected.
-  let from = latestUser;
-  if (from < 0) {
-    from = messages.length - 1;
-    while (from > 0 && (messages[from]!.role === 'tool' || messages[from]!.role === 'function')) from--;
-  }
-  return messages.flatMap((message, index) => (message.role === 'system' || message.role === 'developer' || index >= from ? [index] : []));
-}
-
-function checkToolUnits(output: readonly ChatMessage[]): void {
-  const answered = new Set(output.filter((message) => message.role === 'tool').map((message) => message.tool_call_id));
-  for (const message of output) {
-    for (const call of message.tool_calls ?? []) expect(answered.has(call.id), `tool call ${call.id} lost its result`).toBe(true);
-  }
-  output.forEach((message, index) => {
-    if (message.role === 'function') expect(output[index - 1]?.function_call ?? output[index - 1]?.role === 'function').toBeTruthy();
-  });
-}
+const budget = fc.integer({ min: 5, max: 400 });
 
 describe.each(Object.keys(strategies))('invariants: %s', (name) => {
-  test('output is valid, within budget, keeps protected messages in order, and is idempotent', async () => {
+  test('its own output is valid, within budget, keeps protected messages and tool units whole and in order, and is idempotent', async () => {
     await fc.assert(
-      fc.asyncProperty(history, fc.integer({ min: 5, max: 400 }), async (messages, budget) => {
-        const request = deepFreeze({ model: 'gpt-4o', messages });
-        const compactor = createCompactor({ maxInputTokens: budget, tokenizer: wordTokenizer, strategy: strategies[name]!() });
-        const pinned = protectedIndices(messages).map((index) => messages[index]!);
-        const protectedTokens = pinned.length === 0 ? 3 : await counter.countTokens({ messages: pinned });
-        let result;
-        try {
-          result = await compactor.compact(request);
-        } catch (error) {
-          expect(CompactorError.isInstance(error) && error.code).toBe('budget.unreachable');
-          expect(protectedTokens).toBeGreaterThan(budget);
-          return;
-        }
-        const output = result.request.messages;
-        // Within budget, by an independent count.
-        expect(await counter.countTokens(result.request)).toBeLessThanOrEqual(budget);
-        expect(result.stats.tokensAfter).toBe(await counter.countTokens(result.request));
-        // Structurally valid: no orphaned tool results, no call without its results.
-        validateRequest(result.request);
-        checkToolUnits(output);
-        // Protected messages kept; input messages appear in their original order.
-        const positions = output.map((message) => messages.indexOf(message)).filter((index) => index >= 0);
-        for (const index of protectedIndices(messages)) expect(positions).toContain(index);
-        expect([...positions].sort((a, b) => a - b)).toEqual(positions);
-        // Idempotent: compacting the output again changes nothing.
-        const again = await compactor.compact(deepFreeze(result.request));
-        expect(again.request.messages).toEqual(output);
+      fc.asyncProperty(history, budget, async (messages, limit) => {
+        expect(await strategyViolation(strategies[name]!, messages, limit)).toBeUndefined();
       }),
       { numRuns: RUNS },
     );
+  });
+
+  test('through the compactor, the guard has nothing to repair', async () => {
+    await fc.assert(
+      fc.asyncProperty(history, budget, async (messages, limit) => {
+        expect(await guardRepair(strategies[name]!, messages, limit)).toBeUndefined();
+      }),
+      { numRuns: Math.ceil(RUNS / 4) },
+    );
+  });
+});
+
+/** Strategies that each break one rule. */
+const broken: Record<string, Strategy> = {
+  'drops the latest user message': { name: 'drops-latest', apply: async (messages) => ({ messages: messages.slice(0, -1) }) },
+  'drops system prompts': { name: 'drops-system', apply: async (messages) => ({ messages: messages.filter((message) => message.role !== 'system' && message.role !== 'developer') }) },
+  'reverses the order': { name: 'reverses', apply: async (messages) => ({ messages: [...messages].reverse() }) },
+  'drops tool results but keeps their calls': { name: 'orphans', apply: async (messages) => ({ messages: messages.filter((message, index) => message.role !== 'tool' || index === messages.length - 1) }) },
+  'ignores the budget': { name: 'ignores-budget', apply: async (messages) => ({ messages }) },
+  'makes a tool message of its own': { name: 'forges', apply: async (messages) => ({ messages: [{ role: 'tool', tool_call_id: 'forged', content: 'x' } as ChatMessage, ...messages] }) },
+  'is not idempotent': {
+    name: 'adds-a-note',
+    apply: async (messages) => ({ messages: [{ role: 'system', content: 'note' }, ...messages.slice(Math.floor(messages.length / 2)).filter((message) => message.role !== 'tool' && !message.tool_calls && message.role !== 'function' && !message.function_call)] }),
+  },
+  'mutates its input': {
+    name: 'mutates',
+    apply: async (messages) => {
+      (messages[0] as { content: unknown }).content = 'changed';
+      return { messages };
+    },
+  },
+};
+
+describe('the invariant suite can fail', () => {
+  test.each(Object.keys(broken))('it catches a strategy that %s', async (name) => {
+    const result = await fc.check(
+      fc.asyncProperty(history, budget, async (messages, limit) => (await strategyViolation(() => broken[name]!, messages, limit)) === undefined),
+      { numRuns: 300 },
+    );
+    expect(result.failed).toBe(true);
+  });
+
+  test('and through the compactor, it sees the guard repair a broken strategy', async () => {
+    const result = await fc.check(
+      fc.asyncProperty(history, budget, async (messages, limit) => (await guardRepair(() => broken['reverses the order']!, messages, limit)) === undefined),
+      { numRuns: 100 },
+    );
+    expect(result.failed).toBe(true);
+  });
+
+  test('its own reading of protected messages and tool units agrees with a hand-made case', () => {
+    const messages: ChatMessage[] = [
+      { role: 'system', content: 's' },
+      { role: 'user', content: 'u1' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: '{}' } }] },
+      { role: 'tool', tool_call_id: 'a', content: 'r' },
+      { role: 'user', content: 'u2' },
+      { role: 'assistant', content: null, function_call: { name: 'g', arguments: '{}' } },
+      { role: 'function', name: 'g', content: 'r2' },
+    ];
+    expect(protectedIndices(messages)).toEqual([0, 4, 5, 6]);
+    expect(toolUnits(messages)).toEqual([[2, 3], [5, 6]]);
   });
 });

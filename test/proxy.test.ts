@@ -3,7 +3,8 @@ import OpenAI from 'openai';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { cosineVerifier, createResponseCache, createRouteTable, type ChatMessage } from '../src/index.js';
+import { cosineVerifier } from '../src/cache/verifier.js';
+import { createResponseCache, createRouteTable, type ChatMessage } from '../src/index.js';
 import { createProxy, REDACT_PATHS, type Proxy } from '../src/proxy/server.js';
 import { hashEmbedder } from '../src/testing/index.js';
 import { fakeUpstream } from './fake-upstream.js';
@@ -19,12 +20,13 @@ const logStream = new Writable({
 });
 
 let upstream: Awaited<ReturnType<typeof fakeUpstream>>;
+let cache: ReturnType<typeof createResponseCache>;
 let proxy: Proxy;
 let base: string;
 
 beforeAll(async () => {
   upstream = await fakeUpstream();
-  const cache = createResponseCache({ embedder: hashEmbedder(256), verifier: cosineVerifier(), threshold: 0.97 });
+  cache = createResponseCache({ embedder: hashEmbedder(256), verifier: cosineVerifier(), threshold: 0.97 });
   proxy = createProxy({
     upstream: upstream.url,
     anthropicUpstream: upstream.url,
@@ -90,7 +92,7 @@ describe('proxy with the official openai client', () => {
     const first = await collect();
     const sent = (upstream.calls[before]!.body.messages as ChatMessage[]).length;
     expect(first).toEqual({ text: `Received ${sent} messages.`, finish: 'stop' });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await cache.idle();
     const second = await collect();
     expect(second).toEqual(first);
     // Non-streamed, the same question is answered from the stored stream.
@@ -107,7 +109,7 @@ describe('proxy with the official openai client', () => {
     const request = longConversation(2, 'A question two tenants ask');
     const before = upstream.calls.length;
     await openai('sk-tenant-one').chat.completions.create({ model: 'gpt-4o-mini', messages: request.messages as OpenAI.ChatCompletionMessageParam[] });
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await cache.idle();
     const { response } = await openai('sk-tenant-two')
       .chat.completions.create({ model: 'gpt-4o-mini', messages: request.messages as OpenAI.ChatCompletionMessageParam[] })
       .withResponse();
@@ -150,7 +152,7 @@ describe('proxy with the official @anthropic-ai/sdk client', () => {
     const count = (upstream.calls[before]!.body.messages as unknown[]).length;
     expect(final.content[0]).toMatchObject({ type: 'text', text: `Received ${count} messages.` });
     expect(final.stop_reason).toBe('end_turn');
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await cache.idle();
     const replayed = await anthropic().messages.stream({ model: 'claude-haiku-3-5', max_tokens: 100, system, messages }).finalMessage();
     expect(replayed.content).toEqual(final.content);
     expect(upstream.calls.length).toBe(before + 1);
@@ -161,7 +163,7 @@ describe('proxy with the official @anthropic-ai/sdk client', () => {
     const plain = conversation('What is Melanie painting? (anthropic, plain first)');
     const before = upstream.calls.length;
     const message = await anthropic().messages.create({ model: 'claude-haiku-3-5', max_tokens: 100, ...plain });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await cache.idle();
     const asStream = await anthropic().messages.stream({ model: 'claude-haiku-3-5', max_tokens: 100, ...plain }).finalMessage();
     expect(asStream.content).toEqual(message.content);
     expect(asStream.stop_reason).toBe('end_turn');
@@ -169,7 +171,7 @@ describe('proxy with the official @anthropic-ai/sdk client', () => {
 
     const streamedFirst = conversation('What is Melanie painting? (anthropic, stream first)');
     const final = await anthropic().messages.stream({ model: 'claude-haiku-3-5', max_tokens: 100, ...streamedFirst }).finalMessage();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await cache.idle();
     const asMessage = await anthropic().messages.create({ model: 'claude-haiku-3-5', max_tokens: 100, ...streamedFirst });
     expect(asMessage.content).toEqual(final.content);
     expect(asMessage.stop_reason).toBe('end_turn');
@@ -205,8 +207,9 @@ describe('proxy faults', () => {
     });
     const reader = response.body!.getReader();
     await reader.read();
+    const aborted = upstream.nextAbort();
     controller.abort();
-    for (let attempt = 0; attempt < 40 && upstream.aborted === before; attempt++) await new Promise((resolve) => setTimeout(resolve, 25));
+    await aborted;
     expect(upstream.aborted).toBe(before + 1);
     upstream.behaviour = 'ok';
   });

@@ -1,8 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { afterAll, describe, expect, test } from 'vitest';
-import { cosineVerifier, createCompactor, createEmbeddingCache, createResponseCache, embeddingStore, redisStore, summaryStore, type ChatRequest } from '../src/index.js';
+import { createClient } from 'redis';
+import { cosineVerifier } from '../src/cache/verifier.js';
+import { createCompactor, createResponseCache, createRuntime, redisStore, type ChatRequest } from '../src/index.js';
 import { hashEmbedder } from '../src/testing/index.js';
+import { compacted } from './helpers.js';
 
 // CI installs redis-server (.ci/run); locally the suite is skipped when it is missing.
 const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
@@ -28,6 +31,15 @@ async function startRedis(port: number): Promise<ChildProcess> {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error('redis-server did not start');
+}
+
+/** Waits for a condition that depends on another process (a server starting), up to `ms`. */
+async function waitFor(condition: () => boolean, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 const stop = (child: ChildProcess) =>
@@ -64,47 +76,55 @@ describe.skipIf(!hasRedis)('redis store', () => {
     const instance = () => {
       const store = redisStore({ url, prefix });
       const embedder = hashEmbedder(128);
-      const cache = createResponseCache({ store, embedder, verifier: cosineVerifier(), threshold: 0.95, embeddings: createEmbeddingCache({ store: embeddingStore(store) }) });
-      return { store, embedder, cache, compactor: createCompactor({ cache }) };
+      const runtime = createRuntime({ store });
+      const cache = createResponseCache({ store, embedder, verifier: cosineVerifier(), threshold: 0.95, embeddings: runtime.embeddings });
+      return { store, embedder, runtime, cache, compactor: createCompactor({ cache, runtime }) };
     };
     const one = instance();
     const two = instance();
     const first = await one.compactor.compact(ask('What is the tallest mountain on Earth?'), { tenant: 'acme' });
-    expect(first.cache?.status).toBe('miss');
-    expect(await first.cache!.commit({ format: 'openai', body: completion('Everest') })).toBe(true);
+    expect(first.stats.cache?.status).toBe('miss');
+    expect(await compacted(first).commit!({ format: 'openai', body: completion('Everest') })).toBe(true);
     const exact = await two.compactor.compact(ask('What is the tallest mountain on Earth?'), { tenant: 'acme' });
     expect(exact.stats.cache).toMatchObject({ status: 'hit', layer: 'exact' });
     const semantic = await two.compactor.compact(ask('what is the tallest mountain on earth'), { tenant: 'acme' });
     expect(semantic.stats.cache).toMatchObject({ status: 'hit', layer: 'semantic' });
-    expect(semantic.cache?.response?.body).toEqual(completion('Everest'));
+    expect(semantic.kind === 'cached' && semantic.response.body).toEqual(completion('Everest'));
     // Another tenant on the same Redis sees nothing.
-    expect((await two.compactor.compact(ask('What is the tallest mountain on Earth?'), { tenant: 'globex' })).cache?.status).toBe('miss');
+    expect((await two.compactor.compact(ask('What is the tallest mountain on Earth?'), { tenant: 'globex' })).stats.cache?.status).toBe('miss');
     // Embeddings written by one instance are read by the other: its embedder is never called for them.
-    const sharedA = createEmbeddingCache({ store: embeddingStore(one.store) });
-    const sharedB = createEmbeddingCache({ store: embeddingStore(two.store) });
-    await sharedA.embed(one.embedder, ['a sentence worth embedding once']);
-    await sharedA.idle();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await one.runtime.embeddings.embed(one.embedder, ['a sentence worth embedding once']);
+    await one.runtime.embeddings.idle();
     const before = two.embedder.texts;
-    await sharedB.embed(two.embedder, ['a sentence worth embedding once']);
+    await two.runtime.embeddings.embed(two.embedder, ['a sentence worth embedding once']);
     expect(two.embedder.texts).toBe(before);
     // Summaries too.
-    await summaryStore(one.store).set('chunk-1', '- Alice moved to Oslo in 2021');
-    expect(await summaryStore(two.store).get('chunk-1')).toBe('- Alice moved to Oslo in 2021');
+    await one.runtime.summaryStore.set('chunk-1', '- Alice moved to Oslo in 2021');
+    expect(await two.runtime.summaryStore.get('chunk-1')).toBe('- Alice moved to Oslo in 2021');
     await one.store.close();
     await two.store.close();
   });
 
-  test('TTL is carried by Redis', async () => {
+  test('TTL is carried by Redis: every key the cache writes expires with its entry', async () => {
     const port = await freePort();
     children.push(await startRedis(port));
-    const store = redisStore({ url: `redis://127.0.0.1:${port}` });
-    const cache = createResponseCache({ store, embedder: hashEmbedder(64), verifier: cosineVerifier(), threshold: 0.95, ttlMs: 100 });
+    const url = `redis://127.0.0.1:${port}`;
+    const store = redisStore({ url, prefix: 'ttl:' });
+    const cache = createResponseCache({ store, embedder: hashEmbedder(64), verifier: cosineVerifier(), threshold: 0.95, ttlMs: 60_000 });
     const compactor = createCompactor({ cache });
-    await (await compactor.compact(ask('Short-lived?'))).cache!.commit({ format: 'openai', body: completion('Yes') });
-    expect((await compactor.compact(ask('Short-lived?'))).cache?.status).toBe('hit');
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    expect((await compactor.compact(ask('Short-lived?'))).cache?.status).toBe('miss');
+    await compacted(await compactor.compact(ask('Short-lived?'))).commit!({ format: 'openai', body: completion('Yes') });
+    expect((await compactor.compact(ask('Short-lived?'))).stats.cache?.status).toBe('hit');
+    // Redis keeps the clock: read each key's remaining life instead of waiting it out.
+    const client = createClient({ url });
+    await client.connect();
+    const keys = await client.keys('ttl:*');
+    expect(keys.length).toBeGreaterThanOrEqual(3);
+    for (const key of keys) {
+      const ttl = await client.pTTL(key);
+      expect(ttl, key).toBeGreaterThan(0);
+      expect(ttl, key).toBeLessThanOrEqual(60_000);
+    }
+    await client.close();
     await store.close();
   });
 
@@ -116,31 +136,28 @@ describe.skipIf(!hasRedis)('redis store', () => {
     const cache = createResponseCache({ store, embedder: hashEmbedder(64), verifier: cosineVerifier(), threshold: 0.95 });
     const compactor = createCompactor({ cache, maxInputTokens: 1000 });
     const stored = await compactor.compact(ask('Before the outage'));
-    await stored.cache!.commit({ format: 'openai', body: completion('kept') });
-    expect((await compactor.compact(ask('Before the outage'))).cache?.status).toBe('hit');
+    await compacted(stored).commit!({ format: 'openai', body: completion('kept') });
+    expect((await compactor.compact(ask('Before the outage'))).stats.cache?.status).toBe('hit');
 
     await stop(server);
     const started = performance.now();
     const during = await compactor.compact(ask('Before the outage'));
-    expect(during.stats.cache).toEqual({ status: 'bypass', reason: 'store-failed' });
-    expect(during.request.messages).toHaveLength(1);
+    expect(during.stats.cache).toMatchObject({ status: 'bypass', reason: 'store-failed' });
+    expect(compacted(during).request.messages).toHaveLength(1);
     expect(performance.now() - started).toBeLessThan(1000);
     const miss = await compactor.compact(ask('During the outage'));
-    expect(miss.cache?.status).toBe('bypass');
-    expect(await miss.cache!.commit({ format: 'openai', body: completion('lost') })).toBe(false);
+    expect(miss.stats.cache?.status).toBe('bypass');
+    // Nothing can be stored while the store is down: a bypassed request carries no commit.
+    expect(compacted(miss).commit).toBeUndefined();
     expect(cache.stats().failures.store).toBeGreaterThanOrEqual(2);
 
     server = await startRedis(port);
     children.push(server);
-    let recovered = false;
-    for (let attempt = 0; attempt < 60 && !recovered; attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      const result = await compactor.compact(ask('After the outage'));
-      if (result.cache?.status === 'miss') {
-        recovered = await result.cache.commit({ format: 'openai', body: completion('back') });
-      }
-    }
-    expect(recovered).toBe(true);
+    // The client reconnects on its own, with backoff: wait for it (this is a real server restarting).
+    await waitFor(() => store.connected, 10_000);
+    const result = compacted(await compactor.compact(ask('After the outage')));
+    expect(result.stats.cache?.status).toBe('miss');
+    expect(await result.commit!({ format: 'openai', body: completion('back') })).toBe(true);
     // The old entry went with the old server's memory; new ones are served again.
     expect((await compactor.compact(ask('After the outage'))).stats.cache).toMatchObject({ status: 'hit' });
     await store.close();

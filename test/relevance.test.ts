@@ -5,7 +5,7 @@ import { createCompactor, type ChatMessage } from '../src/index.js';
 import { bm25Scores, terms, VOCABULARY_LIMIT, vocabularySize } from '../src/text/bm25.js';
 import { hashEmbedder, wordTokenizer } from '../src/testing/index.js';
 import { relevance } from '../strategies/relevance/index.js';
-import { locomoRequest } from './helpers.js';
+import { coded, locomoRequest } from './helpers.js';
 
 const filler = (index: number): ChatMessage[] => [
   { role: 'user', content: `Filler question number ${index} about the weather today` },
@@ -118,7 +118,7 @@ describe('relevance strategy', () => {
     };
     expect(await run(400)).toBe(true);
     expect(await run(0)).toBe(false);
-    expect(() => relevance({ previousContext: -1 })).toThrow(/previousContext/);
+    expect(() => relevance({ previousContext: -1 })).toThrow(coded('options.invalid', 'previousContext'));
   });
 
   test('keeps the turn the question is about, with its neighbour, under a tight budget', async () => {
@@ -143,7 +143,7 @@ describe('relevance strategy', () => {
     };
     const messages = history('Tell me about my puppy');
     const bm25 = await createCompactor({ ...options, maxInputTokens: 70, strategy: relevance({ embedder: null, recencyShare: 0, neighbours: 0 }) }).compact({ messages });
-    const dense = await createCompactor({ ...options, maxInputTokens: 70, strategy: relevance({ embedder: synonyms, sparseWeight: 0, recencyShare: 0, neighbours: 0, awaitDocuments: true, cache: createEmbeddingCache() }) }).compact({ messages });
+    const dense = await createCompactor({ ...options, maxInputTokens: 70, strategy: relevance({ embedder: synonyms, sparseWeight: 0, recencyShare: 0, neighbours: 0, awaitDocuments: true, embeddings: createEmbeddingCache() }) }).compact({ messages });
     const has = (output: ChatMessage[]) => output.some((message) => String(message.content).includes('beagle'));
     expect(has(bm25.request.messages)).toBe(false);
     expect(has(dense.request.messages)).toBe(true);
@@ -168,7 +168,7 @@ describe('relevance strategy', () => {
 
   test('falls back to BM25 when the embedder throws, and counts the failure', async () => {
     const broken: Embedder = { id: 'broken', dimensions: 2, embed: async () => Promise.reject(new Error('model crashed')) };
-    const compactor = createCompactor({ ...options, maxInputTokens: 90, strategy: relevance({ embedder: broken, cache: createEmbeddingCache() }) });
+    const compactor = createCompactor({ ...options, maxInputTokens: 90, strategy: relevance({ embedder: broken, embeddings: createEmbeddingCache() }) });
     const { request, stats } = await compactor.compact({ messages: history('What breed is my dog Biscuit?') });
     expect(stats.failures).toHaveLength(1);
     expect(stats.failures[0]).toMatchObject({ strategy: 'relevance', code: 'upstream.failed' });
@@ -180,14 +180,14 @@ describe('relevance strategy', () => {
     const gate = new Promise<void>((resolve) => (release = resolve));
     const slow = hashEmbedder();
     const hanging: Embedder = { id: 'slow', dimensions: slow.dimensions, embed: async (texts) => (await gate, slow.embed(texts)) };
-    const cache = createEmbeddingCache();
-    const compactor = createCompactor({ ...options, maxInputTokens: 90, strategy: relevance({ embedder: hanging, embedDeadlineMs: 30, cache }) });
+    const embeddings = createEmbeddingCache();
+    const compactor = createCompactor({ ...options, maxInputTokens: 90, strategy: relevance({ embedder: hanging, embedTimeoutMs: 30, embeddings }) });
     const started = Date.now();
     const first = await compactor.compact({ messages: history('What breed is my dog Biscuit?') });
     expect(Date.now() - started).toBeLessThan(1000);
-    expect(first.stats.failures[0]!.message).toMatch(/deadline/);
+    expect(first.stats.failures[0]).toMatchObject({ strategy: 'relevance', code: 'upstream.failed' });
     release();
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await embeddings.idle();
     const second = await compactor.compact({ messages: history('What breed is my dog Biscuit?') });
     expect(second.stats.failures).toEqual([]);
     expect(second.stats.strategies[0]!.info).toMatchObject({ dense: true });
@@ -195,8 +195,8 @@ describe('relevance strategy', () => {
 
   test('a new turn embeds only its new text', async () => {
     const embedder = hashEmbedder();
-    const cache = createEmbeddingCache();
-    const compactor = createCompactor({ maxInputTokens: 1500, strategy: relevance({ embedder, cache, awaitDocuments: true }) });
+    const embeddings = createEmbeddingCache();
+    const compactor = createCompactor({ maxInputTokens: 1500, strategy: relevance({ embedder, embeddings, awaitDocuments: true }) });
     const body = locomoRequest(1);
     await compactor.compact(body);
     const before = embedder.texts;
@@ -208,12 +208,12 @@ describe('relevance strategy', () => {
 
   test('by default only the query is embedded on the request path; the history is embedded in the background', async () => {
     const embedder = hashEmbedder();
-    const cache = createEmbeddingCache();
-    const compactor = createCompactor({ maxInputTokens: 1500, strategy: relevance({ embedder, cache }) });
+    const embeddings = createEmbeddingCache();
+    const compactor = createCompactor({ maxInputTokens: 1500, strategy: relevance({ embedder, embeddings }) });
     const body = locomoRequest(1);
     const cold = await compactor.compact(body);
     expect(cold.stats.strategies[0]!.info).toMatchObject({ dense: true, vectors: 0 });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await embeddings.idle();
     const warm = await compactor.compact(body);
     const info = warm.stats.strategies[0]!.info as { vectors: number; candidates: number };
     expect(info.vectors).toBe(info.candidates);
@@ -226,8 +226,8 @@ describe('relevance strategy', () => {
   });
 
   test('options are validated', () => {
-    expect(() => relevance({ recencyShare: 2 })).toThrow(/recencyShare/);
-    expect(() => relevance({ neighbours: 1.5 })).toThrow(/neighbours/);
-    expect(() => relevance({ embedder: {} as Embedder })).toThrow(/embedder/);
+    expect(() => relevance({ recencyShare: 2 })).toThrow(expect.objectContaining({ code: 'options.invalid', pointer: 'recencyShare' }));
+    expect(() => relevance({ neighbours: 1.5 })).toThrow(expect.objectContaining({ code: 'options.invalid', pointer: 'neighbours' }));
+    expect(() => relevance({ embedder: {} as Embedder })).toThrow(expect.objectContaining({ code: 'options.invalid', pointer: 'embedder' }));
   });
 });

@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { describe, expect, test } from 'vitest';
-import { shippedData } from '../src/bench/command.js';
-import { noCompaction, presetContender, trimMessagesContender } from '../src/bench/contenders.js';
-import { loadPrices, priceFor } from '../src/bench/cost.js';
-import { loadDataset } from '../src/bench/loaders.js';
-import { htmlReport, type BenchReport } from '../src/bench/report.js';
-import { runQa, runReplay, type Violation } from '../src/bench/run.js';
+import { shippedData } from '../bench/harness/command.js';
+import { noCompaction, presetContender, trimMessagesContender } from '../bench/harness/contenders.js';
+import { loadPrices, priceFor } from '../bench/harness/cost.js';
+import { loadDataset } from '../bench/harness/loaders.js';
+import { htmlReport, type BenchReport } from '../bench/harness/report.js';
+import { runQa, runReplay, type Violation } from '../bench/harness/run.js';
 import { createCompactor } from '../src/index.js';
 
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));

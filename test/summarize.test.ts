@@ -11,7 +11,7 @@ import { locomoRequest } from './helpers.js';
 const isSummary = (message: ChatMessage) => typeof message.content === 'string' && message.content.startsWith(SUMMARY_LABEL);
 
 function fresh(extra: Partial<Parameters<typeof summarize>[0]> = {}) {
-  return summarize({ store: memorySummaryStore(), queue: new SummaryQueue(), mode: 'inline', inlineDeadlineMs: 10_000, ...extra });
+  return summarize({ store: memorySummaryStore(), queue: new SummaryQueue(), mode: 'inline', inlineTimeoutMs: 10_000, ...extra });
 }
 
 describe('extractive summarizer', () => {
@@ -112,7 +112,7 @@ describe('summarize strategy', () => {
     const hanging: Summarizer = { id: 'hang', summarize: () => new Promise(() => undefined) };
     const throwing: Summarizer = { id: 'throw', summarize: async () => Promise.reject(new Error('model down')) };
     for (const summarizer of [hanging, throwing]) {
-      const strategy = pipeline('s', [summarize({ summarizer, store: memorySummaryStore(), queue: new SummaryQueue({ jobTimeoutMs: 200 }), mode: 'inline', inlineDeadlineMs: 50 }), truncate()]);
+      const strategy = pipeline('s', [summarize({ summarizer, store: memorySummaryStore(), queue: new SummaryQueue({ jobTimeoutMs: 200 }), mode: 'inline', inlineTimeoutMs: 50 }), truncate()]);
       const { request, stats } = await createCompactor({ maxInputTokens: 2000, strategy }).compact(locomoRequest(0));
       expect(stats.failures.length).toBeGreaterThan(0);
       expect(stats.failures[0]!.strategy).toBe('summarize');
@@ -200,7 +200,7 @@ describe('LLM summarizer against a local fake server', () => {
   test('retries a 5xx, then works inside the summarize strategy', async () => {
     received.length = 0;
     failures = 1;
-    const strategy = pipeline('s', [summarize({ summarizer: llmSummarizer({ baseURL: url }), store: memorySummaryStore(), queue: new SummaryQueue(), mode: 'inline', inlineDeadlineMs: 10_000 }), truncate()]);
+    const strategy = pipeline('s', [summarize({ summarizer: llmSummarizer({ baseURL: url }), store: memorySummaryStore(), queue: new SummaryQueue(), mode: 'inline', inlineTimeoutMs: 10_000 }), truncate()]);
     const { request } = await createCompactor({ maxInputTokens: 3000, strategy }).compact(locomoRequest(0));
     expect(received.length).toBeGreaterThan(1);
     expect(request.messages.some((message) => String(message.content).includes('7 May 2023'))).toBe(true);

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
-import { createCompactor, imageTokens, messageKey } from '../src/index.js';
-import { tilesTokens } from '../src/tokens/images.js';
+import { createCompactor } from '../src/index.js';
+import { messageKey } from '../src/tokens/counter.js';
+import { imageTokens, tilesTokens } from '../src/tokens/images.js';
 import { wordTokenizer } from '../src/testing/index.js';
 
 // The published examples from OpenAI's cookbook "How to count tokens with tiktoken", with the

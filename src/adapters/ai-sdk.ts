@@ -1,29 +1,37 @@
 import type {
   LanguageModelV3CallOptions,
   LanguageModelV3Content,
+  LanguageModelV3FinishReason,
   LanguageModelV3GenerateResult,
   LanguageModelV3Message,
   LanguageModelV3Middleware,
   LanguageModelV3Prompt,
   LanguageModelV3StreamPart,
+  LanguageModelV3Text,
+  LanguageModelV3ToolCall,
 } from '@ai-sdk/provider';
-import { createCompactor, type CacheOutcome, type CompactionStats, type Compactor, type CompactorOptions } from '../compactor.js';
-import type { ChatMessage, ContentPart } from '../types.js';
+import type { CompactionStats } from '../core/stats.js';
+import type { ChatMessage, ContentPart } from '../core/types.js';
+import type { CachedResponse } from '../formats/wire-format.js';
+import { compactorOf, prepare, type CompactorSource, type Prepared } from './exchange.js';
 
-export interface CompactorMiddlewareOptions {
-  /** The compactor (or its options). Give it a `cache` to answer repeated prompts without the model. */
-  compactor?: Compactor | CompactorOptions;
-  /** Tenant of the calls this model makes (scopes the cache). */
-  tenant?: string;
-  /** Route name passed to strategies and the cache. @default 'ai-sdk' */
-  route?: string;
+export interface AiSdkCompactionOptions {
+  /**
+   * The tenant of a call: it scopes the response cache.
+   * @default undefined (no tenant)
+   */
+  tenant?: (params: LanguageModelV3CallOptions) => string | undefined;
+  /**
+   * The route of a call, passed to strategies and the cache and used by route tables.
+   * @default 'ai-sdk'
+   */
+  route?: (params: LanguageModelV3CallOptions) => string;
   /** Called with the stats of every compaction (for logs and metrics). */
   onStats?: (stats: CompactionStats) => void;
 }
 
-interface Stash {
-  outcome: CacheOutcome | undefined;
-}
+/** Call settings that change the answer, so they are part of a cached answer's scope. */
+const SCOPED_SETTINGS = ['temperature', 'topP', 'topK', 'seed', 'maxOutputTokens', 'stopSequences', 'presencePenalty', 'frequencyPenalty', 'responseFormat', 'toolChoice'] as const;
 
 function toCanonical(prompt: LanguageModelV3Prompt): { messages: ChatMessage[]; origin: Map<ChatMessage, number> } {
   const messages: ChatMessage[] = [];
@@ -80,66 +88,89 @@ function fromCanonical(compacted: readonly ChatMessage[], origin: Map<ChatMessag
   return result;
 }
 
-function cachedText(body: unknown): string {
-  const choice = (body as { choices?: { message?: { content?: unknown } }[] } | undefined)?.choices?.[0];
-  return typeof choice?.message?.content === 'string' ? choice.message.content : '';
+/** A cached chat completion (replayed as JSON by the OpenAI format) as AI SDK content. */
+function cachedContent(body: unknown): { content: (LanguageModelV3Text | LanguageModelV3ToolCall)[]; finishReason: LanguageModelV3FinishReason } {
+  const choice = (body as { choices?: { message?: ChatMessage; finish_reason?: string }[] } | undefined)?.choices?.[0];
+  const content: (LanguageModelV3Text | LanguageModelV3ToolCall)[] = [];
+  const text = typeof choice?.message?.content === 'string' ? choice.message.content : '';
+  if (text.length > 0) content.push({ type: 'text', text });
+  for (const call of choice?.message?.tool_calls ?? []) content.push({ type: 'tool-call', toolCallId: call.id, toolName: call.function.name, input: call.function.arguments });
+  const raw = choice?.finish_reason ?? 'stop';
+  return { content, finishReason: { unified: raw === 'tool_calls' ? 'tool-calls' : raw === 'length' ? 'length' : 'stop', raw } };
+}
+
+/** An AI SDK answer as the chat completion the cache stores, or undefined when it holds more than text and tool calls. */
+function asCompletion(content: readonly LanguageModelV3Content[], finishReason: LanguageModelV3FinishReason): CachedResponse | undefined {
+  let text = '';
+  const calls: NonNullable<ChatMessage['tool_calls']> = [];
+  for (const part of content) {
+    if (part.type === 'text') text += part.text;
+    else if (part.type === 'tool-call') calls.push({ id: part.toolCallId, type: 'function', function: { name: part.toolName, arguments: part.input } });
+    else return undefined;
+  }
+  const message: ChatMessage = { role: 'assistant', content: text.length > 0 || calls.length === 0 ? text : null };
+  if (calls.length > 0) message.tool_calls = calls;
+  const finish = finishReason.unified === 'tool-calls' ? 'tool_calls' : finishReason.unified === 'stop' ? 'stop' : (finishReason.raw ?? finishReason.unified);
+  return { format: 'openai', body: { object: 'chat.completion', choices: [{ index: 0, message, finish_reason: finish }] } };
 }
 
 const emptyUsage = { inputTokens: { total: 0, noCache: 0, cacheRead: 0, cacheWrite: 0 }, outputTokens: { total: 0, text: 0, reasoning: 0 } };
 
 /**
  * Vercel AI SDK middleware: `transformParams` compacts the prompt; with a cache, `wrapGenerate`
- * and `wrapStream` answer repeated prompts from it and store text answers that finished with
- * `stop`.
+ * and `wrapStream` answer a repeated prompt from it (replayed by the same wire format as every
+ * other adapter) and store complete answers.
  *
  * @example
- * const model = wrapLanguageModel({ model: openai('gpt-4o-mini'), middleware: compactorMiddleware({ compactor: { maxInputTokens: 4000 } }) })
+ * const model = wrapLanguageModel({ model: openai('gpt-4o-mini'), middleware: compaction({ maxInputTokens: 4000 }) })
  */
-export function compactorMiddleware(options: CompactorMiddlewareOptions = {}): LanguageModelV3Middleware {
-  const compactor: Compactor = typeof (options.compactor as Compactor | undefined)?.compact === 'function' ? (options.compactor as Compactor) : createCompactor((options.compactor as CompactorOptions | undefined) ?? {});
-  const route = options.route ?? 'ai-sdk';
-  const stashes = new WeakMap<LanguageModelV3CallOptions, Stash>();
+export function compaction(source: CompactorSource, options: AiSdkCompactionOptions = {}): LanguageModelV3Middleware {
+  const compactor = compactorOf(source);
+  const prepared = new WeakMap<LanguageModelV3CallOptions, Prepared>();
 
   return {
     specificationVersion: 'v3',
     async transformParams({ params, model }) {
       const { messages, origin } = toCanonical(params.prompt);
       const body: Record<string, unknown> = { model: model.modelId, messages };
-      // The scope of a cached answer includes what changes it.
-      for (const key of ['temperature', 'topP', 'topK', 'seed', 'maxOutputTokens', 'stopSequences', 'presencePenalty', 'frequencyPenalty', 'responseFormat', 'toolChoice'] as const) {
-        if (params[key] !== undefined) body[key] = params[key];
-      }
+      for (const key of SCOPED_SETTINGS) if (params[key] !== undefined) body[key] = params[key];
       if (params.tools?.length) body.tools = params.tools;
-      const result = await compactor.compact(body as { messages: ChatMessage[] }, { tenant: options.tenant, route, format: 'openai', signal: params.abortSignal, model: model.modelId });
-      options.onStats?.(result.stats);
-      const transformed: LanguageModelV3CallOptions = result.cache?.status === 'hit' ? { ...params } : { ...params, prompt: fromCanonical(result.request.messages, origin, params.prompt) };
-      stashes.set(transformed, { outcome: result.cache });
+      const outcome = await prepare(body, {
+        compactor,
+        format: 'openai',
+        route: options.route?.(params) ?? 'ai-sdk',
+        tenant: options.tenant?.(params),
+        signal: params.abortSignal,
+        header: (name) => params.headers?.[name],
+        headers: false,
+      });
+      options.onStats?.(outcome.stats);
+      const transformed: LanguageModelV3CallOptions =
+        outcome.kind === 'cached' ? { ...params } : { ...params, prompt: fromCanonical((outcome.request as { messages: ChatMessage[] }).messages, origin, params.prompt) };
+      prepared.set(transformed, outcome);
       return transformed;
     },
     async wrapGenerate({ doGenerate, params }) {
-      const outcome = stashes.get(params)?.outcome;
-      if (outcome?.status === 'hit' && outcome.response) {
-        const content: LanguageModelV3Content[] = [{ type: 'text', text: cachedText(outcome.response.body) }];
-        return { content, finishReason: { unified: 'stop', raw: 'stop' }, usage: emptyUsage, warnings: [], providerMetadata: { contextCompactor: { cache: 'hit' } } };
+      const outcome = prepared.get(params);
+      if (outcome?.kind === 'cached' && outcome.replay.kind === 'json') {
+        const { content, finishReason } = cachedContent(outcome.replay.body);
+        return { content, finishReason, usage: emptyUsage, warnings: [], providerMetadata: { contextCompactor: { cache: 'hit' } } };
       }
       const result: LanguageModelV3GenerateResult = await doGenerate();
-      if (outcome?.status === 'miss' && result.finishReason.unified === 'stop' && result.content.every((part) => part.type === 'text')) {
-        const text = result.content.map((part) => (part.type === 'text' ? part.text : '')).join('');
-        void outcome.commit({ format: 'openai', body: { object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }] } }).catch(() => undefined);
-      }
+      const stored = outcome?.kind === 'forward' && outcome.commit ? asCompletion(result.content, result.finishReason) : undefined;
+      if (stored && outcome?.kind === 'forward') void outcome.commit?.(stored).catch(() => undefined);
       return result;
     },
     async wrapStream({ doStream, params }) {
-      const outcome = stashes.get(params)?.outcome;
-      if (outcome?.status === 'hit' && outcome.response) {
-        const text = outcome.response.body !== undefined ? cachedText(outcome.response.body) : '';
-        const parts: LanguageModelV3StreamPart[] = [
-          { type: 'stream-start', warnings: [] },
-          { type: 'text-start', id: 'cached' },
-          { type: 'text-delta', id: 'cached', delta: text },
-          { type: 'text-end', id: 'cached' },
-          { type: 'finish', finishReason: { unified: 'stop', raw: 'stop' }, usage: emptyUsage, providerMetadata: { contextCompactor: { cache: 'hit' } } },
-        ];
+      const outcome = prepared.get(params);
+      if (outcome?.kind === 'cached' && outcome.replay.kind === 'json') {
+        const { content, finishReason } = cachedContent(outcome.replay.body);
+        const parts: LanguageModelV3StreamPart[] = [{ type: 'stream-start', warnings: [] }];
+        content.forEach((part, index) => {
+          if (part.type === 'text') parts.push({ type: 'text-start', id: `cached-${index}` }, { type: 'text-delta', id: `cached-${index}`, delta: part.text }, { type: 'text-end', id: `cached-${index}` });
+          else parts.push(part);
+        });
+        parts.push({ type: 'finish', finishReason, usage: emptyUsage, providerMetadata: { contextCompactor: { cache: 'hit' } } });
         return {
           stream: new ReadableStream<LanguageModelV3StreamPart>({
             start(controller) {
@@ -150,15 +181,18 @@ export function compactorMiddleware(options: CompactorMiddlewareOptions = {}): L
         };
       }
       const result = await doStream();
-      if (outcome?.status !== 'miss') return result;
+      if (outcome?.kind !== 'forward' || !outcome.commit) return result;
+      const content: LanguageModelV3Content[] = [];
       let text = '';
-      let onlyText = true;
+      let complete = true;
       const watch = new TransformStream<LanguageModelV3StreamPart, LanguageModelV3StreamPart>({
         transform(part, controller) {
           if (part.type === 'text-delta') text += part.delta;
-          else if (part.type === 'tool-call' || part.type === 'tool-input-start' || part.type === 'file' || part.type === 'error') onlyText = false;
-          else if (part.type === 'finish' && part.finishReason.unified === 'stop' && onlyText) {
-            void outcome.commit({ format: 'openai', body: { object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }] } }).catch(() => undefined);
+          else if (part.type === 'tool-call') content.push(part);
+          else if (part.type === 'file' || part.type === 'error' || part.type === 'source' || part.type === 'reasoning-delta') complete = false;
+          else if (part.type === 'finish' && complete) {
+            const stored = asCompletion([{ type: 'text', text }, ...content], part.finishReason);
+            if (stored) void outcome.commit?.(stored).catch(() => undefined);
           }
           controller.enqueue(part);
         },

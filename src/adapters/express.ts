@@ -1,9 +1,4 @@
-import { createCompactor, type CompactionStats, type Compactor, type CompactOptions, type CompactorOptions } from '../compactor.js';
-import { isRouteTable, type RouteTable } from '../routes.js';
-import type { CachedResponse } from '../cache/response-cache.js';
-import { replay } from '../cache/response-cache.js';
-import { encodeSse } from '../cache/sse.js';
-import { bypassRequested, compactionHeaders, responseCollector, selectCompactor, toErrorBody } from './shared.js';
+import { compactorOf, errorReply, hasNoBody, prepare, type AdapterOptions, type CompactorSource, type PreparedForward, type Reply } from './exchange.js';
 
 // Structural types, so the adapter needs neither express nor @types/express at run time.
 interface ExpressRequest {
@@ -12,7 +7,6 @@ interface ExpressRequest {
   body?: unknown;
   path?: string;
   baseUrl?: string;
-  originalUrl?: string;
 }
 interface ExpressResponse {
   locals: Record<string, unknown>;
@@ -29,123 +23,99 @@ interface ExpressResponse {
 }
 type Next = (error?: unknown) => void;
 
-export interface ExpressCompactionOptions<Req extends ExpressRequest = ExpressRequest> {
-  /** Resolve the tenant of a request (a header, an API-key hash, a user id). */
-  tenant?: (request: Req) => string | undefined;
+export interface ExpressCompactionOptions<Req extends ExpressRequest = ExpressRequest> extends AdapterOptions<Req> {
   /**
-   * The route name used to pick from a route table and passed to strategies.
-   * @default request.baseUrl + request.path
-   */
-  route?: (request: Req) => string;
-  /** @default 'auto' */
-  format?: CompactOptions['format'];
-  /**
-   * Set `x-compactor-tokens-before` / `-after` / `-strategy` / `-cache` response headers.
+   * Leave cache hits to the handler: the hit is put on `res.locals.cachedReply` (`{ status, headers,
+   * body }`) and `next()` runs, instead of the middleware answering.
    * @default false
    */
-  headers?: boolean;
-  /**
-   * On a cache hit, answer the request from the cache (JSON, or SSE when the body asked to
-   * stream). When false, the hit is put on `res.locals.cachedResponse` and `next()` runs, for
-   * handlers that want to answer themselves.
-   * @default true
-   */
-  respondFromCache?: boolean;
+  deferCacheHits?: boolean;
+}
+
+const EXPRESS_DEFAULTS = { format: 'auto' as const, headers: false, deferCacheHits: false };
+
+function send(response: ExpressResponse, reply: Reply): void {
+  response.status(reply.status);
+  for (const [name, value] of Object.entries(reply.headers)) response.setHeader?.(name, value);
+  response.end?.(reply.body);
 }
 
 /**
  * Express middleware: mount after `express.json()`. It replaces `req.body` with the compacted
- * request, puts the stats on `res.locals.compaction`, and reports errors only through `next(err)`.
+ * request and puts the stats on `res.locals.compaction`; a cache hit is answered here; an answer
+ * the handler sends (`res.json`, or an SSE stream written with `res.write`/`res.end`) is stored.
+ * Errors only go through `next(err)`.
  *
  * @example
  * app.post('/v1/chat/completions', express.json(), compaction({ maxInputTokens: 4000 }), handler)
  * app.use(compactionErrorHandler())
  */
 export function compaction<Req extends ExpressRequest = ExpressRequest>(
-  source: Compactor | RouteTable | CompactorOptions,
+  source: CompactorSource,
   options: ExpressCompactionOptions<Req> = {},
 ): (request: Req, response: ExpressResponse, next: Next) => void {
-  const target: Compactor | RouteTable =
-    isRouteTable(source) || typeof (source as Compactor).compact === 'function' ? (source as Compactor | RouteTable) : createCompactor(source as CompactorOptions);
+  const settings = { ...EXPRESS_DEFAULTS, ...options };
+  const compactor = compactorOf(source);
   return (request, response, next) => {
-    if (request.method === 'GET' || request.method === 'HEAD' || request.method === 'OPTIONS') {
+    if (hasNoBody(request.method)) {
       next();
       return;
     }
-    const route = options.route ? options.route(request) : `${request.baseUrl ?? ''}${request.path ?? ''}`;
     const controller = new AbortController();
-    const onClose = (): void => {
+    response.on('close', () => {
       if (!response.writableEnded) controller.abort();
-    };
-    response.on('close', onClose);
-    let compactor: Compactor;
-    try {
-      compactor = selectCompactor(target, route, request.body);
-    } catch (error) {
-      next(error);
-      return;
-    }
-    const tenant = options.tenant?.(request);
-    const streamRequested = (request.body as { stream?: unknown } | null)?.stream === true;
-    const bypassCache = request.get ? bypassRequested((name) => request.get!(name)) : false;
-    compactor
-      .compact((request.body ?? undefined) as object, { signal: controller.signal, route, tenant, format: options.format ?? 'auto', bypassCache })
-      .then(
-        ({ request: compacted, stats, cache }) => {
-          request.body = compacted;
-          response.locals.compaction = stats;
-          if (options.headers && response.setHeader && !response.headersSent) {
-            for (const [name, value] of Object.entries(compactionHeaders(stats))) response.setHeader(name, value);
-          }
-          if (cache?.status === 'hit' && cache.response) {
-            const answer = replay(cache.response, streamRequested);
-            if (options.respondFromCache === false || !response.setHeader || !response.end) {
-              response.locals.cachedResponse = answer;
-              next();
-              return;
-            }
-            if (answer.kind === 'json') {
-              response.status(200).json(answer.body);
-              return;
-            }
-            response.status(200);
-            response.setHeader('content-type', 'text/event-stream; charset=utf-8');
-            response.setHeader('cache-control', 'no-cache');
-            response.end(encodeSse(answer.events));
-            return;
-          }
-          if (cache?.status === 'miss') captureForCache(response, stats.format, (stored) => void cache.commit(stored).catch(() => undefined));
+    });
+    prepare(request.body, {
+      compactor,
+      format: settings.format,
+      route: settings.route ? settings.route(request) : `${request.baseUrl ?? ''}${request.path ?? ''}`,
+      tenant: settings.tenant?.(request),
+      signal: controller.signal,
+      header: (name) => request.get?.(name),
+      headers: settings.headers,
+    }).then((prepared) => {
+      response.locals.compaction = prepared.stats;
+      if (prepared.kind === 'cached') {
+        if (settings.deferCacheHits || !response.setHeader || !response.end) {
+          response.locals.cachedReply = prepared.reply;
           next();
-        },
-        (error: unknown) => next(error),
-      );
+        } else send(response, prepared.reply);
+        return;
+      }
+      if (!response.headersSent) for (const [name, value] of Object.entries(prepared.headers)) response.setHeader?.(name, value);
+      request.body = prepared.request;
+      if (prepared.commit) record(response, prepared);
+      next();
+    }, next);
   };
 }
 
 /**
  * Watch what the handler sends: `res.json(body)`, or an SSE stream written with `res.write` and
- * closed with `res.end`. A 200 that completes is handed to `store`.
+ * closed with `res.end`, and hand a complete 200 to the cache.
  */
-function captureForCache(response: ExpressResponse, format: 'openai' | 'anthropic', store: (stored: CachedResponse) => void): void {
+function record(response: ExpressResponse, prepared: PreparedForward): void {
   const json = response.json.bind(response);
-  let collector: ReturnType<typeof responseCollector> | undefined;
   let viaJson = false;
   response.json = (body: unknown) => {
     viaJson = true;
-    if ((response.statusCode ?? 200) === 200) store({ format, body });
+    if ((response.statusCode ?? 200) === 200) void prepared.commit?.({ format: prepared.format.name, body }).catch(() => undefined);
     return json(body);
   };
   const write = response.write?.bind(response);
   const end = response.end?.bind(response);
   if (!write || !end) return;
+  let sink: ReturnType<PreparedForward['record']>;
+  let started = false;
   const observe = (chunk: unknown): void => {
     if (viaJson) return;
-    if (!collector) {
+    if (!started) {
+      started = true;
       const type = String(response.getHeader?.('content-type') ?? '');
-      if (!type.includes('text/event-stream')) return;
-      collector = responseCollector(type, format);
+      // Only streams are recorded here: a JSON answer goes through res.json.
+      if (type.includes('text/event-stream')) sink = prepared.record(response.statusCode ?? 200, type);
     }
-    if (typeof chunk === 'string' || chunk instanceof Uint8Array) collector.push(chunk);
+    if (sink && (typeof chunk === 'string' || chunk instanceof Uint8Array)) sink.push(chunk);
   };
   response.write = (chunk: unknown, ...rest: unknown[]) => {
     observe(chunk);
@@ -153,17 +123,15 @@ function captureForCache(response: ExpressResponse, format: 'openai' | 'anthropi
   };
   response.end = (...rest: unknown[]) => {
     if (rest.length > 0 && typeof rest[0] !== 'function') observe(rest[0]);
-    if (collector && (response.statusCode ?? 200) === 200) {
-      const stored = collector.finish();
-      if (stored) store(stored);
-    }
+    sink?.end();
     return end(...rest);
   };
 }
 
 /**
- * Error handler rendering OpenAI-style error JSON for compactor errors and body-parser errors.
- * Other errors become a 500 with no detail.
+ * Error handler rendering compactor and body-parser errors as the wire format's error JSON
+ * (OpenAI's, or Anthropic's for requests compacted as Anthropic). Other errors become a 500 with
+ * no detail.
  *
  * @example
  * app.use(compactionErrorHandler())
@@ -174,7 +142,7 @@ export function compactionErrorHandler(): (error: unknown, request: ExpressReque
       next(error);
       return;
     }
-    const { status, body } = toErrorBody(error);
-    response.status(status).json(body);
+    const format = (response.locals.compaction as { format?: 'openai' | 'anthropic' } | undefined)?.format;
+    send(response, errorReply(error, format));
   };
 }

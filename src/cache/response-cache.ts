@@ -1,25 +1,18 @@
 import { createHash } from 'node:crypto';
-import { CompactorError, invalidOption, isAbortError } from '../errors.js';
-import { withDeadline } from '../deadline.js';
+import { withDeadline } from '../core/deadline.js';
+import { invalidOption, isAbortError } from '../core/errors.js';
+import type { ChatMessage, ChatRequest } from '../core/types.js';
 import type { EmbeddingCache } from '../embedders/memo.js';
-import { sharedEmbeddingCache } from '../../strategies/relevance/index.js';
 import type { Embedder } from '../embedders/types.js';
-import { useLite } from '../embedders/use-lite.js';
+import { FORMATS } from '../formats/registry.js';
+import type { CachedResponse, FormatName } from '../formats/wire-format.js';
+import { defaultRuntime } from '../runtime.js';
 import { memoryStore } from '../stores/memory.js';
 import { isStore, type Store } from '../stores/types.js';
 import { messageText } from '../text/message-text.js';
-import type { ChatMessage, ChatRequest } from '../types.js';
-import { anthropicMessageEvents, assembleAnthropicMessage, assembleChatCompletion, chatCompletionChunks, type SseEvent } from './sse.js';
 import { DEFAULT_VERIFIER_THRESHOLD, defaultVerifier, type Verifier } from './verifier.js';
 
-/** What the cache stores and replays: a JSON body, or the events of a completed stream. */
-export interface CachedResponse {
-  format: 'openai' | 'anthropic';
-  /** The upstream's JSON body (non-streamed). */
-  body?: unknown;
-  /** The upstream's server-sent events, in order (streamed). */
-  events?: SseEvent[];
-}
+export type { CachedResponse };
 
 export interface RouteCacheOptions {
   /** Verifier score needed for a semantic hit on this route. */
@@ -38,14 +31,15 @@ export interface ResponseCacheOptions {
   store?: Store;
   /**
    * Embedder of the semantic layer. Its id is part of the namespace, so changing it starts afresh.
-   * @default useLite()
+   * `null` keeps the exact layer alone.
+   * @default the runtime's default encoder (USE-lite; null when its optional packages are absent)
    */
-  embedder?: Embedder;
+  embedder?: Embedder | null;
   /**
-   * Embedding memo. The default is the process-wide memo the relevance strategy uses, so a
+   * Embedding memo. The default is the process-wide memo relevance strategies use too, so a
    * question the cache embedded is not embedded again to score the history (same embedder id,
    * same text).
-   * @default sharedEmbeddingCache()
+   * @default defaultRuntime().embeddings
    */
   embeddings?: EmbeddingCache;
   /**
@@ -114,7 +108,7 @@ export interface CacheTicket {
   readonly question: string | undefined;
   readonly vector: Float32Array | undefined;
   readonly ttlMs: number;
-  readonly format: 'openai' | 'anthropic';
+  readonly format: FormatName;
   readonly streamed: boolean;
 }
 
@@ -133,7 +127,7 @@ export type CacheLookup =
 export interface CacheLookupOptions {
   tenant?: string | undefined;
   route?: string | undefined;
-  format?: 'openai' | 'anthropic';
+  format?: FormatName;
   /** True when the caller sent `Cache-Control: no-cache` or `x-compactor-cache: bypass`. */
   bypass?: boolean;
   signal?: AbortSignal | undefined;
@@ -157,6 +151,8 @@ export interface ResponseCache {
   /** The semantic namespace and question of a request, without looking up (for cache-eval). */
   ticket(request: ChatRequest, options?: CacheLookupOptions): CacheTicket | BypassReason;
   stats(): CacheStats;
+  /** Resolves when no commit is in flight (adapters commit after relaying an answer; tests and graceful shutdowns wait here). */
+  idle(): Promise<void>;
   /**
    * The entry a lookup would consider, with its score, whatever the threshold (for evaluation and
    * debugging; not counted in stats, and store errors are thrown).
@@ -165,7 +161,7 @@ export interface ResponseCache {
   /** The memo the cache embeds through. */
   readonly embeddings: EmbeddingCache;
   readonly store: Store;
-  readonly embedder: Embedder;
+  readonly embedder: Embedder | null;
   readonly verifier: Verifier;
 }
 
@@ -216,102 +212,6 @@ function checkRange(option: string, value: unknown, minimum: number, maximum: nu
   }
 }
 
-function isCompleteOpenAI(body: Record<string, unknown>, cacheToolCalls: boolean): string | null {
-  if (body.error !== undefined) return 'error';
-  const choices = body.choices as { finish_reason?: unknown; message?: ChatMessage }[] | undefined;
-  if (!Array.isArray(choices) || choices.length === 0) return 'incomplete';
-  for (const choice of choices) {
-    const calls = (choice.message?.tool_calls?.length ?? 0) > 0 || choice.message?.function_call !== undefined;
-    if (calls && !cacheToolCalls) return 'tool-calls';
-    const finish = choice.finish_reason;
-    if (finish === 'tool_calls' || finish === 'function_call') {
-      if (!cacheToolCalls) return 'tool-calls';
-    } else if (finish !== 'stop') return 'incomplete';
-  }
-  return null;
-}
-
-function isCompleteAnthropic(body: Record<string, unknown>, cacheToolCalls: boolean): string | null {
-  if (body.type === 'error' || body.error !== undefined) return 'error';
-  if (body.type !== 'message') return 'incomplete';
-  const content = body.content as { type?: string }[] | undefined;
-  if (!cacheToolCalls && (content ?? []).some((block) => block.type === 'tool_use' || block.type === 'server_tool_use')) return 'tool-calls';
-  if (body.stop_reason === 'tool_use' && !cacheToolCalls) return 'tool-calls';
-  return body.stop_reason === 'end_turn' || body.stop_reason === 'stop_sequence' ? null : 'incomplete';
-}
-
-/** Why a response may not be cached, or null when it may. */
-export function uncacheableReason(response: CachedResponse, cacheToolCalls = false): string | null {
-  if (response.events) {
-    if (response.format === 'openai') {
-      const last = response.events[response.events.length - 1];
-      if (last?.data.trim() !== '[DONE]') return 'incomplete';
-      const chunks: Record<string, unknown>[] = [];
-      for (const event of response.events.slice(0, -1)) {
-        try {
-          const chunk = JSON.parse(event.data) as Record<string, unknown>;
-          if (chunk.error !== undefined) return 'error';
-          chunks.push(chunk);
-        } catch {
-          return 'incomplete';
-        }
-      }
-      return isCompleteOpenAI(assembleChatCompletion(chunks) as unknown as Record<string, unknown>, cacheToolCalls);
-    }
-    // Anthropic: message_start … message_delta (stop_reason) … message_stop.
-    if (response.events.some((event) => event.event === 'error')) return 'error';
-    if (response.events[response.events.length - 1]?.event !== 'message_stop') return 'incomplete';
-    let stopReason: unknown;
-    for (const event of response.events) {
-      try {
-        const data = JSON.parse(event.data) as { type?: string; delta?: { stop_reason?: unknown }; content_block?: { type?: string } };
-        if (data.type === 'message_delta' && data.delta?.stop_reason) stopReason = data.delta.stop_reason;
-        if (data.type === 'content_block_start' && (data.content_block?.type === 'tool_use' || data.content_block?.type === 'server_tool_use') && !cacheToolCalls) return 'tool-calls';
-      } catch {
-        return 'incomplete';
-      }
-    }
-    if (stopReason === 'tool_use' && !cacheToolCalls) return 'tool-calls';
-    return stopReason === 'end_turn' || stopReason === 'stop_sequence' ? null : 'incomplete';
-  }
-  if (typeof response.body !== 'object' || response.body === null) return 'incomplete';
-  const body = response.body as Record<string, unknown>;
-  return response.format === 'openai' ? isCompleteOpenAI(body, cacheToolCalls) : isCompleteAnthropic(body, cacheToolCalls);
-}
-
-/**
- * What to send back for a hit: the stored events or body, converted between streamed and not
- * when the caller asked for the other form. Check `replayable` first: an Anthropic entry holding
- * a block the conversion does not know can only be replayed in the form it was stored in.
- */
-export function replay(response: CachedResponse, stream: boolean): { kind: 'json'; body: unknown } | { kind: 'sse'; events: SseEvent[] } {
-  if (response.format === 'anthropic') {
-    if (stream) {
-      const events = response.events ?? anthropicMessageEvents(response.body as Record<string, unknown>);
-      if (!events) throw new CompactorError('internal', 'cached Anthropic message cannot be replayed as a stream');
-      return { kind: 'sse', events };
-    }
-    const body = response.body ?? assembleAnthropicMessage(response.events!);
-    if (!body) throw new CompactorError('internal', 'cached Anthropic stream cannot be replayed as a message');
-    return { kind: 'json', body };
-  }
-  if (stream) {
-    if (response.events) return { kind: 'sse', events: response.events };
-    const chunks = chatCompletionChunks(response.body as Record<string, unknown>);
-    return { kind: 'sse', events: [...chunks.map((chunk) => ({ data: JSON.stringify(chunk) })), { data: '[DONE]' }] };
-  }
-  if (response.body !== undefined) return { kind: 'json', body: response.body };
-  const chunks = response.events!.filter((event) => event.data.trim() !== '[DONE]').map((event) => JSON.parse(event.data) as Record<string, unknown>);
-  return { kind: 'json', body: assembleChatCompletion(chunks) };
-}
-
-/** Whether `replay` can answer in the requested form (always, except for some Anthropic entries). */
-export function replayable(response: CachedResponse, stream: boolean): boolean {
-  if (response.format !== 'anthropic') return true;
-  if (stream) return response.events !== undefined || anthropicMessageEvents(response.body as Record<string, unknown>) !== undefined;
-  return response.body !== undefined || assembleAnthropicMessage(response.events ?? []) !== undefined;
-}
-
 /**
  * A response cache with an exact layer and a context-aware semantic layer, scoped so that no
  * lookup crosses tenant, model, system prompt, tools, route or answer-changing parameters.
@@ -324,8 +224,8 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
   if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
   const settings = { ...DEFAULTS, ...options };
   if (settings.store !== undefined && !isStore(settings.store)) invalidOption('store', 'a Store (memoryStore() or redisStore())', settings.store);
-  if (settings.embedder !== undefined && (typeof settings.embedder?.embed !== 'function' || typeof settings.embedder?.id !== 'string')) {
-    invalidOption('embedder', 'an Embedder ({ id, dimensions, embed })', settings.embedder);
+  if (settings.embedder !== undefined && settings.embedder !== null && (typeof settings.embedder?.embed !== 'function' || typeof settings.embedder?.id !== 'string')) {
+    invalidOption('embedder', 'an Embedder ({ id, dimensions, embed }) or null', settings.embedder);
   }
   if (settings.verifier !== undefined && (typeof settings.verifier?.score !== 'function' || typeof settings.verifier?.id !== 'string')) {
     invalidOption('verifier', 'a Verifier ({ id, score })', settings.verifier);
@@ -352,8 +252,8 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
   }
   const fallbackRoute: Required<RouteCacheOptions> = { threshold, ttlMs: settings.ttlMs, mode: settings.mode };
   const store = settings.store ?? memoryStore();
-  const embedder = settings.embedder ?? useLite();
-  const embeddings = settings.embeddings ?? sharedEmbeddingCache();
+  const embedder = settings.embedder === undefined ? defaultRuntime().defaultEmbedder() : settings.embedder;
+  const embeddings = settings.embeddings ?? defaultRuntime().embeddings;
   const stats: CacheStats = { hits: { exact: 0, semantic: 0 }, misses: 0, bypass: {}, stored: 0, skipped: {}, failures: {} };
   const fail = (component: string): void => {
     stats.failures[component] = (stats.failures[component] ?? 0) + 1;
@@ -388,7 +288,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     const exactKey = sha(`${scope}\u0002${conversation.map(normalMessage).join('\u0002')}`);
     let namespace: string | undefined;
     let question: string | undefined;
-    if (route.mode === 'semantic' && hasOnlyText(last)) {
+    if (route.mode === 'semantic' && embedder && hasOnlyText(last)) {
       const history = conversation.slice(0, -1);
       let start = 0;
       if (settings.contextTurns !== 'all') {
@@ -422,7 +322,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     entries.forEach((text, index) => {
       if (!text) return;
       const entry = JSON.parse(text) as { question: string; response: CachedResponse };
-      if (!replayable(entry.response, streamed)) return;
+      if (!FORMATS[entry.response.format].replayable(entry.response, streamed)) return;
       const score = verifier.score(question, entry.question, matches[index]!.score);
       if (!best || score > best.score) best = { score, cosine: matches[index]!.score, question: entry.question, response: entry.response };
     });
@@ -431,6 +331,34 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
 
   const thresholdFor = (route: string | undefined): number => (route !== undefined ? routes.get(route)?.threshold : undefined) ?? threshold;
 
+  /** Store a completed answer under its ticket's keys, unless its format says it is not a finished answer. */
+  async function storeAnswer(ticket: CacheTicket, response: CachedResponse): Promise<boolean> {
+    const format = FORMATS[response.format] as (typeof FORMATS)[FormatName] | undefined;
+    const reason = format ? format.uncacheableReason(response, settings.cacheToolCalls) : 'incomplete';
+    const serialized = reason ? '' : JSON.stringify({ question: ticket.question ?? null, response, at: Date.now() });
+    const skip = reason ?? (serialized.length > settings.maxEntryBytes ? 'too-large' : null);
+    if (skip) {
+      stats.skipped[skip] = (stats.skipped[skip] ?? 0) + 1;
+      return false;
+    }
+    const id = createHash('sha256').update(`${ticket.exactKey}\u0002${serialized}`).digest('base64url').slice(0, 32);
+    const ttl = ticket.ttlMs > 0 ? ticket.ttlMs : undefined;
+    try {
+      // Entry first, pointers after: a reader never follows a pointer to a missing entry it
+      // could misread, and a failure half-way leaves at worst an unreferenced entry.
+      await store.set(`rc:e:${id}`, serialized, ttl);
+      await store.set(`rc:x:${ticket.exactKey}`, id, ttl);
+      if (ticket.namespace && ticket.vector) await store.addVector(ticket.namespace, id, ticket.vector, ttl);
+    } catch (error) {
+      if (isAbortError(error)) throw error;
+      fail('store');
+      return false;
+    }
+    stats.stored++;
+    return true;
+  }
+
+  const pending = new Set<Promise<boolean>>();
   return {
     store,
     embedder,
@@ -442,8 +370,8 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       const ticket = ticketOf(request, lookup);
       if (typeof ticket === 'string') return undefined;
       const exact = await exactEntry(ticket.exactKey);
-      if (exact && replayable(exact.response, ticket.streamed)) return { layer: 'exact', score: 1, cosine: 1, question: exact.question, response: exact.response };
-      if (!ticket.namespace || !ticket.question) return undefined;
+      if (exact && FORMATS[exact.response.format].replayable(exact.response, ticket.streamed)) return { layer: 'exact', score: 1, cosine: 1, question: exact.question, response: exact.response };
+      if (!ticket.namespace || !ticket.question || !embedder) return undefined;
       const [vector] = (await embeddings.embed(embedder, [ticket.question], { signal: lookup.signal })) as [Float32Array];
       const best = await nearest(ticket.namespace, ticket.question, vector, ticket.streamed);
       return best ? { layer: 'semantic', ...best } : undefined;
@@ -456,7 +384,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       try {
         const exact = await exactEntry(ticket.exactKey);
         // An entry that cannot be replayed in the requested form is a miss; the answer replaces it.
-        if (exact && replayable(exact.response, ticket.streamed)) {
+        if (exact && FORMATS[exact.response.format].replayable(exact.response, ticket.streamed)) {
           stats.hits.exact++;
           return { status: 'hit', layer: 'exact', response: exact.response };
         }
@@ -465,7 +393,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
         fail('store');
         return bypass('store-failed', (error as Error).message);
       }
-      if (!ticket.namespace || !ticket.question) {
+      if (!ticket.namespace || !ticket.question || !embedder) {
         stats.misses++;
         return { status: 'miss', ticket };
       }
@@ -494,30 +422,14 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       stats.misses++;
       return { status: 'miss', ticket };
     },
-    async commit(ticket, response) {
-      const reason = uncacheableReason(response, settings.cacheToolCalls);
-      const serialized = reason ? '' : JSON.stringify({ question: ticket.question ?? null, response, at: Date.now() });
-      const skip = reason ?? (serialized.length > settings.maxEntryBytes ? 'too-large' : null);
-      if (skip) {
-        stats.skipped[skip] = (stats.skipped[skip] ?? 0) + 1;
-        return false;
-      }
-      const id = createHash('sha256').update(`${ticket.exactKey}\u0002${serialized}`).digest('base64url').slice(0, 32);
-      const ttl = ticket.ttlMs > 0 ? ticket.ttlMs : undefined;
-      try {
-        // Entry first, pointers after: a reader never follows a pointer to a missing entry it
-        // could misread, and a failure half-way leaves at worst an unreferenced entry.
-        await store.set(`rc:e:${id}`, serialized, ttl);
-        await store.set(`rc:x:${ticket.exactKey}`, id, ttl);
-        if (ticket.namespace && ticket.vector) await store.addVector(ticket.namespace, id, ticket.vector, ttl);
-      } catch (error) {
-        if (isAbortError(error)) throw error;
-        fail('store');
-        return false;
-      }
-      stats.stored++;
-      return true;
+    async idle() {
+      while (pending.size > 0) await Promise.allSettled([...pending]);
+    },
+    commit(ticket, response) {
+      const work = storeAnswer(ticket, response);
+      pending.add(work);
+      void work.finally(() => pending.delete(work)).catch(() => undefined);
+      return work;
     },
   };
 }
-

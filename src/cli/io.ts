@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { CompactorError } from '../errors.js';
+import { CompactorError } from '../core/errors.js';
 
 export async function readInput(file: string | undefined, maxBytes: number): Promise<string> {
   if (file !== undefined && file !== '-') {

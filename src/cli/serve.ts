@@ -1,8 +1,8 @@
 import { createResponseCache, type ResponseCacheOptions } from '../cache/response-cache.js';
-import type { CompactorOptions } from '../compactor.js';
-import { invalidOption } from '../errors.js';
+import type { CompactorOptions } from '../core/options.js';
+import { invalidOption } from '../core/errors.js';
 import { createProxy, DEFAULT_PROXY_BUDGET } from '../proxy/server.js';
-import { createRouteTable, loadConfig, withSharedCache, type RouteTableOptions } from '../routes.js';
+import { createRouteTable, loadConfig, withSharedCache, type RouteTableOptions } from '../core/routes.js';
 import { memoryStore } from '../stores/memory.js';
 import { redisStore } from '../stores/redis.js';
 
@@ -41,7 +41,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     chosenStore === 'off'
       ? undefined
       : createResponseCache({ ...cacheOptions, store: chosenStore === 'redis' ? redisStore({ url: flags.redisUrl ?? redisUrl ?? process.env.REDIS_URL }) : memoryStore() });
-  if (cache) {
+  if (cache?.embedder) {
     // Load the sentence encoder before the first request instead of during it (about a second).
     await cache.embeddings.embed(cache.embedder, ['warm up']).catch((error: unknown) => {
       process.stderr.write(`context-compactor: the cache's embedder failed to load (${(error as Error).message}); the exact layer still works\n`);

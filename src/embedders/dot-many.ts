@@ -1,4 +1,4 @@
-import { CompactorError } from '../errors.js';
+import { CompactorError } from '../core/errors.js';
 import { dot } from './types.js';
 
 /**
@@ -74,7 +74,7 @@ export function dotMany(query: Float32Array, vectors: readonly (Float32Array | u
   const out = new Float64Array(vectors.length).fill(-Infinity);
   const dims = query.length;
   const check = (vector: Float32Array, index: number): void => {
-    if (vector.length !== dims) throw new CompactorError('input.invalid', `vector ${index} has ${vector.length} dimensions, the query ${dims}`);
+    if (vector.length !== dims) throw new CompactorError('input.invalid', `vector ${index} has ${vector.length} dimensions, the query ${dims}`, { details: { vector: index, dimensions: vector.length, expected: dims } });
   };
   const wasm = kernelFor(dims, options.simd);
   if (!wasm) {

@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { invalidOption, throwIfAborted } from '../errors.js';
+import { invalidOption, throwIfAborted } from '../core/errors.js';
 import { normalize, type Embedder, type EmbedOptions } from './types.js';
 
 /**
@@ -38,7 +38,7 @@ export interface EmbeddingCache {
    * otherwise dropped: the texts stay missing, and the next request retries them.
    */
   warm(embedder: Embedder, texts: readonly string[]): void;
-  /** Resolves when no embedding is in flight (for benches, tests and graceful shutdown). */
+  /** Resolves when no embedding, and no write to the store, is in flight (for benches, tests and graceful shutdown). */
   idle(): Promise<void>;
   /** Number of texts the embedder was actually asked for, since creation. */
   readonly misses: number;
@@ -57,10 +57,11 @@ export interface EmbeddingCache {
 export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): EmbeddingCache {
   const maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
   const maxBatch = options.maxBatch ?? 16;
-  if (!Number.isInteger(maxBytes) || maxBytes < 1024) invalidOption('maxBytes', 'an integer >= 1024', maxBytes);
+  if (!Number.isInteger(maxBytes) || maxBytes < 1024) invalidOption('embeddingBytes', 'an integer >= 1024', maxBytes);
   if (!Number.isInteger(maxBatch) || maxBatch < 1) invalidOption('maxBatch', 'an integer >= 1', maxBatch);
   const memo = new LRUCache<string, Float32Array>({ maxSize: maxBytes, sizeCalculation: (value, key) => value.byteLength + key.length * 2 + 64 });
   const inFlight = new Map<string, Promise<Float32Array>>();
+  const writes = new Set<Promise<unknown>>();
   let misses = 0;
   let backgroundFailures = 0;
 
@@ -80,7 +81,12 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
       misses += slice.length;
       const vectors = await embedder.embed(slice.map((index) => texts[index]!), { signal });
       slice.forEach((index, position) => (found[index] = normalize(Float32Array.from(vectors[position]!))));
-      if (options.store) options.store.setMany(slice.map((index) => [keys[index]!, found[index]!])).catch(() => undefined);
+      if (options.store) {
+        // A store outage only costs recomputation; the write is tracked so idle() can wait for it.
+        const write = options.store.setMany(slice.map((index) => [keys[index]!, found[index]!])).catch(() => undefined);
+        writes.add(write);
+        void write.finally(() => writes.delete(write));
+      }
       // In-process encoders compute on the event loop and resolve through microtasks: without a
       // turn of the loop between batches, a cold history would hold every other request until
       // its last batch (seconds: bench/RESULTS.md).
@@ -102,7 +108,7 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
       return texts.map((text) => memo.get(keyOf(embedder, text)));
     },
     async idle() {
-      while (inFlight.size > 0) await Promise.allSettled([...inFlight.values()]);
+      while (inFlight.size > 0 || writes.size > 0) await Promise.allSettled([...inFlight.values(), ...writes]);
     },
     warm(embedder, texts) {
       const missing = texts.filter((text) => !memo.has(keyOf(embedder, text)));

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import { CompactorError } from '../core/errors.js';
 
 /**
  * Runs one ONNX model with onnxruntime-node, either on a worker thread (the default) or in process.
@@ -88,7 +89,7 @@ export async function createOnnxRunner(model: Uint8Array, options: OnnxRunnerOpt
     updateRef();
   };
   worker.on('error', (error) => fail(error instanceof Error ? error : new Error(String(error))));
-  worker.on('exit', (code) => fail(new Error(`the onnxruntime worker exited (code ${code})`)));
+  worker.on('exit', (code) => fail(new CompactorError('upstream.failed', `the onnxruntime worker exited (code ${code})`, { details: { reason: 'worker-exited', exitCode: code } })));
   worker.on('message', (message: { id: number; ok: boolean; data?: Float32Array; error?: string }) => {
     const waiter = pending.get(message.id);
     if (!waiter) return;

@@ -1,4 +1,4 @@
-import { CompactorError, invalidOption } from '../errors.js';
+import { CompactorError, invalidOption } from '../core/errors.js';
 import { createJsonClient, type JsonClientOptions } from '../http/json-client.js';
 import type { Embedder } from './types.js';
 

@@ -1,6 +1,6 @@
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
-import { CompactorError, invalidOption } from '../errors.js';
+import { CompactorError, invalidOption } from '../core/errors.js';
 import type { Embedder } from './types.js';
 
 export interface TransformersEmbedderOptions {

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { CompactorError } from '../core/errors.js';
 import { createOnnxRunner } from './onnx-runner.js';
 import { encodeOnnxModel, loadOnnxProto, type Onnx } from './onnx-proto.js';
 
@@ -243,7 +244,7 @@ export async function loadUseLiteOnnx(options: UseLiteOnnxOptions = {}): Promise
     try {
       data = await runner.run({ x: { data: x, dims: [batch, length, width] }, bias: { data: bias, dims: [batch, 1, 1, length] }, pool: { data: pool, dims: [batch, length, 1] } });
     } catch (error) {
-      if (/worker exited/.test((error as Error).message)) alive = false;
+      if (CompactorError.isInstance(error) && error.details?.reason === 'worker-exited') alive = false;
       throw error;
     }
     return Array.from({ length: batch }, (_, row) => data.slice(row * 512, (row + 1) * 512));

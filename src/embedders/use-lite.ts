@@ -1,4 +1,4 @@
-import { CompactorError, invalidOption } from '../errors.js';
+import { CompactorError, invalidOption } from '../core/errors.js';
 import type { Embedder } from './types.js';
 import { loadUseLiteOnnx } from './use-lite-onnx.js';
 

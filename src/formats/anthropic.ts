@@ -1,5 +1,9 @@
-import { CompactorError } from '../errors.js';
-import type { ChatMessage, ChatRequest, ContentPart, Messages, ToolDefinition } from '../types.js';
+import { CompactorError } from '../core/errors.js';
+import type { ChatMessage, ChatRequest, ContentPart, Messages, ToolDefinition } from '../core/types.js';
+import { validateRequest } from '../core/validate.js';
+import { shownMessage } from './openai.js';
+import type { SseEvent } from './sse.js';
+import type { CachedResponse, WireFormat } from './wire-format.js';
 
 /** An Anthropic Messages API request body. Unknown fields pass through untouched. */
 export interface AnthropicRequest {
@@ -61,7 +65,7 @@ interface Origin {
 }
 
 export interface AnthropicConversion {
-  canonical: ChatRequest;
+  readonly canonical: ChatRequest;
   /** Build the Anthropic request back from (a subset of) the canonical messages. */
   restore(messages: Messages): AnthropicRequest;
   /** Map a canonical pointer such as `messages[4].content` to the Anthropic body's own path. */
@@ -233,3 +237,185 @@ function textOf(message: ChatMessage): string {
     .filter((text) => text.length > 0)
     .join('\n');
 }
+
+/** Content block types the Anthropic conversions carry both ways; any other makes them give up. */
+const ANTHROPIC_BLOCKS = new Set(['text', 'tool_use', 'thinking', 'redacted_thinking']);
+
+type StreamBlock = Record<string, unknown> & { type: string };
+
+/**
+ * Fold the events of an Anthropic Messages stream into the message a non-streamed request would
+ * have received, or undefined when the stream holds something this fold does not know (a block
+ * type other than text, tool_use, thinking and redacted_thinking, or an unknown delta), so a
+ * caller never replays a message with parts missing.
+ */
+export function assembleAnthropicMessage(events: readonly SseEvent[]): Record<string, unknown> | undefined {
+  let message: Record<string, unknown> | undefined;
+  const blocks: StreamBlock[] = [];
+  const partialJson = new Map<number, string>();
+  for (const event of events) {
+    let data: Record<string, unknown>;
+    try {
+      data = JSON.parse(event.data) as Record<string, unknown>;
+    } catch {
+      return undefined;
+    }
+    switch (data.type) {
+      case 'message_start':
+        message = { ...(data.message as Record<string, unknown>) };
+        break;
+      case 'content_block_start': {
+        const block = data.content_block as StreamBlock | undefined;
+        if (!block || !ANTHROPIC_BLOCKS.has(block.type)) return undefined;
+        blocks[data.index as number] = { ...block };
+        break;
+      }
+      case 'content_block_delta': {
+        const index = data.index as number;
+        const block = blocks[index];
+        const delta = data.delta as Record<string, unknown> | undefined;
+        if (!block || !delta) return undefined;
+        if (delta.type === 'text_delta') block.text = `${(block.text as string | undefined) ?? ''}${delta.text as string}`;
+        else if (delta.type === 'thinking_delta') block.thinking = `${(block.thinking as string | undefined) ?? ''}${delta.thinking as string}`;
+        else if (delta.type === 'signature_delta') block.signature = `${(block.signature as string | undefined) ?? ''}${delta.signature as string}`;
+        else if (delta.type === 'input_json_delta') partialJson.set(index, `${partialJson.get(index) ?? ''}${delta.partial_json as string}`);
+        else return undefined;
+        break;
+      }
+      case 'content_block_stop': {
+        const index = data.index as number;
+        const json = partialJson.get(index);
+        if (json !== undefined && blocks[index]) {
+          try {
+            blocks[index]!.input = json === '' ? {} : JSON.parse(json);
+          } catch {
+            return undefined;
+          }
+        }
+        break;
+      }
+      case 'message_delta': {
+        if (!message) return undefined;
+        Object.assign(message, data.delta as Record<string, unknown>);
+        if (data.usage) message.usage = { ...(message.usage as Record<string, unknown> | undefined), ...(data.usage as Record<string, unknown>) };
+        break;
+      }
+      case 'message_stop':
+      case 'ping':
+        break;
+      default:
+        return undefined;
+    }
+  }
+  if (!message || blocks.some((block) => block === undefined)) return undefined;
+  message.content = blocks;
+  return message;
+}
+
+/**
+ * The events of a stream that would have produced an Anthropic `message` (one delta per block),
+ * or undefined when it holds a block type the conversion does not know.
+ */
+export function anthropicMessageEvents(message: Record<string, unknown>): SseEvent[] | undefined {
+  const content = message.content;
+  if (!Array.isArray(content) || content.some((block: StreamBlock) => !block || !ANTHROPIC_BLOCKS.has(block.type))) return undefined;
+  const event = (type: string, payload: Record<string, unknown>): SseEvent => ({ event: type, data: JSON.stringify({ type, ...payload }) });
+  const usage = (message.usage as Record<string, unknown> | undefined) ?? {};
+  const events: SseEvent[] = [event('message_start', { message: { ...message, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 0 } } })];
+  (content as StreamBlock[]).forEach((block, index) => {
+    if (block.type === 'text') {
+      events.push(event('content_block_start', { index, content_block: { ...block, text: '' } }));
+      if (block.text) events.push(event('content_block_delta', { index, delta: { type: 'text_delta', text: block.text } }));
+    } else if (block.type === 'thinking') {
+      events.push(event('content_block_start', { index, content_block: { ...block, thinking: '', signature: '' } }));
+      if (block.thinking) events.push(event('content_block_delta', { index, delta: { type: 'thinking_delta', thinking: block.thinking } }));
+      if (block.signature) events.push(event('content_block_delta', { index, delta: { type: 'signature_delta', signature: block.signature } }));
+    } else if (block.type === 'tool_use') {
+      events.push(event('content_block_start', { index, content_block: { ...block, input: {} } }));
+      events.push(event('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: JSON.stringify(block.input ?? {}) } }));
+    } else {
+      events.push(event('content_block_start', { index, content_block: block }));
+    }
+    events.push(event('content_block_stop', { index }));
+  });
+  events.push(event('message_delta', { delta: { stop_reason: message.stop_reason ?? null, stop_sequence: message.stop_sequence ?? null }, usage: { output_tokens: usage.output_tokens ?? 0 } }));
+  events.push(event('message_stop', {}));
+  return events;
+}
+
+function stopProblem(stopReason: unknown, toolUse: boolean, cacheToolCalls: boolean): string | null {
+  if ((toolUse || stopReason === 'tool_use') && !cacheToolCalls) return 'tool-calls';
+  return stopReason === 'end_turn' || stopReason === 'stop_sequence' ? null : 'incomplete';
+}
+
+const isToolUse = (type: unknown): boolean => type === 'tool_use' || type === 'server_tool_use';
+
+/** Anthropic Messages: converted to the canonical shape and back, keeping unchanged messages as they came. */
+export const anthropicFormat: WireFormat = {
+  name: 'anthropic',
+  detect: isAnthropicRequest,
+  toCanonical(body, limits) {
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new CompactorError('input.invalid', 'body: must be a JSON object', { pointer: 'body' });
+    const conversion = fromAnthropic(body as AnthropicRequest);
+    try {
+      validateRequest(conversion.canonical, limits);
+    } catch (error) {
+      if (CompactorError.isInstance(error) && error.pointer) {
+        const pointer = conversion.pointer(error.pointer);
+        throw new CompactorError(error.code, error.message.replace(error.pointer, pointer), { pointer, cause: error });
+      }
+      throw error;
+    }
+    return conversion;
+  },
+  uncacheableReason(response, cacheToolCalls) {
+    if (!response.events) {
+      const body = response.body as Record<string, unknown> | null | undefined;
+      if (typeof body !== 'object' || body === null) return 'incomplete';
+      if (body.type === 'error' || body.error !== undefined) return 'error';
+      if (body.type !== 'message') return 'incomplete';
+      const toolUse = ((body.content as { type?: string }[] | undefined) ?? []).some((block) => isToolUse(block.type));
+      return stopProblem(body.stop_reason, toolUse, cacheToolCalls);
+    }
+    // message_start … message_delta (stop_reason) … message_stop.
+    if (response.events.some((event) => event.event === 'error')) return 'error';
+    if (response.events[response.events.length - 1]?.event !== 'message_stop') return 'incomplete';
+    let stopReason: unknown;
+    let toolUse = false;
+    for (const event of response.events) {
+      try {
+        const data = JSON.parse(event.data) as { type?: string; delta?: { stop_reason?: unknown }; content_block?: { type?: string } };
+        if (data.type === 'message_delta' && data.delta?.stop_reason) stopReason = data.delta.stop_reason;
+        if (data.type === 'content_block_start' && isToolUse(data.content_block?.type)) toolUse = true;
+      } catch {
+        return 'incomplete';
+      }
+    }
+    return stopProblem(stopReason, toolUse, cacheToolCalls);
+  },
+  replayable(response, stream) {
+    if (stream) return response.events !== undefined || anthropicMessageEvents(response.body as Record<string, unknown>) !== undefined;
+    return response.body !== undefined || assembleAnthropicMessage(response.events ?? []) !== undefined;
+  },
+  replay(response, stream) {
+    if (stream) {
+      const events = response.events ?? anthropicMessageEvents(response.body as Record<string, unknown>);
+      if (!events) throw new CompactorError('internal', 'cached Anthropic message cannot be replayed as a stream');
+      return { kind: 'sse', events };
+    }
+    const body = response.body ?? assembleAnthropicMessage(response.events!);
+    if (!body) throw new CompactorError('internal', 'cached Anthropic stream cannot be replayed as a message');
+    return { kind: 'json', body };
+  },
+  errorBody(error) {
+    const status = error.status;
+    const type = status === 413 ? 'request_too_large' : status < 500 ? 'invalid_request_error' : status === 504 ? 'timeout_error' : 'api_error';
+    return { type: 'error', error: { type, message: shownMessage(error), code: error.code } };
+  },
+  outputTokens(body) {
+    const value = (body as { usage?: { output_tokens?: unknown } } | undefined)?.usage?.output_tokens;
+    return typeof value === 'number' ? value : 0;
+  },
+};
+
+export type { CachedResponse };

@@ -1,4 +1,4 @@
-import { CompactorError, invalidOption } from '../errors.js';
+import { CompactorError, invalidOption } from '../core/errors.js';
 
 /** Connection options shared by the OpenAI-compatible providers. */
 export interface JsonClientOptions {

@@ -1,7 +1,7 @@
 import { Counter, Histogram, Registry } from 'prom-client';
-import type { CompactionStats } from '../compactor.js';
+import type { CompactionStats } from '../core/stats.js';
 import type { ResponseCache } from '../cache/response-cache.js';
-import type { ModelPrice, PriceTable } from '../bench/cost.js';
+import { priceOf, type ModelPrice, type PriceTable } from './prices.js';
 
 /** Seconds: compaction and lookups take from well under a millisecond to a second. */
 const OVERHEAD_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
@@ -22,7 +22,7 @@ export class ProxyMetrics {
   readonly strategySeconds: Histogram<'strategy'>;
   readonly overheadSeconds: Histogram<'route'>;
   readonly upstreamSeconds: Histogram<'route'>;
-  private readonly prices: [string, ModelPrice][];
+  private readonly prices: PriceTable;
 
   /**
    * @param caches the response caches whose own failure counts are exported
@@ -32,7 +32,7 @@ export class ProxyMetrics {
   constructor(prices: PriceTable = {}, caches: () => Iterable<ResponseCache> = () => [], background: () => BackgroundCounts = () => ({})) {
     this.registry = new Registry();
     const registers = [this.registry];
-    this.prices = Object.entries(prices).sort((a, b) => b[0].length - a[0].length);
+    this.prices = prices;
     this.requests = new Counter({ name: 'context_compactor_requests_total', help: 'Requests handled, by route and HTTP status', labelNames: ['route', 'status'], registers });
     this.tokensIn = new Counter({ name: 'context_compactor_tokens_in_total', help: 'Prompt tokens received', labelNames: ['route'], registers });
     this.tokensOut = new Counter({ name: 'context_compactor_tokens_out_total', help: 'Prompt tokens sent upstream (0 for cache hits)', labelNames: ['route'], registers });
@@ -92,8 +92,7 @@ export class ProxyMetrics {
   }
 
   priceOf(model: string | undefined): ModelPrice | undefined {
-    if (!model) return undefined;
-    return this.prices.find(([name]) => model.startsWith(name))?.[1];
+    return priceOf(this.prices, model);
   }
 
   /** Record one compaction (and, for a hit, the answer it replayed). */

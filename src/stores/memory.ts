@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { invalidOption } from '../errors.js';
+import { invalidOption } from '../core/errors.js';
 import { VectorIndex } from './ann-index.js';
 import type { Store, VectorMatch } from './types.js';
 
@@ -17,9 +17,14 @@ export interface MemoryStoreOptions {
    * @default 4096
    */
   annThreshold?: number;
+  /**
+   * Milliseconds clock the TTLs are measured on; injected in tests.
+   * @default performance.now
+   */
+  clock?: () => number;
 }
 
-const DEFAULTS = { maxBytes: 256 * 1024 * 1024, annThreshold: 4096 } satisfies Required<MemoryStoreOptions>;
+const MEMORY_DEFAULTS = { maxBytes: 256 * 1024 * 1024, annThreshold: 4096 };
 
 type Slot = { value: string } | { namespace: string; id: string; bytes: number };
 
@@ -32,7 +37,8 @@ type Slot = { value: string } | { namespace: string; id: string; bytes: number }
  * const store = memoryStore({ maxBytes: 64 * 1024 * 1024 })
  */
 export function memoryStore(options: MemoryStoreOptions = {}): Store & { readonly vectorCount: number; indexKind(namespace: string): string | undefined } {
-  const settings = { ...DEFAULTS, ...options };
+  const settings = { ...MEMORY_DEFAULTS, ...options };
+  if (settings.clock !== undefined && typeof settings.clock !== 'function') invalidOption('clock', 'a function returning milliseconds', settings.clock);
   if (!Number.isInteger(settings.maxBytes) || settings.maxBytes < 4096) invalidOption('maxBytes', 'an integer >= 4096', settings.maxBytes);
   if (!Number.isInteger(settings.annThreshold) || settings.annThreshold < 16) invalidOption('annThreshold', 'an integer >= 16', settings.annThreshold);
   const indexes = new Map<string, VectorIndex>();
@@ -49,6 +55,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store & { readonl
       if (index.size === 0) indexes.delete(slot.namespace);
     },
     ttlAutopurge: false,
+    // lru-cache reads a start time of 0 as "never set": shifting the clock keeps a clock that starts at 0 working.
+    ...(settings.clock ? { perf: { now: ((clock) => () => clock() + 1)(settings.clock) }, ttlResolution: 0 } : {}),
   });
   const vectorKey = (namespace: string, id: string): string => `\u0000v\u0000${namespace}\u0000${id}`;
   const ttl = (ttlMs: number | undefined) => (ttlMs && ttlMs > 0 ? { ttl: ttlMs } : {});

@@ -1,6 +1,6 @@
 import { createClient } from 'redis';
-import { CompactorError, invalidOption } from '../errors.js';
-import { withDeadline } from '../deadline.js';
+import { CompactorError, invalidOption } from '../core/errors.js';
+import { withDeadline } from '../core/deadline.js';
 import { dot } from '../embedders/types.js';
 import { HyperplaneLsh } from './lsh.js';
 import { decodeVector, encodeVector, type Store, type VectorMatch } from './types.js';

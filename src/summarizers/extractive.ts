@@ -1,4 +1,4 @@
-import { invalidOption } from '../errors.js';
+import { invalidOption } from '../core/errors.js';
 import { terms } from '../text/bm25.js';
 import { messageText } from '../text/message-text.js';
 import type { Summarizer } from './types.js';

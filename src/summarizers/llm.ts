@@ -1,4 +1,4 @@
-import { CompactorError } from '../errors.js';
+import { CompactorError } from '../core/errors.js';
 import { createJsonClient, type JsonClientOptions } from '../http/json-client.js';
 import { messageText } from '../text/message-text.js';
 import type { Summarizer } from './types.js';

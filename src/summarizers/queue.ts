@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { invalidOption } from '../errors.js';
+import { invalidOption } from '../core/errors.js';
 
 /** Where summaries live; memory by default, Redis with the semantic-cache issue's store. */
 export interface SummaryStore {

@@ -1,4 +1,4 @@
-import type { ChatMessage } from '../types.js';
+import type { ChatMessage } from '../core/types.js';
 
 export interface SummarizeOptions {
   signal?: AbortSignal;

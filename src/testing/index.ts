@@ -5,7 +5,13 @@
  * import { wordTokenizer, manualClock } from 'context-compactor/testing'
  * const compactor = createCompactor({ maxInputTokens: 50, tokenizer: wordTokenizer, clock: manualClock().now })
  */
+import { createCompactor } from '../core/compactor.js';
+import { createStrategyContext, type StrategyContext } from '../core/strategy.js';
+import type { ChatRequest } from '../core/types.js';
+import { createRuntime, type Runtime } from '../runtime.js';
+import { REPLY_PRIMING_TOKENS } from '../tokens/counter.js';
 import type { TextTokenizer, TokenizerFactory } from '../tokens/tokenizer.js';
+import type { Embedder } from '../embedders/types.js';
 
 /** Counts whitespace-separated words: one token per word. */
 export const wordTokenizer: TokenizerFactory = (encoding): TextTokenizer => ({
@@ -47,7 +53,7 @@ export function deepFreeze<T>(value: T): T {
  * A deterministic embedder for tests: a bag of hashed words in `dimensions` buckets, so texts
  * sharing words get similar vectors. Counts its calls.
  */
-export function hashEmbedder(dimensions = 64): import('../embedders/types.js').Embedder & { calls: number; texts: number } {
+export function hashEmbedder(dimensions = 64): Embedder & { calls: number; texts: number } {
   const embedder = {
     id: `hash-${dimensions}`,
     dimensions,
@@ -68,4 +74,43 @@ export function hashEmbedder(dimensions = 64): import('../embedders/types.js').E
     },
   };
   return embedder;
+}
+
+export interface StrategyContextOptions {
+  /** Prompt budget, in tokens. */
+  budget: number;
+  /** @default wordTokenizer */
+  tokenizer?: TokenizerFactory;
+  /** @default a fresh runtime (nothing shared with the rest of the process) */
+  runtime?: Runtime;
+  embedder?: Embedder;
+  clock?: () => number;
+  signal?: AbortSignal;
+  route?: string;
+  tenant?: string;
+}
+
+/**
+ * The context the compactor would give a strategy for `request`, to run a strategy directly in a
+ * test: its raw output is then what you check, not what the guard repaired.
+ *
+ * @example
+ * const context = await strategyContext(request, { budget: 200 })
+ * const { messages } = await myStrategy.apply(request.messages, context)
+ */
+export async function strategyContext(request: ChatRequest, options: StrategyContextOptions): Promise<StrategyContext> {
+  const counter = await createCompactor({ tokenizer: options.tokenizer ?? wordTokenizer }).tokenCounter(request.model ?? 'gpt-4o');
+  return createStrategyContext({
+    counter,
+    budget: options.budget,
+    fixedTokens: REPLY_PRIMING_TOKENS + counter.tools(request),
+    model: request.model,
+    request,
+    signal: options.signal,
+    clock: options.clock ?? (() => performance.now()),
+    route: options.route,
+    tenant: options.tenant,
+    embedder: options.embedder,
+    runtime: options.runtime ?? createRuntime(),
+  });
 }

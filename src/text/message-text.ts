@@ -1,4 +1,4 @@
-import type { ChatMessage } from '../types.js';
+import type { ChatMessage } from '../core/types.js';
 
 /** The plain text of a message: its content (text parts joined), tool call arguments, name. */
 export function messageText(message: ChatMessage): string {

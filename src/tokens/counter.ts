@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { ChatMessage, ChatRequest, FunctionDefinition, Messages, ToolDefinition } from '../types.js';
+import type { ChatMessage, ChatRequest, FunctionDefinition, Messages, ToolDefinition } from '../core/types.js';
 import { imageTokens } from './images.js';
 import type { TextTokenizer } from './tokenizer.js';
 

@@ -1,20 +1,21 @@
 import { bm25Scores } from '../../src/text/bm25.js';
-import { withDeadline } from '../../src/deadline.js';
-import { invalidOption, isAbortError, throwIfAborted } from '../../src/errors.js';
+import { withDeadline } from '../../src/core/deadline.js';
+import { invalidOption, isAbortError, throwIfAborted } from '../../src/core/errors.js';
 import { SESSION_HEADER } from '../../src/text/stopwords.js';
-import { createEmbeddingCache, type EmbeddingCache } from '../../src/embedders/memo.js';
+import type { EmbeddingCache } from '../../src/embedders/memo.js';
 import type { Embedder } from '../../src/embedders/types.js';
 import { dotMany } from '../../src/embedders/dot-many.js';
-import { useLite } from '../../src/embedders/use-lite.js';
-import type { FailureRecord, Strategy } from '../../src/strategy.js';
+import { encoderUnavailable } from '../../src/runtime.js';
+import type { FailureRecord, Strategy } from '../../src/core/strategy.js';
 import { messageText } from '../../src/text/message-text.js';
-import type { ChatMessage } from '../../src/types.js';
+import type { ChatMessage } from '../../src/core/types.js';
 
 export interface RelevanceOptions {
   /**
    * Dense embedder for the semantic half of the hybrid. `null` scores with BM25 alone.
-   * @default the compactor's `embedder`, else Universal Sentence Encoder lite (offline, chosen by
-   * measurement: see bench/RESULTS.md)
+   * @default the compactor's `embedder`, else the runtime's default encoder: Universal Sentence
+   * Encoder lite (offline, chosen by measurement: see bench/RESULTS.md), or none when its optional
+   * packages are not installed
    */
   embedder?: Embedder | null;
   /** Weight of the dense ranking in reciprocal rank fusion. @default 1 */
@@ -65,9 +66,9 @@ export interface RelevanceOptions {
    */
   awaitDocuments?: boolean;
   /** Milliseconds to wait for embeddings before falling back to BM25 alone (the embedding goes on, to warm the memo). @default 250 */
-  embedDeadlineMs?: number;
-  /** Embedding memo; by default one shared by every relevance strategy in the process. */
-  cache?: EmbeddingCache;
+  embedTimeoutMs?: number;
+  /** Embedding memo. @default the runtime's (one per process, shared with the response cache) */
+  embeddings?: EmbeddingCache;
   /**
    * Characters of the previous message read with each message (0 disables). A reply's subject is
    * often in the message it answers ("Yes, twice last summer!"), so each message is embedded as
@@ -92,25 +93,10 @@ const DEFAULTS = {
   markers: false,
   sessionHeaders: true,
   markerRole: 'system' as const,
-  embedDeadlineMs: 250,
+  embedTimeoutMs: 250,
   awaitDocuments: false,
   previousContext: 400,
 };
-
-let sharedCache: EmbeddingCache | undefined;
-let defaultEmbedderInstance: Embedder | undefined;
-
-/** The embedded default dense embedder: USE-lite, created once per process. */
-export function defaultEmbedder(): Embedder {
-  defaultEmbedderInstance ??= useLite();
-  return defaultEmbedderInstance;
-}
-
-/** The process-wide embedding memo used when a strategy is given none. */
-export function sharedEmbeddingCache(): EmbeddingCache {
-  sharedCache ??= createEmbeddingCache();
-  return sharedCache;
-}
 
 function checkNumber(option: string, value: number, minimum: number, maximum: number): void {
   if (typeof value !== 'number' || !(value >= minimum && value <= maximum)) invalidOption(option, `a number from ${minimum} to ${maximum}`, value);
@@ -141,7 +127,7 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
   checkNumber('neighbours', settings.neighbours, 0, 10);
   checkNumber('neighbourDiscount', settings.neighbourDiscount, 0, 1);
   checkNumber('recencyShare', settings.recencyShare, 0, 1);
-  checkNumber('embedDeadlineMs', settings.embedDeadlineMs, 0, 600_000);
+  checkNumber('embedTimeoutMs', settings.embedTimeoutMs, 0, 600_000);
   checkNumber('previousContext', settings.previousContext, 0, 100_000);
   if (!Number.isInteger(settings.neighbours)) invalidOption('neighbours', 'an integer from 0 to 10', settings.neighbours);
   if (settings.sessionHeader !== null && !(settings.sessionHeader instanceof RegExp)) invalidOption('sessionHeader', 'a RegExp or null', settings.sessionHeader);
@@ -149,7 +135,6 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
   if (settings.embedder !== undefined && settings.embedder !== null && typeof settings.embedder.embed !== 'function') {
     invalidOption('embedder', 'an Embedder ({ id, dimensions, embed }) or null', settings.embedder);
   }
-  const cache = settings.cache ?? sharedEmbeddingCache();
 
   return {
     name: 'relevance',
@@ -208,7 +193,8 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
       const sparseMs = performance.now() - sparseStarted;
       let dense: Float64Array | undefined;
       let vectorsSeen = 0;
-      const embedder = settings.embedder === undefined ? (context.embedder ?? defaultEmbedder()) : settings.embedder;
+      const cache = settings.embeddings ?? context.runtime.embeddings;
+      const embedder = settings.embedder === undefined ? (context.embedder ?? context.runtime.defaultEmbedder()) : settings.embedder;
       const timings = { embedMs: 0, scoreMs: 0 };
       if (embedder && settings.denseWeight > 0) {
         try {
@@ -216,7 +202,7 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
           let documentVectors: (Float32Array | undefined)[];
           let queryVector: Float32Array;
           if (settings.awaitDocuments) {
-            const all = await withDeadline(cache.embed(embedder, [query, ...paired], { signal: context.signal }), settings.embedDeadlineMs, 'embedder', context.signal);
+            const all = await withDeadline(cache.embed(embedder, [query, ...paired], { signal: context.signal }), settings.embedTimeoutMs, 'embedder', context.signal);
             queryVector = all[0]!;
             documentVectors = all.slice(1);
           } else {
@@ -225,7 +211,7 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
             // The query first: in-process encoders run one batch at a time.
             const pending = cache.embed(embedder, [query], { signal: context.signal });
             if (missing.length > 0) pending.finally(() => cache.warm(embedder, missing)).catch(() => undefined);
-            queryVector = (await withDeadline(pending, settings.embedDeadlineMs, 'embedder', context.signal))[0]!;
+            queryVector = (await withDeadline(pending, settings.embedTimeoutMs, 'embedder', context.signal))[0]!;
           }
           vectorsSeen = documentVectors.filter(Boolean).length;
           timings.embedMs = performance.now() - embedStarted;
@@ -274,11 +260,22 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
 
       // Build the output with markers; while markers push it over budget, drop the weakest pick.
       const sessionOf = sessions(messages, settings.sessionHeader);
-      for (;;) {
-        const output = assemble(messages, parts.unitOf, keep, sessionOf, settings.markers, settings.sessionHeaders, settings.markerRole);
+      const done = (output: ChatMessage[]) => {
+        const info: Record<string, unknown> = { dense: Boolean(dense), vectors: vectorsSeen, candidates: texts.length, kept: picked.length, embedMs: timings.embedMs, scoreMs: timings.scoreMs };
+        // A lean install (no encoder) is a choice, not a failure: said in stats, and once in the process's warnings.
+        if (!embedder && settings.embedder === undefined && !context.embedder) info.encoder = encoderUnavailable() ?? 'none';
+        return { messages: output, failures, info };
+      };
+      const fits = (output: readonly ChatMessage[]) => {
         let tokens = context.fixedTokens;
         for (const message of output) tokens += counter.message(message);
-        if (tokens <= context.budget || picked.length === 0) return { messages: output, failures, info: { dense: Boolean(dense), vectors: vectorsSeen, candidates: texts.length, kept: picked.length, embedMs: timings.embedMs, scoreMs: timings.scoreMs } };
+        return tokens <= context.budget;
+      };
+      for (;;) {
+        const output = assemble(messages, parts.unitOf, keep, sessionOf, settings.markers, settings.sessionHeaders, settings.markerRole);
+        if (fits(output)) return done(output);
+        // With no pick left to give up, the notes go: what was kept fits without them.
+        if (picked.length === 0) return done(assemble(messages, parts.unitOf, keep, sessionOf, false, false, settings.markerRole));
         keep[picked.pop()!] = 0;
       }
     },

@@ -1,13 +1,13 @@
 import { hash } from 'node:crypto';
-import { withDeadline } from '../../src/deadline.js';
-import { invalidOption, isAbortError } from '../../src/errors.js';
+import { withDeadline } from '../../src/core/deadline.js';
+import { invalidOption, isAbortError } from '../../src/core/errors.js';
 import { SESSION_HEADER } from '../../src/text/stopwords.js';
-import type { FailureRecord, Strategy } from '../../src/strategy.js';
+import type { FailureRecord, Strategy } from '../../src/core/strategy.js';
 import { extractiveSummarizer } from '../../src/summarizers/extractive.js';
-import { memorySummaryStore, SummaryQueue, type SummaryStore } from '../../src/summarizers/queue.js';
+import type { SummaryQueue, SummaryStore } from '../../src/summarizers/queue.js';
 import type { Summarizer } from '../../src/summarizers/types.js';
 import { messageKey } from '../../src/tokens/counter.js';
-import type { ChatMessage } from '../../src/types.js';
+import type { ChatMessage } from '../../src/core/types.js';
 
 export interface SummarizeStrategyOptions {
   /** @default extractiveSummarizer() */
@@ -36,12 +36,12 @@ export interface SummarizeStrategyOptions {
   role?: 'system' | 'assistant';
   /**
    * `background`: use the summaries that exist and schedule the missing ones for the next turn
-   * (no summarizer call on the request path). `inline`: wait for them up to `inlineDeadlineMs`.
+   * (no summarizer call on the request path). `inline`: wait for them up to `inlineTimeoutMs`.
    * @default 'background'
    */
   mode?: 'background' | 'inline';
-  /** @default 2000 */
-  inlineDeadlineMs?: number;
+  /** Milliseconds an `inline` request waits for its summaries before going on without them. @default 2000 */
+  inlineTimeoutMs?: number;
   /**
    * Keep the summarized messages in the output, after their summary, for a later strategy (such
    * as relevance in the `balanced` preset) to prune. Every complete chunk is then summarized, up
@@ -49,9 +49,9 @@ export interface SummarizeStrategyOptions {
    * @default false
    */
   keepSource?: boolean;
-  /** Where summaries are kept; by default one memory store shared in the process. */
+  /** Where summaries are kept. @default the runtime's (one memory store per process) */
   store?: SummaryStore;
-  /** The background queue; by default one shared in the process. */
+  /** The background queue. @default the runtime's (one per process) */
   queue?: SummaryQueue;
 }
 
@@ -64,18 +64,9 @@ const DEFAULTS = {
   groupSize: 4,
   role: 'system' as const,
   mode: 'background' as const,
-  inlineDeadlineMs: 2000,
+  inlineTimeoutMs: 2000,
   keepSource: false,
 };
-
-let sharedStore: SummaryStore | undefined;
-let sharedQueue: SummaryQueue | undefined;
-/** The process-wide summary store and queue used when a strategy is given none. */
-export function sharedSummaries(): { store: SummaryStore; queue: SummaryQueue } {
-  sharedStore ??= memorySummaryStore();
-  sharedQueue ??= new SummaryQueue();
-  return { store: sharedStore, queue: sharedQueue };
-}
 
 export const SUMMARY_LABEL = '[Summary of earlier conversation]';
 
@@ -114,16 +105,16 @@ export function summarize(options: SummarizeStrategyOptions = {}): Strategy {
   if (!Number.isInteger(settings.groupSize) || settings.groupSize < 2) invalidOption('groupSize', 'an integer >= 2', settings.groupSize);
   if (settings.role !== 'system' && settings.role !== 'assistant') invalidOption('role', '"system" or "assistant"', settings.role);
   if (settings.mode !== 'background' && settings.mode !== 'inline') invalidOption('mode', '"background" or "inline"', settings.mode);
-  if (!Number.isInteger(settings.inlineDeadlineMs) || settings.inlineDeadlineMs < 0) invalidOption('inlineDeadlineMs', 'an integer >= 0', settings.inlineDeadlineMs);
+  if (!Number.isInteger(settings.inlineTimeoutMs) || settings.inlineTimeoutMs < 0) invalidOption('inlineTimeoutMs', 'an integer >= 0', settings.inlineTimeoutMs);
   if (!(settings.sessionHeader instanceof RegExp)) invalidOption('sessionHeader', 'a RegExp', settings.sessionHeader);
-  const store = settings.store ?? sharedSummaries().store;
-  const queue = settings.queue ?? sharedSummaries().queue;
 
   return {
     name: 'summarize',
     async apply(messages, context) {
       const parts = context.partition(messages);
       const counter = context.counter;
+      const store = settings.store ?? context.runtime.summaryStore;
+      const queue = settings.queue ?? context.runtime.summaryQueue;
       const total = context.fixedTokens + parts.tokens;
       if (total <= context.budget) return { messages };
       const failures: FailureRecord[] = [];
@@ -176,7 +167,7 @@ export function summarize(options: SummarizeStrategyOptions = {}): Strategy {
         });
         if (settings.mode === 'background' || job === undefined) return undefined;
         try {
-          await withDeadline(job, settings.inlineDeadlineMs, 'summary', context.signal);
+          await withDeadline(job, settings.inlineTimeoutMs, 'summary', context.signal);
           return await store.get(item.key);
         } catch (error) {
           if (isAbortError(error) || context.signal?.aborted) throw error;
@@ -201,7 +192,10 @@ export function summarize(options: SummarizeStrategyOptions = {}): Strategy {
       }
 
       // Summaries of summaries, in fixed groups from the oldest, while summaries take too much.
-      const shareBudget = settings.summaryShare * context.budget;
+      // Summaries are never worth more than the room left beside the protected messages: a later
+      // strategy (and the guard) must keep those, so a summary that does not fit would break the budget.
+      const room = context.budget - context.fixedTokens - parts.protectedTokens;
+      const shareBudget = Math.min(settings.summaryShare * context.budget, room);
       const summaryTotal = () => folded.reduce((sum, item) => sum + item.tokens, 0);
       merging: while (summaryTotal() > shareBudget) {
         const levels = [...new Set(folded.map((item) => item.level))].sort((a, b) => a - b);
@@ -235,7 +229,7 @@ export function summarize(options: SummarizeStrategyOptions = {}): Strategy {
       }
       // Past the share, the oldest summaries go (their chunks stay out, unless kept for a later strategy).
       let dropped = 0;
-      while (folded.length > 1 && summaryTotal() > shareBudget) {
+      while (folded.length > 0 && (summaryTotal() > room || (folded.length > 1 && summaryTotal() > shareBudget))) {
         const oldest = folded.shift()!;
         dropped++;
         if (!settings.keepSource) for (const index of oldest.members) droppedMembers.add(index);

@@ -1,5 +1,5 @@
-import { invalidOption } from '../../src/errors.js';
-import { selectMessages, type Strategy } from '../../src/strategy.js';
+import { invalidOption } from '../../src/core/errors.js';
+import { selectMessages, type Strategy } from '../../src/core/strategy.js';
 
 export interface TruncateOptions {
   /**

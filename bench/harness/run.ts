@@ -1,6 +1,6 @@
-import { messageKey, REPLY_PRIMING_TOKENS, type TokenCounter } from '../tokens/counter.js';
-import type { ChatMessage, ChatRequest, Messages } from '../types.js';
-import { validateRequest } from '../validate.js';
+import { messageKey, REPLY_PRIMING_TOKENS, type TokenCounter } from '../../src/tokens/counter.js';
+import type { ChatMessage, ChatRequest, Messages } from '../../src/core/types.js';
+import { validateRequest } from '../../src/core/validate.js';
 import type { Contender } from './contenders.js';
 import { billedCost, type CacheRule, type ModelPrice } from './cost.js';
 import type { BenchConversation } from './loaders.js';
@@ -108,8 +108,8 @@ export async function runQa(
         samples.set(key, list);
         for (const [index, item] of items.entries()) {
           const request: ChatRequest = { model: options.model, messages: [...conversation.messages, { role: 'user', content: item.question }] };
-          const { messages, ms } = await contender.run(request, budget);
-          const problem = checkOutput(request.messages, messages, contender.kind === 'baseline' ? undefined : budget, options.counter);
+          const { messages, ms, repaired } = await contender.run(request, budget);
+          const problem = repaired ?? checkOutput(request.messages, messages, contender.kind === 'baseline' ? undefined : budget, options.counter);
           if (problem) {
             disqualified.add(key);
             violations.push({ contender: contender.name, mode: 'qa', budget, conversation: conversation.id, request: index, problem });
@@ -239,8 +239,8 @@ export async function runReplay(
         turn++;
         const history = conversation.messages.slice(0, index + 1);
         const request: ChatRequest = { model: conversation.model ?? options.model, messages: history };
-        const { messages, ms } = await contender.run(request, options.budget);
-        const problem = checkOutput(history, messages, contender.kind === 'baseline' ? undefined : options.budget, options.counter);
+        const { messages, ms, repaired } = await contender.run(request, options.budget);
+        const problem = repaired ?? checkOutput(history, messages, contender.kind === 'baseline' ? undefined : options.budget, options.counter);
         if (problem) violations.push({ contender: contender.name, mode: 'replay', budget: options.budget, conversation: conversation.id, request: turn, problem });
         const reply = conversation.messages[index + 1];
         const outputTokens = reply && reply.role === 'assistant' ? options.counter.text(String(reply.content ?? '')) : 0;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { CompactorError } from '../errors.js';
+import { CompactorError } from '../../src/core/errors.js';
 
 export type PairLabel = 'hit' | 'hard_miss' | 'miss';
 

@@ -1,32 +1,16 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { invalidOption } from '../errors.js';
-import { packageRoot } from '../paths.js';
+import { invalidOption } from '../../src/core/errors.js';
+import { PRICES, priceOf, type CacheRule, type ModelPrice, type PriceTable } from '../../src/proxy/prices.js';
 
-/** Prices in US dollars per million tokens. */
-export interface ModelPrice {
-  input: number;
-  /** Price of input tokens read from the provider's prompt cache. */
-  cachedInput: number;
-  /** Price of input tokens written to the cache (Anthropic-style rule only). */
-  cacheWrite?: number;
-  output: number;
-  /** Which prompt-cache rule the provider applies. @default 'openai' */
-  cacheRule?: CacheRule;
-  source?: string;
-  asOf?: string;
-}
-
-export type CacheRule = 'openai' | 'anthropic' | 'none';
-
-export type PriceTable = Record<string, ModelPrice>;
+export type { CacheRule, ModelPrice, PriceTable };
 
 /** Minimum cacheable prefix, and OpenAI's cache granularity beyond it. */
 export const CACHE_MIN_TOKENS = 1024;
 export const OPENAI_CACHE_INCREMENT = 128;
 
-/** The shipped, dated price table (bench/prices.json); edit it or pass your own with --prices. */
-export function loadPrices(file = join(packageRoot(), 'bench', 'prices.json')): PriceTable {
+/** The shipped, dated price table (src/proxy/prices.ts), or your own JSON file (`--prices`: `{ "models": { name: price } }`). */
+export function loadPrices(file?: string): PriceTable {
+  if (file === undefined) return PRICES;
   const parsed = JSON.parse(readFileSync(file, 'utf8')) as { models?: PriceTable };
   const models = parsed.models;
   if (typeof models !== 'object' || models === null) invalidOption('prices', 'a JSON object with a "models" table', parsed);
@@ -39,10 +23,7 @@ export function loadPrices(file = join(packageRoot(), 'bench', 'prices.json')): 
 }
 
 export function priceFor(table: PriceTable, model: string): ModelPrice {
-  let best: string | undefined;
-  for (const name of Object.keys(table)) if (model.startsWith(name) && (best === undefined || name.length > best.length)) best = name;
-  if (best === undefined) invalidOption('model', `a model in the price table (${Object.keys(table).join(', ')})`, model);
-  return table[best]!;
+  return priceOf(table, model) ?? invalidOption('model', `a model in the price table (${Object.keys(table).join(', ')})`, model);
 }
 
 /** Input tokens billed at the cached rate for a request sharing `prefixTokens` with the previous one. */

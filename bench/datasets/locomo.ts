@@ -1,4 +1,4 @@
-import type { ChatMessage } from '../types.js';
+import type { ChatMessage } from '../../src/core/types.js';
 
 /**
  * Loader for LoCoMo's native format (a JSON list of samples with `conversation.session_N`,

@@ -1,9 +1,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { createCompactor } from '../compactor.js';
-import { CompactorError, invalidOption } from '../errors.js';
-import { packageRoot } from '../paths.js';
-import { presetNames } from '../presets.js';
+import { createCompactor } from '../../src/core/compactor.js';
+import { CompactorError, invalidOption } from '../../src/core/errors.js';
+import { benchRoot } from '../paths.js';
+import { presetNames } from '../../src/core/presets.js';
 import { noCompaction, presetContender, trimMessagesContender, type Contender } from './contenders.js';
 import { loadPrices, priceFor, type CacheRule } from './cost.js';
 import { loadDataset, type BenchConversation, type DatasetKind } from './loaders.js';
@@ -33,7 +33,7 @@ const KINDS = new Set<DatasetKind>(['locomo', 'mtbench101', 'topical-chat', 'jso
 
 /** The default suite: the data shipped in bench/data. */
 export function shippedData(): string[] {
-  const root = join(packageRoot(), 'bench', 'data');
+  const root = join(benchRoot(), 'data');
   return [
     `locomo:${join(root, 'locomo', 'locomo-dev.json')}`,
     `topical-chat:${join(root, 'topical-chat', 'topical-chat-subset.json')}`,

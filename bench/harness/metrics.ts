@@ -1,6 +1,6 @@
-import { messageText } from '../text/message-text.js';
-import { STOPWORDS } from '../text/stopwords.js';
-import type { Messages } from '../types.js';
+import { messageText } from '../../src/text/message-text.js';
+import { STOPWORDS } from '../../src/text/stopwords.js';
+import type { Messages } from '../../src/core/types.js';
 
 export { messageText };
 

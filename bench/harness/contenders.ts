@@ -1,15 +1,33 @@
-import { createCompactor, type Compactor } from '../compactor.js';
-import { createEmbeddingCache } from '../embedders/memo.js';
-import type { TokenCounter } from '../tokens/counter.js';
-import type { ChatMessage, ChatRequest } from '../types.js';
+import { createCompactor, type Compactor } from '../../src/core/compactor.js';
+import { createEmbeddingCache } from '../../src/embedders/memo.js';
+import type { CompactionStats } from '../../src/core/stats.js';
+import type { TokenCounter } from '../../src/tokens/counter.js';
+import type { ChatMessage, ChatRequest } from '../../src/core/types.js';
+
+export interface ContenderRun {
+  messages: ChatMessage[];
+  ms: number;
+  failures: number;
+  /**
+   * Set when the compactor's guard had to repair the strategy's output: the guard is a safety net,
+   * so a preset that leans on it is disqualified, as if it had broken the invariant itself.
+   */
+  repaired?: string;
+}
 
 /** Something the bench compares: no compaction, one of our presets, or a peer. */
 export interface Contender {
   readonly name: string;
   readonly kind: 'baseline' | 'preset' | 'peer';
-  run(request: ChatRequest, budget: number): Promise<{ messages: ChatMessage[]; ms: number; failures: number }>;
+  run(request: ChatRequest, budget: number): Promise<ContenderRun>;
   /** Dollars spent so far on the contender's own model calls (summarizer, embeddings). */
   extraCost?(): number;
+}
+
+/** A guard repair, as a bench violation. */
+export function guardProblem(stats: CompactionStats): { repaired?: string } {
+  if (stats.guard.repaired === 0 && stats.guard.violation === undefined) return {};
+  return { repaired: `the guard repaired the output (${stats.guard.violation ?? `${stats.guard.repaired} messages`})` };
 }
 
 export function noCompaction(): Contender {
@@ -24,7 +42,7 @@ export function noCompaction(): Contender {
  * whichever preset ran first.
  */
 export function presetContender(preset: string): Contender {
-  const compactors = new Map<number, Compactor>();
+  const compactors = new Map<number, Compactor<false>>();
   const embeddings = createEmbeddingCache();
   return {
     name: preset,
@@ -32,12 +50,12 @@ export function presetContender(preset: string): Contender {
     async run(request, budget) {
       let compactor = compactors.get(budget);
       if (!compactor) {
-        compactor = createCompactor({ maxInputTokens: budget, strategy: preset, onBudgetUnreachable: 'pass-through', presetOptions: { relevance: { embedDeadlineMs: 600_000, awaitDocuments: true, cache: embeddings }, summarize: { mode: 'inline', inlineDeadlineMs: 600_000 } } });
+        compactor = createCompactor({ maxInputTokens: budget, strategy: preset, onBudgetUnreachable: 'pass-through', presetOptions: { relevance: { embedTimeoutMs: 600_000, awaitDocuments: true, embeddings }, summarize: { mode: 'inline', inlineTimeoutMs: 600_000 } } });
         compactors.set(budget, compactor);
       }
       const started = performance.now();
       const { request: output, stats } = await compactor.compact(request);
-      return { messages: output.messages, ms: performance.now() - started, failures: stats.failures.length };
+      return { messages: output.messages, ms: performance.now() - started, failures: stats.failures.length, ...guardProblem(stats) };
     },
   };
 }

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { CompactorError, invalidOption } from './errors.js';
-import { createCompactor, type Compactor, type CompactorOptions } from './compactor.js';
+import { createCompactor, type Compactor } from './compactor.js';
+import type { CompactorOptions } from './options.js';
 
 /** Options in a JSON config file: everything but functions. */
 export type JsonCompactorOptions = Omit<CompactorOptions, 'strategy' | 'tokenizer' | 'clock'> & {

@@ -1,9 +1,9 @@
+import type { Embedder } from '../embedders/types.js';
+import type { Runtime } from '../runtime.js';
+import type { TokenCounter } from '../tokens/counter.js';
 import { CompactorError, isAbortError, throwIfAborted } from './errors.js';
-import type { CacheLookup } from './cache/response-cache.js';
-import type { Embedder } from './embedders/types.js';
-import type { TokenCounter } from './tokens/counter.js';
 import type { ChatMessage, ChatRequest, Messages } from './types.js';
-import type { Partition } from './units.js';
+import { partition, type Partition } from './units.js';
 
 /** Everything impure or request-specific a strategy may use. Strategies never reach elsewhere. */
 export interface StrategyContext {
@@ -23,12 +23,10 @@ export interface StrategyContext {
   readonly tenant: string | undefined;
   /** The compactor's dense embedder, when one is configured (relevance strategies use it). */
   readonly embedder?: Embedder | undefined;
+  /** What compactions share across requests: the embedding memo, the summary store and queue, the default encoder. */
+  readonly runtime: Runtime;
   /** Units of a message list, memoized per list object. */
   partition(messages: Messages): Partition;
-  /** Wire format the request arrived in (cache entries are kept apart by it). @default 'openai' */
-  readonly format?: 'openai' | 'anthropic';
-  /** The caller asked not to be answered from a cache (`Cache-Control: no-cache`). */
-  readonly bypassCache?: boolean;
 }
 
 export interface StrategyResult {
@@ -39,8 +37,6 @@ export interface StrategyResult {
   readonly failures?: readonly FailureRecord[];
   /** Free-form, JSON-serialisable details for stats. */
   readonly info?: Readonly<Record<string, unknown>>;
-  /** A cache strategy's lookup. On a hit the pipeline stops and the adapters answer from it. */
-  readonly cache?: CacheLookup;
 }
 
 /**
@@ -75,6 +71,29 @@ export interface StrategyStats {
   steps?: readonly StrategyStats[];
 }
 
+/** What a context is made of; `partition` and its memo are derived. */
+export type StrategyContextInit = Omit<StrategyContext, 'partition'>;
+
+/**
+ * A strategy context: the compactor makes one per request, and `context-compactor/testing` makes
+ * one for running a strategy directly. Partitions are memoized per message list.
+ */
+export function createStrategyContext(init: StrategyContextInit): StrategyContext {
+  const partitions = new WeakMap<Messages, Partition>();
+  const tokensOf = (message: ChatMessage) => init.counter.message(message);
+  return {
+    ...init,
+    partition(messages) {
+      let cached = partitions.get(messages);
+      if (cached === undefined) {
+        cached = partition(messages, tokensOf);
+        partitions.set(messages, cached);
+      }
+      return cached;
+    },
+  };
+}
+
 export function failureOf(strategy: string, error: unknown): FailureRecord {
   if (CompactorError.isInstance(error)) return { strategy, code: error.code, message: error.message };
   const message = error instanceof Error ? error.message : String(error);
@@ -90,7 +109,7 @@ export async function runStrategy(
   strategy: Strategy,
   messages: Messages,
   context: StrategyContext,
-): Promise<{ messages: Messages; stats: StrategyStats; cache?: CacheLookup }> {
+): Promise<{ messages: Messages; stats: StrategyStats }> {
   throwIfAborted(context.signal);
   const started = context.clock();
   const tokensBefore = context.counter.messages(messages);
@@ -118,7 +137,7 @@ export async function runStrategy(
   };
   if (result.info) stats.info = result.info;
   if (result.steps) stats.steps = result.steps;
-  return result.cache ? { messages: result.messages, stats, cache: result.cache } : { messages: result.messages, stats };
+  return { messages: result.messages, stats };
 }
 
 /**
@@ -145,16 +164,12 @@ export function pipeline(name: string, strategies: readonly Strategy[]): Strateg
     async apply(messages, context) {
       let current = messages;
       const stats: StrategyStats[] = [];
-      let cache: CacheLookup | undefined;
       for (const step of steps) {
         const ran = await runStrategy(step, current, context);
         current = ran.messages;
         stats.push(ran.stats);
-        if (ran.cache) cache = ran.cache;
-        // A cached response answers the request: nothing after it needs to run.
-        if (cache?.status === 'hit') break;
       }
-      return cache ? { messages: current, steps: stats, cache } : { messages: current, steps: stats };
+      return { messages: current, steps: stats };
     },
   };
 }

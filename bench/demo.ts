@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import { createCompactor } from '../compactor.js';
-import { locomoMessages, parseLocomo } from '../datasets/locomo.js';
-import { shippedLocomoPath } from '../paths.js';
-import type { ChatRequest } from '../types.js';
+import { createCompactor } from '../src/core/compactor.js';
+import { locomoMessages, parseLocomo } from './datasets/locomo.js';
+import { shippedLocomoPath } from './paths.js';
+import type { ChatRequest } from '../src/core/types.js';
 
 /**
  * The quick-start job: each shipped LoCoMo conversation becomes one request whose last message is
@@ -25,7 +25,7 @@ export async function runDemo(flags: { budgets: string; preset: string }): Promi
     let keptAll = true;
     const times: string[] = [];
     for (const budget of budgets) {
-      const compactor = createCompactor({ maxInputTokens: budget, strategy: flags.preset, presetOptions: { relevance: { embedDeadlineMs: 60_000, awaitDocuments: true }, summarize: { mode: 'inline', inlineDeadlineMs: 60_000 } } });
+      const compactor = createCompactor({ maxInputTokens: budget, strategy: flags.preset, presetOptions: { relevance: { embedTimeoutMs: 60_000, awaitDocuments: true }, summarize: { mode: 'inline', inlineTimeoutMs: 60_000 } } });
       const cold = await compactor.compact(request);
       // The next turn resends the same history plus one message: only that message is new work.
       const next: ChatRequest = { ...request, messages: [...request.messages, { role: 'assistant', content: 'Noted.' }, { role: 'user', content: 'And after that?' }] };

@@ -1,6 +1,6 @@
-import type { ChatRequest } from '../types.js';
+import type { ChatRequest } from '../../src/core/types.js';
 import type { LabelledPair, PairLabel } from './pairs.js';
-import type { ResponseCache } from './response-cache.js';
+import type { ResponseCache } from '../../src/cache/response-cache.js';
 
 /** One row of `cache-eval --json`. */
 export interface CacheEvalResult {
@@ -59,7 +59,7 @@ export async function probePairs(cache: ResponseCache, pairs: readonly LabelledP
   }
   const warm = async (texts: readonly string[], phase: 'load' | 'query') => {
     for (let start = 0; start < texts.length; start += batch) {
-      await cache.embeddings.embed(cache.embedder, texts.slice(start, start + batch).map((text) => text.normalize('NFC').trim()));
+      await cache.embeddings.embed(cache.embedder!, texts.slice(start, start + batch).map((text) => text.normalize('NFC').trim()));
       options.onProgress?.(phase, Math.min(start + batch, texts.length), texts.length);
     }
   };
@@ -69,7 +69,7 @@ export async function probePairs(cache: ResponseCache, pairs: readonly LabelledP
     // must be in the cache with its own answer.
     const ticket = cache.ticket(request(question), { tenant: 'cache-eval' });
     if (typeof ticket === 'string') continue;
-    const [vector] = ticket.question ? await cache.embeddings.embed(cache.embedder, [ticket.question]) : [undefined];
+    const [vector] = ticket.question ? await cache.embeddings.embed(cache.embedder!, [ticket.question]) : [undefined];
     await cache.commit({ ...ticket, vector }, { format: 'openai', body: { object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: `answer:${index}` }, finish_reason: 'stop' }] } });
   }
   const queries = pairs.map((pair) => pair.b);

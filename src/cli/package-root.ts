@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 
 let root: string | undefined;
 
-/** The package's root folder (works from src/ under vitest and from dist/ once built). */
+/** The package's root folder (works from src/ under vitest and from dist/ once built), for its version. */
 export function packageRoot(): string {
   if (root) return root;
   let folder = dirname(fileURLToPath(import.meta.url));
@@ -18,8 +18,4 @@ export function packageRoot(): string {
     if (parent === folder) throw new Error('cannot find the context-compactor package root');
     folder = parent;
   }
-}
-
-export function shippedLocomoPath(): string {
-  return join(packageRoot(), 'bench', 'data', 'locomo', 'locomo-dev.json');
 }

@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { CompactorError } from '../errors.js';
-import { encodeOnnxModel, loadOnnxProto } from './onnx-proto.js';
+import { CompactorError } from '../src/core/errors.js';
+import { encodeOnnxModel, loadOnnxProto } from '../src/embedders/onnx-proto.js';
 
 /**
  * Builds a small sentence-embedding model for transformers.js from the GloVe word vectors that

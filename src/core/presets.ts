@@ -1,6 +1,6 @@
-import { relevance, type RelevanceOptions } from '../strategies/relevance/index.js';
-import { summarize, type SummarizeStrategyOptions } from '../strategies/summarize/index.js';
-import { truncate, type TruncateOptions } from '../strategies/truncate/index.js';
+import { relevance, type RelevanceOptions } from '../../strategies/relevance/index.js';
+import { summarize, type SummarizeStrategyOptions } from '../../strategies/summarize/index.js';
+import { truncate, type TruncateOptions } from '../../strategies/truncate/index.js';
 import { pipeline } from './strategy.js';
 import { invalidOption } from './errors.js';
 import type { Strategy } from './strategy.js';

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { CompactorError } from '../errors.js';
+import { CompactorError } from '../../src/core/errors.js';
 import { locomoMessages, parseLocomo, turnText } from '../datasets/locomo.js';
-import type { ChatMessage } from '../types.js';
-import { validateRequest } from '../validate.js';
+import type { ChatMessage } from '../../src/core/types.js';
+import { validateRequest } from '../../src/core/validate.js';
 import { normalizeEvidence } from './evidence.js';
 
 export interface QaItem {
@@ -91,7 +91,8 @@ export function loadJsonl(file: string): BenchConversation[] {
         validateRequest(row);
       } catch (error) {
         const message = CompactorError.isInstance(error) ? error.message : (error as Error).message;
-        throw new CompactorError('input.invalid', `${file}:${index + 1}: ${message}`, { pointer: `line ${index + 1}`, cause: error });
+        const inner = CompactorError.isInstance(error) && error.pointer ? `.${error.pointer}` : '';
+        throw new CompactorError('input.invalid', `${file}:${index + 1}: ${message}`, { pointer: `line ${index + 1}${inner}`, cause: error });
       }
       const conversation: BenchConversation = {
         id: typeof row.id === 'string' || typeof row.id === 'number' ? String(row.id) : `line-${index + 1}`,

@@ -1,17 +1,17 @@
-import { createResponseCache } from '../cache/response-cache.js';
-import { probePairs, scoreProbes, sweepThresholds } from '../cache/evaluate.js';
-import { readPairs, splitByQuestion } from '../cache/pairs.js';
-import { cosineVerifier, DEFAULT_VERIFIER_THRESHOLD, defaultVerifier } from '../cache/verifier.js';
-import { createEmbeddingCache } from '../embedders/memo.js';
-import { openaiEmbedder } from '../embedders/openai.js';
-import type { Embedder } from '../embedders/types.js';
-import { useLite } from '../embedders/use-lite.js';
-import { invalidOption } from '../errors.js';
-import { Progress } from '../bench/progress.js';
-import { memoryStore } from '../stores/memory.js';
-import { redisStore } from '../stores/redis.js';
-import { hashEmbedder } from '../testing/index.js';
-import { write } from './io.js';
+import { createResponseCache } from '../../src/cache/response-cache.js';
+import { probePairs, scoreProbes, sweepThresholds } from './evaluate.js';
+import { readPairs, splitByQuestion } from './pairs.js';
+import { cosineVerifier, DEFAULT_VERIFIER_THRESHOLD, defaultVerifier } from '../../src/cache/verifier.js';
+import { createEmbeddingCache } from '../../src/embedders/memo.js';
+import { openaiEmbedder } from '../../src/embedders/openai.js';
+import type { Embedder } from '../../src/embedders/types.js';
+import { useLite } from '../../src/embedders/use-lite.js';
+import { invalidOption } from '../../src/core/errors.js';
+import { Progress } from '../harness/progress.js';
+import { memoryStore } from '../../src/stores/memory.js';
+import { redisStore } from '../../src/stores/redis.js';
+import { hashEmbedder } from '../../src/testing/index.js';
+import { write } from '../../src/cli/io.js';
 
 export interface CacheEvalFlags {
   pairs: string;
@@ -101,7 +101,7 @@ export async function cacheEvalCommand(flags: CacheEvalFlags): Promise<void> {
     }
     const percent = (value: number | null) => (value === null ? '–' : `${(value * 100).toFixed(1)}%`);
     const lines = [
-      `${pairs.length} pairs from ${flags.pairs} (split: ${flags.split}), embedder ${cache.embedder.id}, verifier ${verifier.id}, store ${store.kind}`,
+      `${pairs.length} pairs from ${flags.pairs} (split: ${flags.split}), embedder ${cache.embedder?.id ?? "none"}, verifier ${verifier.id}, store ${store.kind}`,
       '',
       '| threshold | true hits | false hits (hard_miss) | false hits (miss) | precision | retrieval accuracy |',
       '|---|---|---|---|---|---|',

@@ -10,6 +10,8 @@
  * | `upstream.failed` | 502 | a model, embedder, summarizer or store failed |
  * | `upstream.timeout` | 504 | the model did not answer within the proxy's deadline |
  * | `aborted` | 499 | the caller's AbortSignal fired |
+ * | `unavailable` | 503 | the server is draining (shutting down) and takes no new requests |
+ * | `dependency.missing` | 500 | an optional package a feature needs is not installed (the message names it) |
  * | `internal` | 500 | a bug; please report it |
  */
 export type CompactorErrorCode =
@@ -20,6 +22,8 @@ export type CompactorErrorCode =
   | 'upstream.failed'
   | 'upstream.timeout'
   | 'aborted'
+  | 'unavailable'
+  | 'dependency.missing'
   | 'internal';
 
 const STATUS: Record<CompactorErrorCode, number> = {
@@ -30,6 +34,8 @@ const STATUS: Record<CompactorErrorCode, number> = {
   'upstream.failed': 502,
   'upstream.timeout': 504,
   aborted: 499,
+  unavailable: 503,
+  'dependency.missing': 500,
   internal: 500,
 };
 

@@ -1,0 +1,251 @@
+import { LRUCache } from 'lru-cache';
+import type { CacheLookup, CacheTicket, ResponseCache } from '../cache/response-cache.js';
+import { resolveFormat } from '../formats/registry.js';
+import type { CachedResponse, FormatName, Replay } from '../formats/wire-format.js';
+import { REPLY_PRIMING_TOKENS, TokenCounter } from '../tokens/counter.js';
+import { lookupModel, type ModelInfo } from '../tokens/models.js';
+import type { EncodingName } from '../tokens/tokenizer.js';
+import { CompactorError, isAbortError, throwIfAborted } from './errors.js';
+import { enforce } from './guard.js';
+import { resolveOptions, resolveBudget, type CompactorOptions, type ResolvedOptions } from './options.js';
+import { failuresOf, type CacheStats, type CompactionStats } from './stats.js';
+import { createStrategyContext, failureOf, runStrategy } from './strategy.js';
+import type { ChatRequest, Messages } from './types.js';
+
+export interface CompactOptions {
+  signal?: AbortSignal;
+  /** Tenant id: scopes the response cache and is passed to strategies (it never leaves the process). */
+  tenant?: string;
+  /** Route name or path: passed to strategies and the cache, and used by route tables. */
+  route?: string;
+  /**
+   * Wire format of the request. `auto` detects Anthropic Messages bodies (a top-level `system`, or
+   * Anthropic-only blocks).
+   * @default 'auto'
+   */
+  format?: 'auto' | FormatName;
+  /**
+   * Count and budget as if for this model; the request's own `model` field is left as it is.
+   * @default the request's `model`, else the `defaultModel` option
+   */
+  model?: string;
+  /**
+   * Skip the response cache for this request (adapters set it from `Cache-Control: no-cache` or
+   * `x-compactor-cache: bypass`). The answer is not stored either.
+   * @default false
+   */
+  bypassCache?: boolean;
+}
+
+/** The request, compacted (or passed through) for the model. */
+export interface Compacted<T = ChatRequest> {
+  readonly kind: 'compacted';
+  /** A compacted copy, in the shape the request came in; the input is never mutated. */
+  readonly request: T;
+  readonly stats: CompactionStats;
+  /**
+   * Present when the cache missed: store the model's completed answer for the next such request.
+   * Resolves false when the answer was not stored (incomplete, an error, tool calls, too large) or
+   * was already committed once.
+   */
+  readonly commit?: (response: CachedResponse) => Promise<boolean>;
+}
+
+/** The request, answered by the response cache: nothing needs to reach the model. */
+export interface Cached {
+  readonly kind: 'cached';
+  /** The stored answer, in the form it was stored (JSON body or stream events). */
+  readonly response: CachedResponse;
+  /** The stored answer in the form this request asked for (`stream: true` gets events). */
+  readonly reply: Replay;
+  readonly stats: CompactionStats;
+}
+
+/** What `compact()` did: answered from the cache, or compacted for the model. */
+export type CompactResult<T = ChatRequest> = Compacted<T> | Cached;
+
+/**
+ * A compactor. `HasCache` is false when it was built without a response cache, so `compact()` can
+ * only return `compacted` and needs no narrowing.
+ */
+export interface Compactor<HasCache extends boolean = boolean> {
+  compact<T extends object = ChatRequest>(request: T, options?: CompactOptions): Promise<HasCache extends false ? Compacted<T> : CompactResult<T>>;
+  /** Count a request's prompt tokens as the compactor does (canonical or Anthropic shape). */
+  countTokens(request: object): Promise<number>;
+  /** The memoized token counter the compactor uses for a model (for benches and custom strategies). */
+  tokenCounter(model?: string): Promise<TokenCounter>;
+  readonly options: Readonly<ResolvedOptions>;
+}
+
+/** Whether options configure a response cache, as far as their type tells. */
+export type HasCache<O> = 'cache' extends keyof O ? ([O['cache']] extends [undefined] ? false : [O['cache']] extends [ResponseCache] ? true : boolean) : false;
+
+/**
+ * Create a compactor. Options are validated here, once, and errors name the option.
+ *
+ * @example
+ * const compactor = createCompactor({ maxInputTokens: 4000 })
+ * const { request, stats } = await compactor.compact(body)
+ */
+export function createCompactor<O extends CompactorOptions>(options: O = {} as O): Compactor<HasCache<O>> {
+  const settings = resolveOptions(options);
+  // Bounded by bytes, not entries: lru-cache preallocates when `max` is set, which would make
+  // every compactor (one per route) pay for the largest cache up front.
+  const memo = new LRUCache<string, number>({ maxSize: settings.tokenCacheBytes, sizeCalculation: (_value, key) => 2 * key.length + 64 });
+  const counters = new Map<string, Promise<TokenCounter>>();
+
+  function counterFor(info: ModelInfo | undefined): Promise<TokenCounter> {
+    const encoding: EncodingName = info?.encoding ?? 'o200k_base';
+    const multiplier = info?.encoding ? 1 : (info?.tokenMultiplier ?? settings.approximateTokenMultiplier);
+    const key = `${encoding}|${multiplier}`;
+    let counter = counters.get(key);
+    if (counter === undefined) {
+      counter = Promise.resolve(settings.tokenizer(encoding)).then((tokenizer) => new TokenCounter({ tokenizer, multiplier, imageTokens: settings.imageTokens, memo }));
+      counter.catch(() => counters.delete(key));
+      counters.set(key, counter);
+    }
+    return counter;
+  }
+
+  const infoFor = (model: string | undefined): ModelInfo | undefined => lookupModel(model ?? settings.defaultModel, settings.models);
+
+  /** The cache stage: a lookup that can fail only by abort (anything else is counted, and the request goes on uncached). */
+  async function lookUp(canonical: ChatRequest, format: FormatName, compactOptions: CompactOptions, stats: CompactionStats): Promise<CacheLookup | undefined> {
+    const cache = settings.cache!;
+    const started = settings.clock();
+    let lookup: CacheLookup | undefined;
+    try {
+      lookup = await cache.lookup(canonical, { tenant: compactOptions.tenant, route: compactOptions.route, format, bypass: compactOptions.bypassCache === true, signal: compactOptions.signal });
+    } catch (error) {
+      if (isAbortError(error) || compactOptions.signal?.aborted) throw CompactorError.isInstance(error) ? error : new CompactorError('aborted', 'the operation was aborted', { cause: error });
+      stats.failures.push(failureOf('cache', error));
+    }
+    const verdict: CacheStats = { status: lookup?.status ?? 'bypass', ms: settings.clock() - started };
+    if (!lookup) verdict.reason = 'failed';
+    else if (lookup.status === 'hit') {
+      verdict.layer = lookup.layer;
+      if (lookup.score !== undefined) verdict.score = Number(lookup.score.toFixed(4));
+    } else if (lookup.status === 'bypass') verdict.reason = lookup.reason;
+    if (lookup && lookup.status !== 'hit' && lookup.failure) stats.failures.push({ strategy: 'cache', code: 'upstream.failed', message: lookup.failure });
+    stats.cache = verdict;
+    return lookup;
+  }
+
+  function committer(ticket: CacheTicket): (response: CachedResponse) => Promise<boolean> {
+    let committed = false;
+    return async (response) => {
+      // One answer per request: a second commit (a retry loop, say) is ignored.
+      if (committed) return false;
+      committed = true;
+      return settings.cache!.commit(ticket, response);
+    };
+  }
+
+  const compactor: Compactor = {
+    options: settings,
+    tokenCounter(model) {
+      return counterFor(infoFor(model));
+    },
+    async countTokens(request) {
+      const { canonical } = resolveFormat('auto', request).toCanonical(request, settings.limits);
+      const counter = await counterFor(infoFor(canonical.model));
+      return counter.request(canonical);
+    },
+    async compact<T extends object>(request: T, compactOptions: CompactOptions = {}): Promise<CompactResult<T>> {
+      const { signal, format: formatOption = 'auto' } = compactOptions;
+      if (compactOptions.model !== undefined && typeof compactOptions.model !== 'string') {
+        throw new CompactorError('options.invalid', 'option "model" must be a string', { pointer: 'model' });
+      }
+      throwIfAborted(signal);
+      const started = settings.clock();
+      const format = resolveFormat(formatOption, request);
+      const conversion = format.toCanonical(request, settings.limits);
+      const canonical = conversion.canonical;
+      const model = compactOptions.model ?? canonical.model ?? settings.defaultModel;
+      const info = infoFor(model);
+      const counter = await counterFor(info);
+      const input = canonical.messages;
+      const fixedTokens = REPLY_PRIMING_TOKENS + counter.tools(canonical);
+      const tokensBefore = fixedTokens + counter.messages(input);
+      const budget = resolveBudget(settings, info, canonical);
+      const stats: CompactionStats = {
+        model,
+        encoding: counter.encoding,
+        format: format.name,
+        budget,
+        tokensBefore,
+        tokensAfter: tokensBefore,
+        messagesBefore: input.length,
+        messagesAfter: input.length,
+        ms: 0,
+        strategies: [],
+        guard: { repaired: 0, droppedForBudget: 0 },
+        failures: [],
+      };
+
+      let commit: Compacted['commit'];
+      if (settings.cache) {
+        const lookup = await lookUp(canonical, format.name, compactOptions, stats);
+        if (lookup?.status === 'hit') {
+          stats.tokensAfter = 0;
+          stats.messagesAfter = 0;
+          stats.ms = settings.clock() - started;
+          const reply = format.replay(lookup.response, canonical.stream === true);
+          return { kind: 'cached', response: lookup.response, reply, stats };
+        }
+        if (lookup?.status === 'miss') commit = committer(lookup.ticket);
+      }
+      const finish = (messages: Messages): Compacted<T> => {
+        stats.ms = settings.clock() - started;
+        const restored = conversion.restore(messages) as T;
+        return commit ? { kind: 'compacted', request: restored, stats, commit } : { kind: 'compacted', request: restored, stats };
+      };
+      if (budget === null) {
+        stats.passThrough = 'no-budget';
+        return finish(input);
+      }
+      if (tokensBefore <= budget) {
+        stats.passThrough = 'within-budget';
+        return finish(input);
+      }
+
+      const context = createStrategyContext({
+        counter,
+        budget,
+        fixedTokens,
+        model,
+        request: canonical,
+        signal,
+        clock: settings.clock,
+        route: compactOptions.route,
+        tenant: compactOptions.tenant,
+        embedder: settings.embedder,
+        runtime: settings.runtime,
+      });
+      const ran = await runStrategy(settings.strategy, input, context);
+      const steps = ran.stats.steps ? [...ran.stats.steps] : [ran.stats];
+      stats.strategies.push(...steps);
+      stats.failures.push(...failuresOf(steps));
+      // A pipeline that threw records its failure on itself, not on a step.
+      if (ran.stats.steps) stats.failures.push(...ran.stats.failures);
+
+      throwIfAborted(signal);
+      const guarded = enforce({
+        input,
+        partition: context.partition(input),
+        output: ran.messages,
+        budget,
+        fixedTokens,
+        tokensOf: (message) => counter.message(message),
+        onBudgetUnreachable: settings.onBudgetUnreachable,
+      });
+      stats.guard = { repaired: guarded.repaired, droppedForBudget: guarded.droppedForBudget };
+      if (guarded.violation) stats.guard.violation = guarded.violation;
+      if (guarded.passThrough) stats.passThrough = 'budget-unreachable';
+      stats.tokensAfter = guarded.tokens;
+      stats.messagesAfter = guarded.messages.length;
+      return finish(guarded.messages);
+    },
+  };
+  return compactor as Compactor<HasCache<O>>;
+}

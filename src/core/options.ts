@@ -1,0 +1,223 @@
+import type { ResponseCache } from '../cache/response-cache.js';
+import type { Embedder } from '../embedders/types.js';
+import { defaultRuntime, type Runtime } from '../runtime.js';
+import { DEFAULT_IMAGE_TOKENS } from '../tokens/images.js';
+import { KNOWN_MODELS, type ModelInfo } from '../tokens/models.js';
+import { builtinTokenizer, type TokenizerBackend, type TokenizerFactory } from '../tokens/tokenizer.js';
+import { invalidOption } from './errors.js';
+import type { OnBudgetUnreachable } from './guard.js';
+import { createPreset, DEFAULT_PRESET, type PresetOptions } from './presets.js';
+import type { Strategy } from './strategy.js';
+import type { ChatRequest } from './types.js';
+import { DEFAULT_LIMITS, type InputLimits } from './validate.js';
+
+export interface CompactorOptions {
+  /**
+   * Hard cap on prompt tokens (messages, framing, priming and tools). When the model's window is
+   * also known, the smaller of the two applies.
+   * @example 4000
+   */
+  maxInputTokens?: number;
+  /**
+   * Tokens kept free for the reply when the budget comes from the model's context window. The
+   * request's own `max_completion_tokens` or `max_tokens` takes precedence.
+   * @default 4096
+   */
+  reserveOutputTokens?: number;
+  /**
+   * Extra or overriding entries for the known-models table, matched by longest prefix.
+   * @example { 'my-finetune': { contextWindow: 16000, encoding: 'o200k_base' } }
+   */
+  models?: Record<string, ModelInfo>;
+  /**
+   * Model assumed for requests that name none (the CLI and tests; most servers always send one).
+   * @default undefined
+   */
+  defaultModel?: string;
+  /**
+   * The compaction strategy: a preset name or any strategy (a pipeline is a strategy).
+   * @default 'relevance'
+   */
+  strategy?: string | Strategy;
+  /** Options for the preset named by `strategy`. */
+  presetOptions?: PresetOptions;
+  /**
+   * Dense embedder that relevance strategies use unless given their own: `useLite()`,
+   * `transformersEmbedder(…)`, `openaiEmbedder(…)` or your own. Without one, relevance scores with
+   * BM25 alone.
+   * @default undefined
+   */
+  embedder?: Embedder;
+  /**
+   * Tokenizer backend. Both built-ins give identical counts (tested on the OpenAI cookbook
+   * examples and a LoCoMo conversation). `gpt-tokenizer` is the default because the overhead
+   * bench measured it loading o200k_base about 3.6× faster and counting a cold 1,000-message
+   * history about 5× faster than `js-tiktoken` (bench/RESULTS.md); `js-tiktoken` stays supported.
+   * A factory plugs in your own (see `testing.wordTokenizer`).
+   * @default 'gpt-tokenizer'
+   */
+  tokenizer?: TokenizerBackend | TokenizerFactory;
+  /**
+   * For models without a public tokenizer (Claude, Gemini, Llama…), counts are made with
+   * `o200k_base` and multiplied by this, rounding up. The default pads by 10% so that budgets err
+   * on the safe side; set your own from your provider's usage figures.
+   * @default 1.1
+   */
+  approximateTokenMultiplier?: number;
+  /**
+   * Tokens counted for an image whose size cannot be read (a remote URL).
+   * @default 765
+   */
+  imageTokens?: number;
+  /**
+   * What to do when the protected messages alone exceed the budget: throw `budget.unreachable`
+   * (status 413), or send the request on uncompacted.
+   * @default 'error'
+   */
+  onBudgetUnreachable?: OnBudgetUnreachable;
+  /**
+   * Response cache, a stage of the compactor: checked before any strategy runs. A hit answers the
+   * request without the model (`compact()` returns `{ kind: 'cached' }`); on a miss the result
+   * carries `commit(response)` to store the model's answer. Without one, nothing is cached.
+   * @default undefined
+   */
+  cache?: ResponseCache;
+  /**
+   * What compactions share across requests: the embedding memo, the summary store and queue, and
+   * the default sentence encoder. One per process unless you give your own (`createRuntime()`),
+   * for instance to keep tests or benches apart.
+   * @default defaultRuntime()
+   */
+  runtime?: Runtime;
+  /** Limits on what a request may contain. */
+  limits?: Partial<InputLimits>;
+  /**
+   * Bound on the per-message token-count memo, in bytes (approximate: keys are at most 512
+   * characters; longer messages are keyed by their SHA-1).
+   * @default 33554432 (32 MiB)
+   */
+  tokenCacheBytes?: number;
+  /**
+   * Milliseconds clock; injected in tests.
+   * @default performance.now
+   */
+  clock?: () => number;
+}
+
+export interface ResolvedOptions {
+  maxInputTokens: number | undefined;
+  reserveOutputTokens: number;
+  models: Record<string, ModelInfo>;
+  defaultModel: string | undefined;
+  strategy: Strategy;
+  embedder: Embedder | undefined;
+  cache: ResponseCache | undefined;
+  runtime: Runtime;
+  tokenizer: TokenizerFactory;
+  approximateTokenMultiplier: number;
+  imageTokens: number;
+  onBudgetUnreachable: OnBudgetUnreachable;
+  limits: InputLimits;
+  tokenCacheBytes: number;
+  clock: () => number;
+}
+
+/** The defaults of `createCompactor`, in one place (a test checks the option docs against them). */
+export const COMPACTOR_DEFAULTS = {
+  reserveOutputTokens: 4096,
+  strategy: DEFAULT_PRESET,
+  tokenizer: 'gpt-tokenizer' as TokenizerBackend,
+  approximateTokenMultiplier: 1.1,
+  imageTokens: DEFAULT_IMAGE_TOKENS,
+  onBudgetUnreachable: 'error' as OnBudgetUnreachable,
+  tokenCacheBytes: 32 * 1024 * 1024,
+};
+
+function positiveInteger(option: string, value: unknown, minimum = 1): void {
+  if (!Number.isInteger(value) || (value as number) < minimum) invalidOption(option, `an integer >= ${minimum}`, value);
+}
+
+/** Validate options once; per-request code never re-parses them. */
+export function resolveOptions(options: CompactorOptions): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
+  const merged = { ...COMPACTOR_DEFAULTS, ...options };
+  if (merged.maxInputTokens !== undefined) positiveInteger('maxInputTokens', merged.maxInputTokens);
+  positiveInteger('reserveOutputTokens', merged.reserveOutputTokens, 0);
+  if (typeof merged.approximateTokenMultiplier !== 'number' || !(merged.approximateTokenMultiplier >= 0.1 && merged.approximateTokenMultiplier <= 10)) {
+    invalidOption('approximateTokenMultiplier', 'a number from 0.1 to 10', merged.approximateTokenMultiplier);
+  }
+  positiveInteger('imageTokens', merged.imageTokens, 0);
+  positiveInteger('tokenCacheBytes', merged.tokenCacheBytes, 1024);
+  if (merged.onBudgetUnreachable !== 'error' && merged.onBudgetUnreachable !== 'pass-through') {
+    invalidOption('onBudgetUnreachable', '"error" or "pass-through"', merged.onBudgetUnreachable);
+  }
+  if (merged.defaultModel !== undefined && typeof merged.defaultModel !== 'string') invalidOption('defaultModel', 'a string', merged.defaultModel);
+  const models = { ...KNOWN_MODELS };
+  if (merged.models !== undefined) {
+    if (typeof merged.models !== 'object' || merged.models === null) invalidOption('models', 'an object of model entries', merged.models);
+    for (const [name, info] of Object.entries(merged.models)) {
+      positiveInteger(`models.${name}.contextWindow`, info?.contextWindow);
+      if (info.encoding !== undefined && info.encoding !== 'o200k_base' && info.encoding !== 'cl100k_base') {
+        invalidOption(`models.${name}.encoding`, '"o200k_base" or "cl100k_base"', info.encoding);
+      }
+      models[name] = info;
+    }
+  }
+  let tokenizer: TokenizerFactory;
+  const backend = merged.tokenizer;
+  if (typeof backend === 'function') tokenizer = backend;
+  else if (backend === 'js-tiktoken' || backend === 'gpt-tokenizer') tokenizer = builtinTokenizer(backend);
+  else invalidOption('tokenizer', '"js-tiktoken", "gpt-tokenizer" or a factory function', backend);
+  let strategy: Strategy;
+  const chosen = merged.strategy;
+  if (typeof chosen === 'string') strategy = createPreset(chosen, merged.presetOptions, 'strategy');
+  else if (typeof chosen === 'object' && chosen !== null && typeof chosen.apply === 'function' && typeof chosen.name === 'string') strategy = chosen;
+  else invalidOption('strategy', 'a preset name or a strategy ({ name, apply })', chosen);
+  if (merged.embedder !== undefined && (typeof merged.embedder !== 'object' || merged.embedder === null || typeof merged.embedder.embed !== 'function' || typeof merged.embedder.id !== 'string')) {
+    invalidOption('embedder', 'an Embedder ({ id, dimensions, embed })', merged.embedder);
+  }
+  const cache = merged.cache;
+  if (cache !== undefined && (typeof cache !== 'object' || cache === null || typeof cache.lookup !== 'function' || typeof cache.commit !== 'function')) {
+    invalidOption('cache', 'a ResponseCache (createResponseCache())', cache);
+  }
+  const runtime = merged.runtime ?? defaultRuntime();
+  if (typeof runtime !== 'object' || runtime === null || typeof runtime.defaultEmbedder !== 'function') invalidOption('runtime', 'a Runtime (createRuntime())', runtime);
+  const limits = { ...DEFAULT_LIMITS, ...merged.limits };
+  positiveInteger('limits.maxMessages', limits.maxMessages);
+  positiveInteger('limits.maxPartsPerMessage', limits.maxPartsPerMessage);
+  const clock = merged.clock ?? (() => performance.now());
+  if (typeof clock !== 'function') invalidOption('clock', 'a function returning milliseconds', clock);
+  return {
+    maxInputTokens: merged.maxInputTokens,
+    reserveOutputTokens: merged.reserveOutputTokens,
+    models,
+    defaultModel: merged.defaultModel,
+    strategy,
+    embedder: merged.embedder,
+    cache,
+    runtime,
+    tokenizer,
+    approximateTokenMultiplier: merged.approximateTokenMultiplier,
+    imageTokens: merged.imageTokens,
+    onBudgetUnreachable: merged.onBudgetUnreachable,
+    limits,
+    tokenCacheBytes: merged.tokenCacheBytes,
+    clock,
+  };
+}
+
+/** Budget for a request: `maxInputTokens`, the model window minus the reply reserve, or the smaller. */
+export function resolveBudget(
+  options: Pick<ResolvedOptions, 'maxInputTokens' | 'reserveOutputTokens'>,
+  info: ModelInfo | undefined,
+  request: Pick<ChatRequest, 'max_tokens' | 'max_completion_tokens'>,
+): number | null {
+  let windowBudget: number | null = null;
+  if (info) {
+    const requested = request.max_completion_tokens ?? request.max_tokens;
+    const reserve = typeof requested === 'number' && requested >= 0 ? requested : options.reserveOutputTokens;
+    windowBudget = Math.max(0, info.contextWindow - reserve);
+  }
+  if (options.maxInputTokens === undefined) return windowBudget;
+  return windowBudget === null ? options.maxInputTokens : Math.min(windowBudget, options.maxInputTokens);
+}

@@ -1,0 +1,53 @@
+import type { BypassReason } from '../cache/response-cache.js';
+import type { FormatName } from '../formats/wire-format.js';
+import type { FailureRecord, StrategyStats } from './strategy.js';
+
+/** The response cache stage's verdict on one request. */
+export interface CacheStats {
+  status: 'hit' | 'miss' | 'bypass';
+  layer?: 'exact' | 'semantic';
+  /** Why the cache was bypassed (`header`, `tool-results`, `store-failed`, `failed`…). */
+  reason?: BypassReason | 'failed';
+  /** Verifier score of a semantic hit. */
+  score?: number;
+  /** Milliseconds the lookup took. */
+  ms: number;
+}
+
+/** What one `compact()` call did. JSON-serialisable, for logs and metrics. */
+export interface CompactionStats {
+  model: string | undefined;
+  encoding: string;
+  format: FormatName;
+  /** Token budget applied, or null when none could be resolved (unknown model, no maxInputTokens). */
+  budget: number | null;
+  tokensBefore: number;
+  /** Prompt tokens sent on: 0 for a cache hit, which sends nothing. */
+  tokensAfter: number;
+  messagesBefore: number;
+  messagesAfter: number;
+  /** Milliseconds the whole call took. */
+  ms: number;
+  strategies: StrategyStats[];
+  /** What the guard had to repair or drop. A strategy that keeps the invariants leaves `repaired` at 0. */
+  guard: { repaired: number; droppedForBudget: number; violation?: string };
+  /** All failures recovered from: strategies' and the cache's. */
+  failures: FailureRecord[];
+  /** Why the request went on uncompacted, when it did. */
+  passThrough?: 'within-budget' | 'no-budget' | 'budget-unreachable';
+  /** The response cache's verdict, when the compactor has a cache. */
+  cache?: CacheStats;
+}
+
+/** Every failure in a tree of strategy stats, depth first. */
+export function failuresOf(steps: readonly StrategyStats[]): FailureRecord[] {
+  const failures: FailureRecord[] = [];
+  const walk = (list: readonly StrategyStats[]): void => {
+    for (const step of list) {
+      failures.push(...step.failures);
+      if (step.steps) walk(step.steps);
+    }
+  };
+  walk(steps);
+  return failures;
+}

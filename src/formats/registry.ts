@@ -1,0 +1,11 @@
+import { anthropicFormat } from './anthropic.js';
+import { openaiFormat } from './openai.js';
+import type { FormatName, WireFormat } from './wire-format.js';
+
+export const FORMATS: Readonly<Record<FormatName, WireFormat>> = { openai: openaiFormat, anthropic: anthropicFormat };
+
+/** The format named, or for `auto` the one the body is in (Anthropic when it has Anthropic-only fields). */
+export function resolveFormat(format: 'auto' | FormatName, body: unknown): WireFormat {
+  if (format !== 'auto') return FORMATS[format];
+  return anthropicFormat.detect(body) ? anthropicFormat : openaiFormat;
+}

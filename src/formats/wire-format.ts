@@ -1,0 +1,48 @@
+import type { CompactorError } from '../core/errors.js';
+import type { ChatRequest, Messages } from '../core/types.js';
+import type { InputLimits } from '../core/validate.js';
+import type { SseEvent } from './sse.js';
+
+export type FormatName = 'openai' | 'anthropic';
+
+/** What a cache stores and replays: an upstream's JSON body, or the events of a completed stream. */
+export interface CachedResponse {
+  format: FormatName;
+  /** The upstream's JSON body (non-streamed). */
+  body?: unknown;
+  /** The upstream's server-sent events, in order (streamed). */
+  events?: SseEvent[];
+}
+
+/** A cached response in the form a caller asked for: one JSON body, or a stream of events. */
+export type Replay = { kind: 'json'; body: unknown } | { kind: 'sse'; events: SseEvent[] };
+
+/** A wire request in the canonical (chat-completions) shape, and the way back. */
+export interface Conversion {
+  readonly canonical: ChatRequest;
+  /** The request in its own wire shape, with these (a subset of the canonical, plus any new) messages. */
+  restore(messages: Messages): object;
+}
+
+/**
+ * Everything one provider's wire format knows, in one place: how to recognise and convert its
+ * requests, when one of its responses is complete enough to cache, how to replay a cached one
+ * streamed or not, and what its error bodies look like.
+ */
+export interface WireFormat {
+  readonly name: FormatName;
+  /** True when a body is in this format (`format: 'auto'` asks each format in turn). */
+  detect(body: unknown): boolean;
+  /** Validate a request and convert it to the canonical shape. Throws `input.invalid` with a pointer into the wire body. */
+  toCanonical(body: unknown, limits: InputLimits): Conversion;
+  /** Why a response may not be cached (`incomplete`, `error`, `tool-calls`), or null when it may. */
+  uncacheableReason(response: CachedResponse, cacheToolCalls: boolean): string | null;
+  /** Whether `replay` can answer in the requested form. */
+  replayable(response: CachedResponse, stream: boolean): boolean;
+  /** A cached response in the requested form; check `replayable` first. */
+  replay(response: CachedResponse, stream: boolean): Replay;
+  /** An error as this provider's error body. Internal details stay hidden. */
+  errorBody(error: CompactorError): unknown;
+  /** Output tokens a response body reports (0 when it reports none), for metrics. */
+  outputTokens(body: unknown): number;
+}
