@@ -48,7 +48,10 @@ function tableEmbedder(vectors: Map<string, Float32Array>): Embedder {
 }
 
 const ask = (text: string) => ({ model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: text }] });
-const answer = (index: number) => ({ format: 'openai' as const, body: { object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: `answer ${index}` }, finish_reason: 'stop' }] } });
+const answer = (index: number) => ({
+  format: 'openai' as const,
+  body: { object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: `answer ${index}` }, finish_reason: 'stop' }] },
+});
 
 interface Row {
   store: string;
@@ -59,8 +62,24 @@ interface Row {
   recall: number;
 }
 
-async function measure(name: string, store: Store, size: number, vectors: Map<string, Float32Array>, queries: string[], expected: number[], threshold = 0.9): Promise<Row> {
-  const cache: ResponseCache = createResponseCache({ store, embedder: tableEmbedder(vectors), verifier: cosineVerifier(), threshold, minCosine: Math.min(0.5, threshold), ttlMs: 0, embedTimeoutMs: 60_000 });
+async function measure(
+  name: string,
+  store: Store,
+  size: number,
+  vectors: Map<string, Float32Array>,
+  queries: string[],
+  expected: number[],
+  threshold = 0.9,
+): Promise<Row> {
+  const cache: ResponseCache = createResponseCache({
+    store,
+    embedder: tableEmbedder(vectors),
+    verifier: cosineVerifier(),
+    threshold,
+    minCosine: Math.min(0.5, threshold),
+    ttlMs: 0,
+    embedTimeoutMs: 60_000,
+  });
   const started = performance.now();
   const concurrency = store.kind === 'redis' ? 32 : 1;
   for (let index = 0; index < size; index += concurrency) {
@@ -85,7 +104,7 @@ async function measure(name: string, store: Store, size: number, vectors: Map<st
     const begin = performance.now();
     const looked = await cache.lookup(ask(queries[index]!));
     samples.push(performance.now() - begin);
-    const content = looked.status === 'hit' ? ((looked.response.body as { choices: { message: { content: string } }[] }).choices[0]!.message.content) : '';
+    const content = looked.status === 'hit' ? (looked.response.body as { choices: { message: { content: string } }[] }).choices[0]!.message.content : '';
     if (content === `answer ${expected[index]}`) correct++;
   }
   return { store: name, size, loadSeconds, p50: percentile(samples, 50), p99: percentile(samples, 99), recall: correct / queries.length };
@@ -133,7 +152,8 @@ async function startRedis(): Promise<{ url: string; child?: ChildProcess } | und
   const port = 20000 + (process.pid % 20000);
   const child = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'], { stdio: 'ignore' });
   for (let attempt = 0; attempt < 100; attempt++) {
-    if (spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout?.trim() === 'PONG') return { url: `redis://127.0.0.1:${port}`, child };
+    if (spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout?.trim() === 'PONG')
+      return { url: `redis://127.0.0.1:${port}`, child };
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   child.kill();
@@ -165,8 +185,10 @@ async function main(): Promise<void> {
       expected.push(target);
     }
     const stores = (process.env.STORES ?? 'flat,hnsw,redis').split(',');
-    if (stores.includes('flat')) rows.push(await measure('memory, flat', memoryStore({ maxBytes: 2 ** 31 - 1, annThreshold: 10_000_000 }), size, vectors, queries, expected));
-    if (stores.includes('hnsw')) rows.push(await measure('memory, HNSW (usearch)', memoryStore({ maxBytes: 2 ** 31 - 1, annThreshold: 16 }), size, vectors, queries, expected));
+    if (stores.includes('flat'))
+      rows.push(await measure('memory, flat', memoryStore({ maxBytes: 2 ** 31 - 1, annThreshold: 10_000_000 }), size, vectors, queries, expected));
+    if (stores.includes('hnsw'))
+      rows.push(await measure('memory, HNSW (usearch)', memoryStore({ maxBytes: 2 ** 31 - 1, annThreshold: 16 }), size, vectors, queries, expected));
     if (redis && stores.includes('redis') && size <= Number(process.env.REDIS_MAX ?? 100000)) {
       const store = redisStore({ url: redis.url, prefix: `bench:${size}:`, timeoutMs: 5000 });
       rows.push(await measure('redis, LSH 12×10 bits', store, size, vectors, queries, expected));

@@ -22,7 +22,7 @@ export function buildBenchProgram(): Command {
   program
     .name('context-compactor')
     .exitOverride()
-    .configureOutput({ outputError: (text, writeError) => writeError(text.split('\n')[0]! + '\n') });
+    .configureOutput({ outputError: (text, writeError) => writeError(`${text.split('\n')[0]!}\n`) });
 
   program
     .command('demo')

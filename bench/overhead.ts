@@ -47,7 +47,11 @@ async function time(runs: number, prepare: (run: number) => unknown, body: (inpu
 
 function toLangChain(messages: readonly ChatMessage[]): BaseMessage[] {
   return messages.map((message) =>
-    message.role === 'system' ? new SystemMessage(String(message.content)) : message.role === 'user' ? new HumanMessage(String(message.content)) : new AIMessage(String(message.content)),
+    message.role === 'system'
+      ? new SystemMessage(String(message.content))
+      : message.role === 'user'
+        ? new HumanMessage(String(message.content))
+        : new AIMessage(String(message.content)),
   );
 }
 
@@ -75,7 +79,10 @@ async function main(): Promise<void> {
     const messages = history(1000);
     const cold = await time(
       COLD_RUNS,
-      (run) => ({ compactor: createCompactor({ maxInputTokens: BUDGET, tokenizer: backend }), body: { model: 'gpt-4o', messages: variant(messages, 1000 + run) } }),
+      (run) => ({
+        compactor: createCompactor({ maxInputTokens: BUDGET, tokenizer: backend }),
+        body: { model: 'gpt-4o', messages: variant(messages, 1000 + run) },
+      }),
       ({ compactor, body }: { compactor: ReturnType<typeof createCompactor>; body: ChatRequest }) => compactor.compact(body),
     );
     loads.push([backend, ms(load), ms(percentile(cold, 50))]);
@@ -98,13 +105,18 @@ async function main(): Promise<void> {
     await compactor.compact(structuredClone(request));
     const warm = await time(
       WARM_RUNS,
-      (run) => ({ ...structuredClone(request), messages: [...structuredClone(messages), { role: 'assistant', content: `new reply number ${run}` }, { role: 'user', content: `follow-up ${run}?` }] }),
+      (run) => ({
+        ...structuredClone(request),
+        messages: [...structuredClone(messages), { role: 'assistant', content: `new reply number ${run}` }, { role: 'user', content: `follow-up ${run}?` }],
+      }),
       (body: ChatRequest) => compactor.compact(body),
     );
     const langchain = toLangChain(messages);
     const counter = langChainCounter(tokenizer);
-    const trim = await time(TRIM_RUNS, () => langchain, (input: BaseMessage[]) =>
-      trimMessages(input, { maxTokens: BUDGET, strategy: 'last', tokenCounter: counter, includeSystem: true, startOn: 'human' }),
+    const trim = await time(
+      TRIM_RUNS,
+      () => langchain,
+      (input: BaseMessage[]) => trimMessages(input, { maxTokens: BUDGET, strategy: 'last', tokenCounter: counter, includeSystem: true, startOn: 'human' }),
     );
     const w = percentile(warm, 50);
     rows.push([

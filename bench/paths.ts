@@ -11,7 +11,7 @@ export function benchRoot(): string {
   for (;;) {
     if (existsSync(join(folder, 'bench', 'data')) && existsSync(join(folder, 'package.json'))) return join(folder, 'bench');
     const parent = dirname(folder);
-    if (parent === folder) throw new Error('cannot find the repository\'s bench/data folder: the bench runs from a clone of the repository');
+    if (parent === folder) throw new Error("cannot find the repository's bench/data folder: the bench runs from a clone of the repository");
     folder = parent;
   }
 }

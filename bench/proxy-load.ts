@@ -30,7 +30,14 @@ const markdown = process.argv.includes('--md');
 const self = fileURLToPath(import.meta.url);
 
 async function runUpstream(delay: number): Promise<void> {
-  const answer = JSON.stringify({ id: 'chatcmpl-load', object: 'chat.completion', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } });
+  const answer = JSON.stringify({
+    id: 'chatcmpl-load',
+    object: 'chat.completion',
+    created: 1,
+    model: 'gpt-4o-mini',
+    choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
+    usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+  });
   const server = createServer((request, response) => {
     request.resume();
     request.on('end', () => {
@@ -86,7 +93,14 @@ function body(): string {
 }
 
 async function load(url: string, connections: number, duration: number, payload: string) {
-  const result = await autocannon({ url: `${url}/v1/chat/completions`, method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-load' }, body: payload, connections, duration });
+  const result = await autocannon({
+    url: `${url}/v1/chat/completions`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-load' },
+    body: payload,
+    connections,
+    duration,
+  });
   const errors = result.errors + result.timeouts + result.non2xx;
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors };
 }
@@ -121,18 +135,36 @@ async function main(): Promise<void> {
     if (delay === DELAYS[DELAYS.length - 1] && SOAK > 0) {
       process.stderr.write(`soak: ${SOAK} s at 200 connections…\n`);
       const before = await rss(proxy.process);
-      const result = await autocannon({ url: `${through}/v1/chat/completions`, method: 'POST', headers: { 'content-type': 'application/json' }, body: payload, connections: 200, duration: SOAK });
+      const result = await autocannon({
+        url: `${through}/v1/chat/completions`,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: payload,
+        connections: 200,
+        duration: SOAK,
+      });
       const after = await rss(proxy.process);
       soak = { before, after, requests: result.requests.total, errors: result.errors + result.timeouts + result.non2xx };
     }
     proxy.process.kill();
     upstream.process.kill();
   }
-  const header = ['upstream delay', 'connections', 'direct req/s', 'proxy req/s', 'proxy / direct', 'direct p50 / p99', 'proxy p50 / p99', 'errors (direct / proxy)'];
+  const header = [
+    'upstream delay',
+    'connections',
+    'direct req/s',
+    'proxy req/s',
+    'proxy / direct',
+    'direct p50 / p99',
+    'proxy p50 / p99',
+    'errors (direct / proxy)',
+  ];
   console.log(markdown ? markdownTable([header, ...rows]) : table([header, ...rows]));
   if (soak) {
     const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
-    console.log(`\nSoak: ${SOAK} s at 200 connections through the proxy: ${soak.requests.toLocaleString('en')} requests, ${soak.errors} errors; proxy RSS ${mib(soak.before)} before, ${mib(soak.after)} after.`);
+    console.log(
+      `\nSoak: ${SOAK} s at 200 connections through the proxy: ${soak.requests.toLocaleString('en')} requests, ${soak.errors} errors; proxy RSS ${mib(soak.before)} before, ${mib(soak.after)} after.`,
+    );
   }
   console.log(`\nRequest: 62 real LoCoMo messages (~2,300 tokens) compacted to 1,000 tokens with truncate; cache off. ${DURATION} s per run. ${machine()}`);
 }

@@ -56,7 +56,10 @@ async function main(): Promise<void> {
     return;
   }
   const glove = await buildGloveModel(join(packageRoot(), '.cache', 'models'));
-  const embedders: Record<string, Embedder> = { 'use-lite': useLite(), 'glove-sif (transformers.js)': transformersEmbedder({ model: glove, quantized: false }) };
+  const embedders: Record<string, Embedder> = {
+    'use-lite': useLite(),
+    'glove-sif (transformers.js)': transformersEmbedder({ model: glove, quantized: false }),
+  };
   const alone = { neighbours: 0, recencyShare: 0, previousContext: 0 } satisfies RelevanceOptions;
   const variants: Contender[] = [
     presetContender('truncate'),
@@ -66,7 +69,7 @@ async function main(): Promise<void> {
     ...Object.entries(embedders).map(([name, embedder]) => variant(`rrf(bm25, ${name}) + neighbours + 10% recency`, { embedder, previousContext: 0 })),
     ...Object.entries(embedders).map(([name, embedder]) => variant(`rrf(bm25, ${name}) + neighbours + 10% recency + previous message (default)`, { embedder })),
     variant('bm25 + neighbours + 10% recency + previous message', { embedder: null }),
-    variant('default hybrid, without session headers', { embedder: embedders['use-lite']!, sessionHeaders: false }),
+    variant('default hybrid, without session headers', { embedder: embedders['use-lite']!, omitSessionHeaders: true }),
     variant('default hybrid, with omission markers', { embedder: embedders['use-lite']!, markers: true }),
   ].filter((contender) => !only || only.includes(contender.name));
   const [locomo] = shippedData();
@@ -74,7 +77,12 @@ async function main(): Promise<void> {
   const counter = await createCompactor().tokenCounter('gpt-4o');
   const violations: Violation[] = [];
   const rows = await runQa(conversations, variants, { budgets, model: 'gpt-4o', counter, ...(limit ? { limit } : {}) }, violations);
-  const header = ['variant', ...budgets.map((budget) => `ER_v @${budget}`), ...budgets.map((budget) => `ER_f @${budget}`), `ms p50 @${budgets[1] ?? budgets[0]}`];
+  const header = [
+    'variant',
+    ...budgets.map((budget) => `ER_v @${budget}`),
+    ...budgets.map((budget) => `ER_f @${budget}`),
+    `ms p50 @${budgets[1] ?? budgets[0]}`,
+  ];
   const lines: string[][] = [header];
   for (const contender of variants) {
     const pick = (budget: number) => rows.find((row) => row.contender === contender.name && row.budget === budget && row.category === '1-4')!;
@@ -88,10 +96,19 @@ async function main(): Promise<void> {
   const byCategory: string[][] = [['variant', 'budget', ...[1, 2, 3, 4, 5].map((category) => `cat ${category}`)]];
   for (const contender of variants) {
     for (const budget of budgets) {
-      byCategory.push([contender.name, String(budget), ...[1, 2, 3, 4, 5].map((category) => rows.find((row) => row.contender === contender.name && row.budget === budget && row.category === String(category))?.erVerbatim?.toFixed(2) ?? '–')]);
+      byCategory.push([
+        contender.name,
+        String(budget),
+        ...[1, 2, 3, 4, 5].map(
+          (category) =>
+            rows.find((row) => row.contender === contender.name && row.budget === budget && row.category === String(category))?.erVerbatim?.toFixed(2) ?? '–',
+        ),
+      ]);
     }
   }
-  console.log(`${machine()}\nLoCoMo dev (3 conversations), QA categories 1–4${limit ? `, ${limit} items per conversation` : ''}; violations: ${violations.length}\n`);
+  console.log(
+    `${machine()}\nLoCoMo dev (3 conversations), QA categories 1–4${limit ? `, ${limit} items per conversation` : ''}; violations: ${violations.length}\n`,
+  );
   console.log(table(lines));
   console.log('\nER_verbatim by category');
   console.log(table(byCategory));
@@ -116,7 +133,10 @@ async function latency(): Promise<void> {
     const embedder = useLite({ runtime });
     // Both runtimes share an id (same vectors): each gets its own memo so neither sees the other's work.
     const cache = createEmbeddingCache();
-    const warmup = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedder, embeddings: cache, embedTimeoutMs: 600_000, awaitDocuments: true }) });
+    const warmup = createCompactor({
+      maxInputTokens: budget,
+      strategy: relevance({ embedder, embeddings: cache, embedTimeoutMs: 600_000, awaitDocuments: true }),
+    });
     await warmup.compact({ model: 'gpt-4o', messages: [...history, { role: 'user', content: 'warm-up question?' }] });
     const compactor = createCompactor({ maxInputTokens: budget, strategy: relevance({ embedder, embeddings: cache }) });
     const totals: number[] = [];
@@ -163,7 +183,12 @@ async function latency(): Promise<void> {
     sparseTimes.push(performance.now() - started);
   }
   rows.push(
-    ['parts of scoring', `dense: cosine against ${vectors.length} cached vectors (dotMany, ${simdAvailable() ? 'WebAssembly SIMD' : 'JavaScript'})`, ms(percentile(denseTimes, 50)), ms(percentile(denseTimes, 99))],
+    [
+      'parts of scoring',
+      `dense: cosine against ${vectors.length} cached vectors (dotMany, ${simdAvailable() ? 'WebAssembly SIMD' : 'JavaScript'})`,
+      ms(percentile(denseTimes, 50)),
+      ms(percentile(denseTimes, 99)),
+    ],
     ['', `  the same with a plain JavaScript loop (dot)`, ms(percentile(loopTimes, 50)), ms(percentile(loopTimes, 99))],
     ['', `sparse: BM25 over ${historyTexts.length} messages and their pairs`, ms(percentile(sparseTimes, 50)), ms(percentile(sparseTimes, 99))],
   );
@@ -177,7 +202,7 @@ async function latency(): Promise<void> {
   const history700 = history.slice(1).map((message) => String(message.content));
   for (const [name, embedder] of [
     ['onnx on a worker thread (default)', useLite({ runtime: 'onnx' })],
-    ['onnx on the event loop (worker: false)', useLite({ runtime: 'onnx', worker: false })],
+    ['onnx on the event loop (mainThread: true)', useLite({ runtime: 'onnx', mainThread: true })],
     ['tfjs', useLite({ runtime: 'tfjs' })],
   ] as const) {
     await embedder.embed(['load the model first']);
@@ -195,7 +220,10 @@ async function latency(): Promise<void> {
     // A query arriving 20 ms after the background work started; its wait counts from then.
     const queryMs = await new Promise<number>((resolve) => {
       setTimeout(() => {
-        cache.embed(embedder, [`${questions[0]!} (stall probe)`]).then(() => resolve(performance.now() - started - 20), () => resolve(NaN));
+        cache.embed(embedder, [`${questions[0]!} (stall probe)`]).then(
+          () => resolve(performance.now() - started - 20),
+          () => resolve(NaN),
+        );
       }, 20);
     });
     await cache.idle();

@@ -51,8 +51,13 @@ async function main(): Promise<void> {
     const transcript = body.messages[1]!.content.split('\n').filter((line) => /^(user|assistant|system): /.test(line));
     const messages: ChatMessage[] = transcript.map((line) => ({ role: 'user', content: line.replace(/^(user|assistant|system): /, '') }));
     const summary = await extractive.summarize(messages, { maxTokens: body.max_tokens, countTokens: (value) => counter.text(value) });
-    const usage = { prompt_tokens: body.messages.reduce((sum, message) => sum + counter.text(message.content) + 4, 3), completion_tokens: counter.text(summary) };
-    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ choices: [{ message: { role: 'assistant', content: summary } }], usage }));
+    const usage = {
+      prompt_tokens: body.messages.reduce((sum, message) => sum + counter.text(message.content) + 4, 3),
+      completion_tokens: counter.text(summary),
+    };
+    response
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ choices: [{ message: { role: 'assistant', content: summary } }], usage }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const baseURL = `http://127.0.0.1:${(server.address() as { port: number }).port}/v1`;
@@ -94,13 +99,18 @@ async function main(): Promise<void> {
     ),
     custom(
       'balanced (llm, gpt-4o-mini)',
-      pipeline('balanced-llm', [summarize({ ...inline, summarizer: llm, summaryShare: 0.1, keepSource: true, store: memorySummaryStore(), queue: new SummaryQueue() }), relevance({ recencyShare: 0.2, embedTimeoutMs: 600_000, awaitDocuments: true })]),
+      pipeline('balanced-llm', [
+        summarize({ ...inline, summarizer: llm, summaryShare: 0.1, keepSource: true, store: memorySummaryStore(), queue: new SummaryQueue() }),
+        relevance({ recencyShare: 0.2, embedTimeoutMs: 600_000, awaitDocuments: true }),
+      ]),
       () => (promptTokens * summarizerPrice.input + completionTokens * summarizerPrice.output) / 1e6,
     ),
   ];
   const violations: Violation[] = [];
   const { rows } = await runReplay(conversations, contenders, { budget: BUDGET, model: 'gpt-4o', counter, price, cacheRule: 'openai' }, violations);
-  const costRows: string[][] = [['strategy', 'requests', 'tokens after', 'prefix share', 'uncompacted $', 'compacted $', 'summarizer $', 'total / uncompacted', 'ms p50', 'ms p99']];
+  const costRows: string[][] = [
+    ['strategy', 'requests', 'tokens after', 'prefix share', 'uncompacted $', 'compacted $', 'summarizer $', 'total / uncompacted', 'ms p50', 'ms p99'],
+  ];
   for (const row of rows) {
     costRows.push([
       row.contender,
@@ -119,7 +129,9 @@ async function main(): Promise<void> {
 
   const latencyRows = await latency(conversations);
 
-  console.log(`${machine()}\nReplay of LoCoMo dev (3 conversations, every user turn) at ${BUDGET} tokens, gpt-4o prices with OpenAI prompt caching; summarizer calls priced as gpt-4o-mini; violations: ${violations.length}\n`);
+  console.log(
+    `${machine()}\nReplay of LoCoMo dev (3 conversations, every user turn) at ${BUDGET} tokens, gpt-4o prices with OpenAI prompt caching; summarizer calls priced as gpt-4o-mini; violations: ${violations.length}\n`,
+  );
   console.log(table(costRows));
   console.log('\nRequest-path latency, background summaries');
   console.log(table(latencyRows));
@@ -139,7 +151,11 @@ async function latency(conversations: ReturnType<typeof loadDataset>): Promise<s
     for (const drained of [false, true]) {
       const cache = createEmbeddingCache();
       const queue = new SummaryQueue();
-      const compactor = createCompactor({ maxInputTokens: BUDGET, strategy: preset, presetOptions: { relevance: { embeddings: cache }, summarize: { store: memorySummaryStore(), queue } } });
+      const compactor = createCompactor({
+        maxInputTokens: BUDGET,
+        strategy: preset,
+        presetOptions: { relevance: { embeddings: cache }, summarize: { store: memorySummaryStore(), queue } },
+      });
       const times: number[] = [];
       for (const conversation of conversations) {
         for (let index = 0; index < conversation.messages.length; index++) {

@@ -38,7 +38,8 @@ function standardise(samples: readonly Sample[]): { mean: number[]; scale: numbe
   const mean = new Array<number>(FEATURE_COUNT).fill(0);
   const scale = new Array<number>(FEATURE_COUNT).fill(0);
   for (const sample of samples) for (let index = 1; index < FEATURE_COUNT; index++) mean[index]! += sample.features[index]! / samples.length;
-  for (const sample of samples) for (let index = 1; index < FEATURE_COUNT; index++) scale[index]! += (sample.features[index]! - mean[index]!) ** 2 / samples.length;
+  for (const sample of samples)
+    for (let index = 1; index < FEATURE_COUNT; index++) scale[index]! += (sample.features[index]! - mean[index]!) ** 2 / samples.length;
   for (let index = 1; index < FEATURE_COUNT; index++) scale[index] = Math.sqrt(scale[index]!) || 1;
   return { mean, scale };
 }
@@ -46,7 +47,9 @@ function standardise(samples: readonly Sample[]): { mean: number[]; scale: numbe
 /** Logistic regression, full-batch Adam with a little L2; `mask` limits the features used. */
 function train(samples: readonly Sample[], mask: readonly boolean[], l2 = 1e-3, steps = 1500): { mean: number[]; scale: number[]; weights: number[] } {
   const { mean, scale } = standardise(samples);
-  const x = samples.map((sample) => Array.from({ length: FEATURE_COUNT }, (_, index) => (index === 0 ? 1 : mask[index] ? (sample.features[index]! - mean[index]!) / scale[index]! : 0)));
+  const x = samples.map((sample) =>
+    Array.from({ length: FEATURE_COUNT }, (_, index) => (index === 0 ? 1 : mask[index] ? (sample.features[index]! - mean[index]!) / scale[index]! : 0)),
+  );
   const weights = new Array<number>(FEATURE_COUNT).fill(0);
   const m = new Array<number>(FEATURE_COUNT).fill(0);
   const v = new Array<number>(FEATURE_COUNT).fill(0);
@@ -89,15 +92,34 @@ function wilsonUpper(k: number, n: number): number {
 /** A verifier from a scoring function over the pair features (for the comparison rows). */
 function verifierOf(id: string, score: (features: Float64Array, cosine: number) => number): Verifier {
   const profiles = new Map<string, TextProfile>();
-  const profileOf = (text: string) => profiles.get(text) ?? (profiles.set(text, profile(text)), profiles.get(text)!);
+  const profileOf = (text: string): TextProfile => {
+    let found = profiles.get(text);
+    if (!found) {
+      found = profile(text);
+      profiles.set(text, found);
+    }
+    return found;
+  };
   return { id, score: (query, candidate, cosine) => score(pairFeatures(profileOf(query), profileOf(candidate), cosine), cosine) };
 }
 
 /** Retrieval mode, as `cache-eval` runs it: every a cached, every b looked up among all of them. */
 async function retrieval(verifier: Verifier, pairs: readonly LabelledPair[], vectors: Map<string, Float32Array>): Promise<CacheProbe[]> {
   const normalized = new Map([...vectors].map(([text, vector]) => [text.normalize('NFC').trim(), vector]));
-  const embedder: Embedder = { id: 'use-lite@energetic-ai-0.2', dimensions: 512, embed: async (texts) => texts.map((text) => normalized.get(text.normalize('NFC').trim())!) };
-  const cache = createResponseCache({ store: memoryStore({ maxBytes: 2 ** 30 }), embedder, verifier, threshold: 0, minCosine: -1, ttlMs: 0, embeddings: createEmbeddingCache({ maxBytes: 2 ** 30 }) });
+  const embedder: Embedder = {
+    id: 'use-lite@energetic-ai-0.2',
+    dimensions: 512,
+    embed: async (texts) => texts.map((text) => normalized.get(text.normalize('NFC').trim())!),
+  };
+  const cache = createResponseCache({
+    store: memoryStore({ maxBytes: 2 ** 30 }),
+    embedder,
+    verifier,
+    threshold: 0,
+    minCosine: -1,
+    ttlMs: 0,
+    embeddings: createEmbeddingCache({ maxBytes: 2 ** 30 }),
+  });
   return probePairs(cache, pairs);
 }
 
@@ -108,7 +130,10 @@ async function retrieval(verifier: Verifier, pairs: readonly LabelledPair[], vec
 function calibrate(probes: Record<string, CacheProbe[]>, limit: number): number {
   let threshold = -Infinity;
   for (const list of Object.values(probes)) {
-    const negatives = list.filter((probe) => probe.label === 'hard_miss' && probe.found && !probe.correct).map((probe) => probe.score).sort((a, b) => b - a);
+    const negatives = list
+      .filter((probe) => probe.label === 'hard_miss' && probe.found && !probe.correct)
+      .map((probe) => probe.score)
+      .sort((a, b) => b - a);
     const total = list.filter((probe) => probe.label === 'hard_miss').length;
     let allowed = 0;
     while (allowed < negatives.length && wilsonUpper(allowed + 1, total) <= limit) allowed++;
@@ -125,11 +150,20 @@ async function main(): Promise<void> {
   const vectors = await pairVectors(embedder, texts, undefined, (done, total) => process.stderr.write(`\rembedding ${done}/${total}`));
   process.stderr.write('\n');
   const profiles = new Map<string, TextProfile>();
-  const profileOf = (text: string) => profiles.get(text) ?? (profiles.set(text, profile(text)), profiles.get(text)!);
-  const toSample = (source: 'qqp' | 'stsb') => (pair: LabelledPair): Sample => {
-    const cosine = dot(vectors.get(pair.a)!, vectors.get(pair.b)!);
-    return { pair, source, cosine, features: pairFeatures(profileOf(pair.b), profileOf(pair.a), cosine), label: pair.label === 'hit' ? 1 : 0 };
+  const profileOf = (text: string): TextProfile => {
+    let found = profiles.get(text);
+    if (!found) {
+      found = profile(text);
+      profiles.set(text, found);
+    }
+    return found;
   };
+  const toSample =
+    (source: 'qqp' | 'stsb') =>
+    (pair: LabelledPair): Sample => {
+      const cosine = dot(vectors.get(pair.a)!, vectors.get(pair.b)!);
+      return { pair, source, cosine, features: pairFeatures(profileOf(pair.b), profileOf(pair.a), cosine), label: pair.label === 'hit' ? 1 : 0 };
+    };
   // test: 30% of questions, never seen; of the rest, 25% calibrate the threshold, 75% fit the model.
   const fitSet: Sample[] = [];
   const calibration: Record<string, LabelledPair[]> = {};
@@ -141,7 +175,9 @@ async function main(): Promise<void> {
     calibration[source] = calibrate;
     test[source] = held;
   }
-  console.log(`fit ${fitSet.length} pairs; calibrate ${calibration.qqp!.length + calibration.stsb!.length}; test ${test.qqp!.length + test.stsb!.length} (split by question)`);
+  console.log(
+    `fit ${fitSet.length} pairs; calibrate ${calibration.qqp!.length + calibration.stsb!.length}; test ${test.qqp!.length + test.stsb!.length} (split by question)`,
+  );
 
   const all = FEATURE_NAMES.map(() => true);
   const lexical = FEATURE_NAMES.map((name) => ['bias', 'cosine', 'cosine_above_0.9', 'word_jaccard', 'content_jaccard'].includes(name));
@@ -151,17 +187,25 @@ async function main(): Promise<void> {
   const nameIndex = FEATURE_NAMES.indexOf('name_mismatch');
   const variants: { name: string; verifier: Verifier }[] = [
     { name: 'cosine alone', verifier: verifierOf('cosine', (_features, cosine) => cosine) },
-    { name: 'cosine + exact-entity rule (numbers and names must match)', verifier: verifierOf('entity-rule', (features, cosine) => (features[numberIndex]! > 0 || features[nameIndex]! > 0 ? -1 : cosine)) },
+    {
+      name: 'cosine + exact-entity rule (numbers and names must match)',
+      verifier: verifierOf('entity-rule', (features, cosine) => (features[numberIndex]! > 0 || features[nameIndex]! > 0 ? -1 : cosine)),
+    },
     { name: 'logistic: cosine + lexical overlap', verifier: verifierOf('lexical', (features) => predict(lexicalModel, features)) },
     { name: 'logistic: all features (shipped)', verifier: verifierOf('shipped', (features) => predict(shipped, features)) },
   ];
   const percent = (value: number | null) => (value === null ? '–' : `${(100 * value).toFixed(1)}%`);
   const rows: string[] = [];
   for (const variant of variants) {
-    const calibrated = calibrate({ qqp: await retrieval(variant.verifier, calibration.qqp!, vectors), stsb: await retrieval(variant.verifier, calibration.stsb!, vectors) }, MAX_FALSE_HITS);
+    const calibrated = calibrate(
+      { qqp: await retrieval(variant.verifier, calibration.qqp!, vectors), stsb: await retrieval(variant.verifier, calibration.stsb!, vectors) },
+      MAX_FALSE_HITS,
+    );
     const qqp = scoreProbes(await retrieval(variant.verifier, test.qqp!, vectors), calibrated);
     const stsb = scoreProbes(await retrieval(variant.verifier, test.stsb!, vectors), calibrated);
-    rows.push(`| ${variant.name} | ${calibrated.toFixed(3)} | ${percent(qqp.trueHitRate)} | ${percent(qqp.falseHitRate.hard_miss)} | ${percent(qqp.precision)} | ${percent(stsb.trueHitRate)} | ${percent(stsb.falseHitRate.hard_miss)} | ${percent(stsb.falseHitRate.miss)} |`);
+    rows.push(
+      `| ${variant.name} | ${calibrated.toFixed(3)} | ${percent(qqp.trueHitRate)} | ${percent(qqp.falseHitRate.hard_miss)} | ${percent(qqp.precision)} | ${percent(stsb.trueHitRate)} | ${percent(stsb.falseHitRate.hard_miss)} | ${percent(stsb.falseHitRate.miss)} |`,
+    );
     process.stderr.write(`${variant.name}: done\n`);
     if (variant.name.includes('shipped') && write) {
       const file = `// Generated by bench/train-verifier.ts (npm run build && node dist/bench/train-verifier.js --write).
@@ -182,7 +226,9 @@ export const VERIFIER_MODEL = {
       console.log(FEATURE_NAMES.map((name, index) => `${name}=${shipped.weights[index]!.toFixed(3)}`).join(' '));
     }
   }
-  console.log('\nRetrieval mode on the test split (every a cached, each b looked up among all of them); threshold calibrated on the calibration split at <= 1% hard-negative hits (95% confidence).\n');
+  console.log(
+    '\nRetrieval mode on the test split (every a cached, each b looked up among all of them); threshold calibrated on the calibration split at <= 1% hard-negative hits (95% confidence).\n',
+  );
   console.log('| verifier | threshold | QQP true hits | QQP hard_miss hits | QQP precision | STS-B true hits | STS-B hard_miss hits | STS-B miss hits |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const row of rows) console.log(row);

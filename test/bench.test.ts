@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { noCompaction, presetContender, trimMessagesContender, type Contender } from '../bench/harness/contenders.js';
 import { billedCost, cachedTokens, loadPrices, priceFor, type ModelPrice } from '../bench/harness/cost.js';
+import { PRICES } from '../src/proxy/prices.js';
 import { normalizeEvidence } from '../bench/harness/evidence.js';
 import { loadDataset, loadJsonl, loadLocomo, loadMtBench101, loadTopicalChat, type BenchConversation } from '../bench/harness/loaders.js';
 import { contentWords, factRetention, verbatimRetention } from '../bench/harness/metrics.js';
@@ -80,7 +81,10 @@ describe('loaders on real files', () => {
   test('generic JSON Lines, with the bad line reported by number', () => {
     const folder = mkdtempSync(join(tmpdir(), 'cc-bench-'));
     const good = join(folder, 'good.jsonl');
-    writeFileSync(good, `${JSON.stringify({ id: 'a', model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })}\n\n${JSON.stringify({ messages: [{ role: 'user', content: 'yo' }] })}\n`);
+    writeFileSync(
+      good,
+      `${JSON.stringify({ id: 'a', model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })}\n\n${JSON.stringify({ messages: [{ role: 'user', content: 'yo' }] })}\n`,
+    );
     const conversations = loadJsonl(good);
     expect(conversations.map((conversation) => [conversation.id, conversation.model])).toEqual([
       ['a', 'gpt-4o-mini'],
@@ -100,10 +104,11 @@ describe('loaders on real files', () => {
 });
 
 describe('cost model', () => {
-  test('the default price table ships in the npm package (the proxy dollars-saved metric reads it)', async () => {
+  test('the default price table ships in the npm package, with the proxy that reads it', async () => {
     const { readFileSync } = await import('node:fs');
     const manifest = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { files: string[] };
-    expect(manifest.files).toContain('bench/prices.json');
+    expect(manifest.files).toContain('dist/src');
+    expect(loadPrices()).toBe(PRICES);
     expect(Object.keys(loadPrices()).length).toBeGreaterThan(0);
   });
 
@@ -113,18 +118,27 @@ describe('cost model', () => {
     expect(cachedTokens(1024, 'openai')).toBe(1024);
     expect(cachedTokens(1500, 'openai')).toBe(1408);
     // 2,000 input tokens, 1,500 shared: 1,408 cached at $1.25, 592 at $2.50, 100 output at $10.
-    expect(billedCost({ inputTokens: 2000, prefixTokens: 1500, outputTokens: 100 }, price, 'openai')).toBeCloseTo((1408 * 1.25 + 592 * 2.5 + 100 * 10) / 1e6, 12);
+    expect(billedCost({ inputTokens: 2000, prefixTokens: 1500, outputTokens: 100 }, price, 'openai')).toBeCloseTo(
+      (1408 * 1.25 + 592 * 2.5 + 100 * 10) / 1e6,
+      12,
+    );
     expect(billedCost({ inputTokens: 2000, prefixTokens: 1000, outputTokens: 0 }, price, 'openai')).toBeCloseTo((2000 * 2.5) / 1e6, 12);
     expect(billedCost({ inputTokens: 2000, prefixTokens: 1500, outputTokens: 0 }, price, 'none')).toBeCloseTo((2000 * 2.5) / 1e6, 12);
   });
 
   test('Anthropic rule: the shared prefix is read at the cache rate, the rest written at 1.25×', () => {
     const claude: ModelPrice = { input: 3, cachedInput: 0.3, cacheWrite: 3.75, output: 15 };
-    expect(billedCost({ inputTokens: 2000, prefixTokens: 1500, outputTokens: 10 }, claude, 'anthropic')).toBeCloseTo((1500 * 0.3 + 500 * 3.75 + 10 * 15) / 1e6, 12);
+    expect(billedCost({ inputTokens: 2000, prefixTokens: 1500, outputTokens: 10 }, claude, 'anthropic')).toBeCloseTo(
+      (1500 * 0.3 + 500 * 3.75 + 10 * 15) / 1e6,
+      12,
+    );
     // Under the 1,024-token minimum nothing is cached or written.
     expect(billedCost({ inputTokens: 900, prefixTokens: 800, outputTokens: 0 }, claude, 'anthropic')).toBeCloseTo((900 * 3) / 1e6, 12);
     // No shared prefix: everything written at 1.25× input.
-    expect(billedCost({ inputTokens: 2000, prefixTokens: 0, outputTokens: 0 }, { ...claude, cacheWrite: undefined }, 'anthropic')).toBeCloseTo((2000 * 3.75) / 1e6, 12);
+    expect(billedCost({ inputTokens: 2000, prefixTokens: 0, outputTokens: 0 }, { ...claude, cacheWrite: undefined }, 'anthropic')).toBeCloseTo(
+      (2000 * 3.75) / 1e6,
+      12,
+    );
   });
 
   test('the shipped price table is dated, sourced and editable', () => {
@@ -176,9 +190,15 @@ describe('retention metrics on a hand-made case', () => {
   test('runQa keeps exactly the last turns under a tiny budget, and ER follows', async () => {
     const counter = await counterPromise;
     const violations: Violation[] = [];
-    const rows = await runQa([conversation], [noCompaction(), presetContender('truncate')], { budgets: [10_000, 40], model: 'gpt-4o', counter, progress: false }, violations);
+    const rows = await runQa(
+      [conversation],
+      [noCompaction(), presetContender('truncate')],
+      { budgets: [10_000, 40], model: 'gpt-4o', counter, progress: false },
+      violations,
+    );
     expect(violations).toEqual([]);
-    const row = (contender: string, budget: number) => rows.find((entry) => entry.contender === contender && entry.budget === budget && entry.category === '1-4')!;
+    const row = (contender: string, budget: number) =>
+      rows.find((entry) => entry.contender === contender && entry.budget === budget && entry.category === '1-4')!;
     expect(row('none', 40).erVerbatim).toBe(1);
     expect(row('truncate', 10_000).erVerbatim).toBe(1);
     // At 40 tokens only the system prompt, the question and nothing else fit.
@@ -191,13 +211,23 @@ describe('replay and correctness checks', () => {
   const conversation: BenchConversation = {
     id: 'chat',
     source: 'jsonl',
-    messages: [{ role: 'system', content: 'You are terse.' }, ...Array.from({ length: 40 }, (_, index): ChatMessage => ({ role: index % 2 === 0 ? 'user' : 'assistant', content: `turn ${index} `.repeat(30) }))],
+    messages: [
+      { role: 'system', content: 'You are terse.' },
+      ...Array.from({ length: 40 }, (_, index): ChatMessage => ({ role: index % 2 === 0 ? 'user' : 'assistant', content: `turn ${index} `.repeat(30) })),
+    ],
   };
 
   test('shared prefix counts whole identical leading messages', async () => {
     const counter = await counterPromise;
-    const a: ChatMessage[] = [{ role: 'system', content: 'x' }, { role: 'user', content: 'y' }];
-    const b: ChatMessage[] = [{ role: 'system', content: 'x' }, { role: 'user', content: 'y' }, { role: 'user', content: 'z' }];
+    const a: ChatMessage[] = [
+      { role: 'system', content: 'x' },
+      { role: 'user', content: 'y' },
+    ];
+    const b: ChatMessage[] = [
+      { role: 'system', content: 'x' },
+      { role: 'user', content: 'y' },
+      { role: 'user', content: 'z' },
+    ];
     expect(sharedPrefixTokens(a, b, counter)).toBe(counter.message(a[0]!) + counter.message(a[1]!));
     expect(sharedPrefixTokens([{ role: 'system', content: 'other' }], b, counter)).toBe(0);
   });
@@ -206,7 +236,12 @@ describe('replay and correctness checks', () => {
     const counter = await counterPromise;
     const price = priceFor(loadPrices(), 'gpt-4o');
     const violations: Violation[] = [];
-    const { rows, turns } = await runReplay([conversation], [noCompaction(), presetContender('truncate')], { budget: 1500, model: 'gpt-4o', counter, price, cacheRule: 'openai', progress: false }, violations);
+    const { rows, turns } = await runReplay(
+      [conversation],
+      [noCompaction(), presetContender('truncate')],
+      { budget: 1500, model: 'gpt-4o', counter, price, cacheRule: 'openai', progress: false },
+      violations,
+    );
     expect(violations).toEqual([]);
     const none = rows.find((row) => row.contender === 'none')!;
     const truncate = rows.find((row) => row.contender === 'truncate')!;
@@ -220,9 +255,18 @@ describe('replay and correctness checks', () => {
 
   test('a contender that breaks an invariant is caught and reported', async () => {
     const counter = await counterPromise;
-    const dropsSystem: Contender = { name: 'drops-system', kind: 'preset', run: async (request) => ({ messages: request.messages.slice(1), ms: 0, failures: 0 }) };
+    const dropsSystem: Contender = {
+      name: 'drops-system',
+      kind: 'preset',
+      run: async (request) => ({ messages: request.messages.slice(1), ms: 0, failures: 0 }),
+    };
     const violations: Violation[] = [];
-    await runReplay([conversation], [dropsSystem], { budget: 100_000, model: 'gpt-4o', counter, price: priceFor(loadPrices(), 'gpt-4o'), cacheRule: 'openai', progress: false }, violations);
+    await runReplay(
+      [conversation],
+      [dropsSystem],
+      { budget: 100_000, model: 'gpt-4o', counter, price: priceFor(loadPrices(), 'gpt-4o'), cacheRule: 'openai', progress: false },
+      violations,
+    );
     expect(violations.length).toBe(20);
     expect(violations[0]!.problem).toMatch(/protected system/);
     expect(checkOutput(conversation.messages, conversation.messages, 100, counter)).toMatch(/over budget/);

@@ -19,7 +19,13 @@ describe('cache-eval', () => {
   test('prints the documented JSON object, and an array with --sweep', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cache-eval-'));
     const file = join(dir, 'pairs.jsonl');
-    writeFileSync(file, qqp.slice(0, 400).map((pair) => JSON.stringify(pair)).join('\n'));
+    writeFileSync(
+      file,
+      qqp
+        .slice(0, 400)
+        .map((pair) => JSON.stringify(pair))
+        .join('\n'),
+    );
     const single = run(['cache-eval', '--pairs', file, '--embedder', 'hash', '--verifier', 'cosine', '--threshold', '0.9', '--json', '--no-progress']);
     expect(single.status, single.stderr).toBe(0);
     const result = JSON.parse(single.stdout);

@@ -25,7 +25,10 @@ const completion = (content: string, extra: Record<string, unknown> = {}) => ({
 
 const ask = (content: string, extra: Partial<ChatRequest> = {}, system = 'You are a helpful assistant.'): ChatRequest => ({
   model: 'gpt-4o-mini',
-  messages: [{ role: 'system', content: system }, { role: 'user', content }],
+  messages: [
+    { role: 'system', content: system },
+    { role: 'user', content },
+  ],
   ...extra,
 });
 
@@ -52,8 +55,11 @@ const withCompaction = (handler: (request: Request) => Promise<Response>, source
   Object.assign(fetchCompaction(source, { headers: true, ...options })(handler), { settle: () => source.options.cache!.idle() });
 
 const post = (body: unknown, headers: Record<string, string> = {}) =>
-  new Request('http://localhost/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
-
+  new Request('http://localhost/v1/chat/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
 
 describe('response cache', () => {
   test('a repeated request is answered from the exact layer without reaching the upstream', async () => {
@@ -121,7 +127,11 @@ describe('response cache', () => {
       ['no tenant', ask(question, { temperature: 0 }), { route: '/chat' }],
       ['system prompt', ask(question, { temperature: 0 }, 'You are a pirate.'), { tenant: 'acme', route: '/chat' }],
       ['model', ask(question, { temperature: 0, model: 'gpt-4o' }), { tenant: 'acme', route: '/chat' }],
-      ['tools', ask(question, { temperature: 0, tools: [{ type: 'function', function: { name: 'lookup', parameters: {} } }] }), { tenant: 'acme', route: '/chat' }],
+      [
+        'tools',
+        ask(question, { temperature: 0, tools: [{ type: 'function', function: { name: 'lookup', parameters: {} } }] }),
+        { tenant: 'acme', route: '/chat' },
+      ],
       ['route', ask(question, { temperature: 0 }), { tenant: 'acme', route: '/other' }],
       ['temperature', ask(question, { temperature: 1 }), { tenant: 'acme', route: '/chat' }],
       ['unknown field', ask(question, { temperature: 0, reasoning_effort: 'high' }), { tenant: 'acme', route: '/chat' }],
@@ -131,7 +141,10 @@ describe('response cache', () => {
       expect(result.stats.cache?.status, name).toBe('miss');
     }
     // Fields that cannot change the answer stay out of the scope.
-    const neutral = await compactor.compact(ask(question, { temperature: 0, user: 'u-1', stream_options: { include_usage: true } }), { tenant: 'acme', route: '/chat' });
+    const neutral = await compactor.compact(ask(question, { temperature: 0, user: 'u-1', stream_options: { include_usage: true } }), {
+      tenant: 'acme',
+      route: '/chat',
+    });
     expect(neutral.stats.cache?.status).toBe('hit');
   });
 
@@ -157,7 +170,9 @@ describe('response cache', () => {
 
   test('entries expire after their TTL, and route overrides apply', async () => {
     const clock = manualClock();
-    const compactor = createCompactor({ cache: testCache({ store: memoryStore({ clock: clock.now }), ttlMs: 40, routes: { '/fresh': { ttlMs: 10_000 }, '/nocache': { mode: 'off' } } }) });
+    const compactor = createCompactor({
+      cache: testCache({ store: memoryStore({ clock: clock.now }), ttlMs: 40, routes: { '/fresh': { ttlMs: 10_000 }, '/nocache': { mode: 'off' } } }),
+    });
     const first = await compactor.compact(ask('Is it raining in Oslo?'));
     await compacted(first).commit!({ format: 'openai', body: completion('Yes.') });
     expect((await compactor.compact(ask('Is it raining in Oslo?'))).stats.cache?.status).toBe('hit');
@@ -166,7 +181,10 @@ describe('response cache', () => {
     clock.advance(80);
     expect((await compactor.compact(ask('Is it raining in Oslo?'))).stats.cache?.status).toBe('miss');
     expect((await compactor.compact(ask('Is it raining in Bergen?'), { route: '/fresh' })).stats.cache?.status).toBe('hit');
-    expect((await compactor.compact(ask('Is it raining in Bergen?'), { route: '/nocache' })).stats.cache).toMatchObject({ status: 'bypass', reason: 'route-off' });
+    expect((await compactor.compact(ask('Is it raining in Bergen?'), { route: '/nocache' })).stats.cache).toMatchObject({
+      status: 'bypass',
+      reason: 'route-off',
+    });
   });
 
   test('the bypass headers skip the cache and store nothing', async () => {
@@ -188,8 +206,22 @@ describe('response cache', () => {
     const compactor = createCompactor({ cache });
     const cases: [string, unknown][] = [
       ['error', { error: { message: 'rate limited', type: 'rate_limit' } }],
-      ['tool-calls', completion('', { choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [{ id: 't1', type: 'function', function: { name: 'f', arguments: '{}' } }] }, finish_reason: 'tool_calls' }] })],
-      ['incomplete', completion('The answer is', { choices: [{ index: 0, message: { role: 'assistant', content: 'The answer is' }, finish_reason: 'length' }] })],
+      [
+        'tool-calls',
+        completion('', {
+          choices: [
+            {
+              index: 0,
+              message: { role: 'assistant', content: null, tool_calls: [{ id: 't1', type: 'function', function: { name: 'f', arguments: '{}' } }] },
+              finish_reason: 'tool_calls',
+            },
+          ],
+        }),
+      ],
+      [
+        'incomplete',
+        completion('The answer is', { choices: [{ index: 0, message: { role: 'assistant', content: 'The answer is' }, finish_reason: 'length' }] }),
+      ],
     ];
     for (const [reason, body] of cases) {
       const result = await compactor.compact(ask(`question for ${reason}`));
@@ -199,7 +231,10 @@ describe('response cache', () => {
     }
     // Through the adapter: a 500 from the upstream is passed on and not stored.
     let calls = 0;
-    const fetch = withCompaction(async () => (calls++, Response.json({ error: { message: 'boom' } }, { status: 500 })), compactor);
+    const fetch = withCompaction(async () => {
+      calls++;
+      return Response.json({ error: { message: 'boom' } }, { status: 500 });
+    }, compactor);
     expect((await fetch(post(ask('flaky')))).status).toBe(500);
     await fetch.settle();
     expect((await fetch(post(ask('flaky')))).status).toBe(500);
@@ -226,18 +261,21 @@ describe('response cache', () => {
     }));
     const last = { ...chunks[0]!, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] };
     const wire = encodeSse([...[...chunks, last].map((chunk) => ({ data: JSON.stringify(chunk) })), { data: '[DONE]' }]);
-    const fetch = withCompaction(async () => {
-      calls++;
-      // Deliver the stream in awkward pieces, split inside events.
-      const pieces = wire.match(/[\s\S]{1,37}/g)!;
-      const body = new ReadableStream<Uint8Array>({
-        start(controller) {
-          for (const piece of pieces) controller.enqueue(new TextEncoder().encode(piece));
-          controller.close();
-        },
-      });
-      return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
-    }, createCompactor({ cache: testCache() }));
+    const fetch = withCompaction(
+      async () => {
+        calls++;
+        // Deliver the stream in awkward pieces, split inside events.
+        const pieces = wire.match(/[\s\S]{1,37}/g)!;
+        const body = new ReadableStream<Uint8Array>({
+          start(controller) {
+            for (const piece of pieces) controller.enqueue(new TextEncoder().encode(piece));
+            controller.close();
+          },
+        });
+        return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
+      },
+      createCompactor({ cache: testCache() }),
+    );
     const first = await fetch(post(ask('Say hello', { stream: true })));
     expect(await first.text()).toBe(wire);
     await fetch.settle();
@@ -254,16 +292,19 @@ describe('response cache', () => {
 
   test('a stream that drops half-way is not stored', async () => {
     let calls = 0;
-    const fetch = withCompaction(async () => {
-      calls++;
-      const body = new ReadableStream<Uint8Array>({
-        start(controller) {
-          controller.enqueue(new TextEncoder().encode(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'Hal' } }] })}\n\n`));
-          controller.error(new Error('upstream reset'));
-        },
-      });
-      return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
-    }, createCompactor({ cache: testCache() }));
+    const fetch = withCompaction(
+      async () => {
+        calls++;
+        const body = new ReadableStream<Uint8Array>({
+          start(controller) {
+            controller.enqueue(new TextEncoder().encode(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'Hal' } }] })}\n\n`));
+            controller.error(new Error('upstream reset'));
+          },
+        });
+        return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
+      },
+      createCompactor({ cache: testCache() }),
+    );
     await expect((await fetch(post(ask('Say hi', { stream: true })))).text()).rejects.toThrow();
     await fetch.settle();
     await expect((await fetch(post(ask('Say hi', { stream: true })))).text()).rejects.toThrow();
@@ -278,9 +319,15 @@ describe('response cache', () => {
     await fetch.settle();
     const streamed = await fetch(post(ask('Name a colour.', { stream: true })));
     const text = await streamed.text();
-    const events = text.split('\n\n').filter(Boolean).map((event) => event.replace(/^data: /, ''));
+    const events = text
+      .split('\n\n')
+      .filter(Boolean)
+      .map((event) => event.replace(/^data: /, ''));
     expect(events.at(-1)).toBe('[DONE]');
-    const content = events.slice(0, -1).map((event) => (JSON.parse(event) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? '').join('');
+    const content = events
+      .slice(0, -1)
+      .map((event) => (JSON.parse(event) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? '')
+      .join('');
     expect(content).toBe('answer 1');
   });
 
@@ -304,8 +351,12 @@ describe('response cache', () => {
     const second = await request(app).post('/v1/chat/completions').send(ask('Hello there'));
     expect(second.headers['x-compactor-cache']).toBe('hit');
     expect(second.body.choices[0].message.content).toBe('express 1');
-    await request(app).post('/v1/chat/completions').send(ask('Stream please', { stream: true }));
-    const replayed = await request(app).post('/v1/chat/completions').send(ask('Stream please', { stream: true }));
+    await request(app)
+      .post('/v1/chat/completions')
+      .send(ask('Stream please', { stream: true }));
+    const replayed = await request(app)
+      .post('/v1/chat/completions')
+      .send(ask('Stream please', { stream: true }));
     expect(replayed.headers['x-compactor-cache']).toBe('hit');
     expect(replayed.text).toContain('streamed');
     expect(replayed.text.trim().endsWith('data: [DONE]')).toBe(true);
@@ -352,7 +403,14 @@ describe('response cache', () => {
   test('the cache and relevance share one embedding memo: the question is embedded once', async () => {
     const base = hashEmbedder(128);
     const seen: string[] = [];
-    const recording = { ...base, id: 'recording-hash-128', embed: async (texts: readonly string[]) => (seen.push(...texts), base.embed(texts)) };
+    const recording = {
+      ...base,
+      id: 'recording-hash-128',
+      embed: async (texts: readonly string[]) => {
+        seen.push(...texts);
+        return base.embed(texts);
+      },
+    };
     const cache = createResponseCache({ embedder: recording, verifier: cosineVerifier(), threshold: 0.95 });
     const compactor = createCompactor({ maxInputTokens: 2000, strategy: 'relevance', embedder: recording, cache });
     const body = locomoRequest(0);
@@ -406,15 +464,26 @@ describe('Anthropic entries across streamed and non-streamed requests', () => {
     expect(anthropicMessageEvents({ ...message, content: [{ type: 'web_search_tool_result', content: [] }] })).toBeUndefined();
     const cited = [
       ...events.slice(0, 1),
-      { event: 'content_block_start', data: JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '', citations: [] } }) },
-      { event: 'content_block_delta', data: JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'citations_delta', citation: { cited_text: 'x' } } }) },
+      {
+        event: 'content_block_start',
+        data: JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '', citations: [] } }),
+      },
+      {
+        event: 'content_block_delta',
+        data: JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'citations_delta', citation: { cited_text: 'x' } } }),
+      },
     ];
     expect(assembleAnthropicMessage(cited)).toBeUndefined();
   });
 
   test('stored from one form, a hit replays in the other; an entry that cannot convert is a miss', async () => {
     const cache = testCache();
-    const request = (content: string, stream: boolean): ChatRequest => ({ model: 'claude-haiku-3-5', max_tokens: 100, stream, messages: [{ role: 'user', content }] });
+    const request = (content: string, stream: boolean): ChatRequest => ({
+      model: 'claude-haiku-3-5',
+      max_tokens: 100,
+      stream,
+      messages: [{ role: 'user', content }],
+    });
     const textOnly = { ...message, content: [{ type: 'text', text: 'Paris.' }] };
     const missed = await cache.lookup(request('Capital of France?', false), { format: 'anthropic' });
     expect(missed.status).toBe('miss');
@@ -429,11 +498,20 @@ describe('Anthropic entries across streamed and non-streamed requests', () => {
     // non-streamed one misses rather than get a message with parts missing.
     const unknown = [
       { event: 'message_start', data: JSON.stringify({ type: 'message_start', message: { ...textOnly, content: [] } }) },
-      { event: 'content_block_start', data: JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '', citations: [] } }) },
-      { event: 'content_block_delta', data: JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'citations_delta', citation: { cited_text: 'Perseverance landed.' } } }) },
+      {
+        event: 'content_block_start',
+        data: JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '', citations: [] } }),
+      },
+      {
+        event: 'content_block_delta',
+        data: JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'citations_delta', citation: { cited_text: 'Perseverance landed.' } } }),
+      },
       { event: 'content_block_delta', data: JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'It landed.' } }) },
       { event: 'content_block_stop', data: JSON.stringify({ type: 'content_block_stop', index: 0 }) },
-      { event: 'message_delta', data: JSON.stringify({ type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 3 } }) },
+      {
+        event: 'message_delta',
+        data: JSON.stringify({ type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 3 } }),
+      },
       { event: 'message_stop', data: JSON.stringify({ type: 'message_stop' }) },
     ];
     const first = await cache.lookup(request('Latest news on Mars?', true), { format: 'anthropic' });

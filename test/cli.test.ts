@@ -62,7 +62,10 @@ describe('CLI: compact', () => {
     const input = [good, '{"messages": [', JSON.stringify({ messages: [{ role: 'robot', content: 'x' }] }), good].join('\n');
     const { code, stdout, stderr } = run(['compact', '--batch', '--budget', '1500', '--stats', '--preset', 'truncate'], input);
     expect(code).toBe(0);
-    const lines = stdout.trim().split('\n').map((line) => JSON.parse(line));
+    const lines = stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(lines).toHaveLength(4);
     expect(lines[0].messages.length).toBeLessThan(locomoRequest(1).messages.length);
     expect(lines[1].error.code).toBe('input.invalid');
@@ -76,7 +79,9 @@ describe('CLI: compact', () => {
       model: 'claude-sonnet-4-5',
       system: 'be brief',
       max_tokens: 100,
-      messages: locomoRequest(0).messages.slice(1).map((message) => ({ role: message.role, content: message.content })),
+      messages: locomoRequest(0)
+        .messages.slice(1)
+        .map((message) => ({ role: message.role, content: message.content })),
     };
     const { code, stdout } = run(['compact', '--budget', '800', '--preset', 'truncate'], JSON.stringify(body));
     expect(code).toBe(0);
@@ -87,7 +92,10 @@ describe('CLI: compact', () => {
 
   test('--config routes with presets and options; flags win', () => {
     const config = join(folder, 'config.json');
-    writeFileSync(config, JSON.stringify({ defaults: { maxInputTokens: 3000, strategy: 'truncate' }, routes: [{ path: '/small', options: { maxInputTokens: 700 } }] }));
+    writeFileSync(
+      config,
+      JSON.stringify({ defaults: { maxInputTokens: 3000, strategy: 'truncate' }, routes: [{ path: '/small', options: { maxInputTokens: 700 } }] }),
+    );
     const small = run(['compact', conversationFile, '--config', config, '--route', '/small', '--stats']);
     expect(JSON.parse(small.stderr).budget).toBe(700);
     const other = run(['compact', conversationFile, '--config', config, '--stats']);
@@ -116,7 +124,15 @@ describe('CLI: compact', () => {
   });
 
   test('budget unreachable exits 2 with budget.unreachable', () => {
-    const { code, stderr } = run(['compact', '--budget', '5'], JSON.stringify({ messages: [{ role: 'system', content: 'a long system prompt' }, { role: 'user', content: 'q' }] }));
+    const { code, stderr } = run(
+      ['compact', '--budget', '5'],
+      JSON.stringify({
+        messages: [
+          { role: 'system', content: 'a long system prompt' },
+          { role: 'user', content: 'q' },
+        ],
+      }),
+    );
     expect(code).toBe(2);
     expect(stderr).toMatch(/budget.unreachable/);
   });
@@ -134,19 +150,47 @@ describe('CLI: demo', () => {
 
 describe('CLI: bench', () => {
   const strip = (report: Record<string, unknown>) =>
-    JSON.parse(JSON.stringify(report, (key, value) => (key === 'ms' || key === 'msP50' || key === 'msP99' || key === 'machine' || key === 'command' ? undefined : value)));
+    JSON.parse(
+      JSON.stringify(report, (key, value) =>
+        key === 'ms' || key === 'msP50' || key === 'msP99' || key === 'machine' || key === 'command' ? undefined : value,
+      ),
+    );
 
   test('runs on given data, writes JSON, Markdown and HTML, and is deterministic but for timings', () => {
     const logs = join(folder, 'logs.jsonl');
     const turns = locomoRequest(1).messages.slice(0, 40);
     writeFileSync(logs, `${JSON.stringify({ id: 'mine', messages: turns })}\n`);
     // A real LoCoMo conversation cut to its first four sessions, with the QA items whose evidence is there.
-    const [sample] = JSON.parse(readFileSync(join(packageRoot(), 'bench', 'data', 'locomo', 'locomo-dev.json'), 'utf8')) as { conversation: Record<string, unknown>; qa: { evidence: string[] }[] }[];
-    const conversation = Object.fromEntries(Object.entries(sample!.conversation).filter(([key]) => !/^session_(\d+)/.test(key) || Number(/^session_(\d+)/.exec(key)![1]) <= 4));
+    const [sample] = JSON.parse(readFileSync(join(packageRoot(), 'bench', 'data', 'locomo', 'locomo-dev.json'), 'utf8')) as {
+      conversation: Record<string, unknown>;
+      qa: { evidence: string[] }[];
+    }[];
+    const conversation = Object.fromEntries(
+      Object.entries(sample!.conversation).filter(([key]) => !/^session_(\d+)/.test(key) || Number(/^session_(\d+)/.exec(key)![1]) <= 4),
+    );
     const qa = sample!.qa.filter((item) => item.evidence.length > 0 && item.evidence.every((id) => /^D[1-4]:/.test(id)));
     const locomo = join(folder, 'locomo-small.json');
     writeFileSync(locomo, JSON.stringify([{ ...sample, conversation, qa }]));
-    const args = (name: string) => ['bench', '--data', `locomo:${locomo}`, `jsonl:${logs}`, '--presets', 'truncate,relevance', '--limit', '3', '--budgets', '1000,4000', '--replay-budget', '1500', '--json', join(folder, `${name}.json`), '--md', join(folder, `${name}.md`), '--html', join(folder, `${name}.html`)];
+    const args = (name: string) => [
+      'bench',
+      '--data',
+      `locomo:${locomo}`,
+      `jsonl:${logs}`,
+      '--presets',
+      'truncate,relevance',
+      '--limit',
+      '3',
+      '--budgets',
+      '1000,4000',
+      '--replay-budget',
+      '1500',
+      '--json',
+      join(folder, `${name}.json`),
+      '--md',
+      join(folder, `${name}.md`),
+      '--html',
+      join(folder, `${name}.html`),
+    ];
     const first = run(args('a'));
     expect(first.code).toBe(0);
     expect(first.stdout).toMatch(/ER_verbatim by budget/);

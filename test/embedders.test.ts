@@ -26,7 +26,11 @@ async function checkSemantics(embedder: Embedder): Promise<void> {
 
 test('a failed background warm-up is counted, and the texts stay missing for the next request', async () => {
   let calls = 0;
-  const flaky: Embedder = { id: 'flaky', dimensions: 4, embed: async (texts) => (calls++ === 0 ? Promise.reject(new Error('down')) : texts.map(() => Float32Array.of(1, 0, 0, 0))) };
+  const flaky: Embedder = {
+    id: 'flaky',
+    dimensions: 4,
+    embed: async (texts) => (calls++ === 0 ? Promise.reject(new Error('down')) : texts.map(() => Float32Array.of(1, 0, 0, 0))),
+  };
   const cache = createEmbeddingCache();
   cache.warm(flaky, ['one', 'two']);
   await cache.idle();
@@ -55,7 +59,11 @@ describe('dotMany', () => {
   test('runs on the SIMD kernel here, and both paths match dot, missing vectors scoring -Infinity', () => {
     expect(simdAvailable()).toBe(true);
     // 3,000 rows of 512 dimensions cross the kernel's 4 MiB chunk; 12 dimensions take the fallback.
-    for (const [dims, count] of [[8, 5], [512, 3000], [12, 7]] as const) {
+    for (const [dims, count] of [
+      [8, 5],
+      [512, 3000],
+      [12, 7],
+    ] as const) {
       const query = vector(dims, 1);
       const vectors = Array.from({ length: count }, (_, index) => (index % 5 === 3 ? undefined : vector(dims, index + 2)));
       for (const simd of [true, false]) {
@@ -69,7 +77,10 @@ describe('dotMany', () => {
   });
 
   test('dotRows scores a row-major matrix like dot, across chunks and on both paths', () => {
-    for (const [dims, rows] of [[512, 2500], [12, 9]] as const) {
+    for (const [dims, rows] of [
+      [512, 2500],
+      [12, 9],
+    ] as const) {
       const query = vector(dims, 1);
       const matrix = new Float32Array(dims * (rows + 3));
       for (let row = 0; row < rows + 3; row++) matrix.set(vector(dims, row + 2), row * dims);
@@ -83,12 +94,14 @@ describe('dotMany', () => {
   });
 
   test('a vector of another dimension is an error, not a wrong score', () => {
-    expect(() => dotMany(vector(16, 1), [vector(16, 2), vector(8, 3)])).toThrow(expect.objectContaining({ code: 'input.invalid', details: { vector: 1, dimensions: 8, expected: 16 } }));
+    expect(() => dotMany(vector(16, 1), [vector(16, 2), vector(8, 3)])).toThrow(
+      expect.objectContaining({ code: 'input.invalid', details: { vector: 1, dimensions: 8, expected: 16 } }),
+    );
     expect(() => dotMany(vector(16, 1), [vector(8, 3)], { simd: false })).toThrow(coded('input.invalid'));
   });
 });
 
-test('dot matches a plain loop for every length, including the unrolled loop\'s remainder', () => {
+test("dot matches a plain loop for every length, including the unrolled loop's remainder", () => {
   for (const length of [0, 1, 3, 4, 5, 7, 8, 512, 513]) {
     const a = Float32Array.from({ length }, (_, index) => Math.sin(index + 1));
     const b = Float32Array.from({ length }, (_, index) => Math.cos(index * 3));
@@ -114,7 +127,10 @@ describe('embedding memo', () => {
     };
     let batchesWhenTimerRan = -1;
     setTimeout(() => (batchesWhenTimerRan = batches), 0);
-    await createEmbeddingCache({ maxBatch: 4 }).embed(busy, Array.from({ length: 40 }, (_, index) => `text ${index}`));
+    await createEmbeddingCache({ maxBatch: 4 }).embed(
+      busy,
+      Array.from({ length: 40 }, (_, index) => `text ${index}`),
+    );
     expect(batches).toBe(10);
     // Without the yield the timer would only run after the tenth batch.
     expect(batchesWhenTimerRan).toBeGreaterThan(0);
@@ -159,7 +175,11 @@ describe('embedding memo', () => {
 
   test('a failing embedder rejects every waiter and leaves nothing cached', async () => {
     let fail = true;
-    const flaky: Embedder = { id: 'flaky', dimensions: 2, embed: async (texts) => (fail ? Promise.reject(new Error('down')) : texts.map(() => Float32Array.of(1, 0))) };
+    const flaky: Embedder = {
+      id: 'flaky',
+      dimensions: 2,
+      embed: async (texts) => (fail ? Promise.reject(new Error('down')) : texts.map(() => Float32Array.of(1, 0))),
+    };
     const cache = createEmbeddingCache();
     await expect(Promise.all([cache.embed(flaky, ['x']), cache.embed(flaky, ['x'])])).rejects.toThrow('down');
     fail = false;
@@ -168,13 +188,24 @@ describe('embedding memo', () => {
 
   test('a shared store serves other instances and its failures only cost recomputation', async () => {
     const shared = new Map<string, Float32Array>();
-    const store: EmbeddingStore = { getMany: async (keys) => keys.map((key) => shared.get(key)), setMany: async (entries) => void entries.forEach(([key, value]) => shared.set(key, value)) };
+    const store: EmbeddingStore = {
+      getMany: async (keys) => keys.map((key) => shared.get(key)),
+      setMany: async (entries) =>
+        void entries.forEach(([key, value]) => {
+          shared.set(key, value);
+        }),
+    };
     const embedder = hashEmbedder();
-    await createEmbeddingCache({ store }).embed(embedder, ['one', 'two']);
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    const first = createEmbeddingCache({ store });
+    await first.embed(embedder, ['one', 'two']);
+    // The store write is in the background; idle() waits for it.
+    await first.idle();
     await createEmbeddingCache({ store }).embed(embedder, ['one', 'two']);
     expect(embedder.texts).toBe(2);
-    const broken: EmbeddingStore = { getMany: async () => Promise.reject(new Error('store down')), setMany: async () => Promise.reject(new Error('store down')) };
+    const broken: EmbeddingStore = {
+      getMany: async () => Promise.reject(new Error('store down')),
+      setMany: async () => Promise.reject(new Error('store down')),
+    };
     await createEmbeddingCache({ store: broken }).embed(embedder, ['three']);
     expect(embedder.texts).toBe(3);
   });
@@ -186,6 +217,8 @@ describe('openai embedder against a local fake server', () => {
   const received: { body: { input: string[]; model: string }; auth: string | undefined }[] = [];
   let failuresLeft = 0;
   let hang = false;
+  /** Called when a request reaches the server (set by a test that must act then). */
+  let onRequest: () => void = () => undefined;
 
   beforeAll(async () => {
     server = createServer(async (request: IncomingMessage, response) => {
@@ -193,6 +226,7 @@ describe('openai embedder against a local fake server', () => {
       for await (const chunk of request) text += chunk;
       const body = JSON.parse(text) as { input: string[]; model: string };
       received.push({ body, auth: request.headers.authorization });
+      onRequest();
       if (hang) return; // never answers
       if (failuresLeft > 0) {
         failuresLeft--;
@@ -240,9 +274,11 @@ describe('openai embedder against a local fake server', () => {
     await expect(openaiEmbedder({ baseURL: url, retries: 0, timeoutMs: 200 }).embed(['x'])).rejects.toMatchObject({ code: 'upstream.failed' });
     expect(Date.now() - started).toBeLessThan(2000);
     const controller = new AbortController();
+    // Abort once the request is in flight.
+    onRequest = () => controller.abort();
     const pending = openaiEmbedder({ baseURL: url, retries: 3, timeoutMs: 5000 }).embed(['x'], { signal: controller.signal });
-    setTimeout(() => controller.abort(), 50);
     await expect(pending).rejects.toMatchObject({ code: 'aborted' });
+    onRequest = () => undefined;
     hang = false;
   });
 
@@ -259,7 +295,7 @@ describe('offline pretrained embedders', () => {
     expect(await embedder.runtime()).toBe('onnx');
   });
 
-  test('USE-lite rebuilt for onnxruntime gives the TF.js graph\'s vectors, batched or alone', async () => {
+  test("USE-lite rebuilt for onnxruntime gives the TF.js graph's vectors, batched or alone", async () => {
     const texts = [
       ...similar,
       different,
@@ -273,7 +309,7 @@ describe('offline pretrained embedders', () => {
       `https://example.com/${'a1b2c3d4e5f6g7h8i9j0'.repeat(150)}`,
       'Numbers like 1,234 and IDs like INV-2023-0042 or https://example.com/a?b=c, émojis 🎨 and accents.',
     ];
-    const [onnx, inProcess, tfjs] = [useLite({ runtime: 'onnx' }), useLite({ runtime: 'onnx', worker: false }), useLite({ runtime: 'tfjs' })];
+    const [onnx, inProcess, tfjs] = [useLite({ runtime: 'onnx' }), useLite({ runtime: 'onnx', mainThread: true }), useLite({ runtime: 'tfjs' })];
     const [fromOnnx, fromInProcess, fromTfjs] = await Promise.all([onnx.embed(texts), inProcess.embed(texts), tfjs.embed(texts)]);
     // Concurrent calls share the worker and take turns; each gets its own vectors back.
     const alone = await Promise.all(texts.map(async (text) => (await onnx.embed([text]))[0]!));
@@ -288,17 +324,28 @@ describe('offline pretrained embedders', () => {
     expect(dot(fromOnnx[0]!, fromOnnx[2]!)).toBeLessThan(0.9);
     expect(() => useLite({ runtime: 'gpu' as never })).toThrow(coded('options.invalid', 'runtime'));
     expect(() => useLite({ threads: 0 })).toThrow(coded('options.invalid', 'threads'));
-    expect(() => useLite({ worker: 'yes' as never })).toThrow(coded('options.invalid', 'worker'));
+    expect(() => useLite({ mainThread: 'yes' as never })).toThrow(coded('options.invalid', 'mainThread'));
   });
 
   test('the onnxruntime worker reports its death to pending and later runs', async () => {
     const onnx = await loadOnnxProto();
     const tensor = { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimParam: 'n' }] } } };
-    const model = encodeOnnxModel(onnx, { name: 'double', node: [{ opType: 'Add', input: ['x', 'x'], output: ['y'] }], input: [{ name: 'x', type: tensor }], output: [{ name: 'y', type: tensor }] }, 11);
+    const model = encodeOnnxModel(
+      onnx,
+      {
+        name: 'double',
+        node: [{ opType: 'Add', input: ['x', 'x'], output: ['y'] }],
+        input: [{ name: 'x', type: tensor }],
+        output: [{ name: 'y', type: tensor }],
+      },
+      11,
+    );
     const runner = await createOnnxRunner(model, { output: 'y' });
     expect([...(await runner.run({ x: { data: Float32Array.of(1, 2.5), dims: [2] } }))]).toEqual([2, 5]);
     await runner.close();
-    await expect(runner.run({ x: { data: Float32Array.of(1), dims: [1] } })).rejects.toThrow(expect.objectContaining({ code: 'upstream.failed', details: expect.objectContaining({ reason: 'worker-exited' }) }));
+    await expect(runner.run({ x: { data: Float32Array.of(1), dims: [1] } })).rejects.toThrow(
+      expect.objectContaining({ code: 'upstream.failed', details: expect.objectContaining({ reason: 'worker-exited' }) }),
+    );
   });
 
   test('transformers.js loads the locally built GloVe ONNX model fully offline', async () => {

@@ -44,20 +44,31 @@ describe('Express middleware', () => {
 
   test('errors go through next(err) and render as OpenAI-style JSON with a stable code', async () => {
     const { server } = app(compaction({ maxInputTokens: 2000 }) as express.RequestHandler);
-    const bad = await request(server).post('/v1/chat/completions').send({ messages: [{ role: 'robot', content: 'x' }] }).expect(400);
+    const bad = await request(server)
+      .post('/v1/chat/completions')
+      .send({ messages: [{ role: 'robot', content: 'x' }] })
+      .expect(400);
     expect(bad.body.error).toMatchObject({ code: 'input.invalid', param: 'messages[0].role', type: 'invalid_request_error' });
     const malformed = await request(server).post('/v1/chat/completions').set('content-type', 'application/json').send('{"messages": [').expect(400);
     expect(malformed.body.error.code).toBe('input.invalid');
     const tooSmall = await request(server)
       .post('/v1/chat/completions')
-      .send({ messages: [{ role: 'system', content: 'word '.repeat(3000) }, { role: 'user', content: 'hi' }] })
+      .send({
+        messages: [
+          { role: 'system', content: 'word '.repeat(3000) },
+          { role: 'user', content: 'hi' },
+        ],
+      })
       .expect(413);
     expect(tooSmall.body.error.code).toBe('budget.unreachable');
   });
 
   test('over-large bodies get a 413 with input.too-large', async () => {
     const { server } = app(compaction({ maxInputTokens: 2000 }) as express.RequestHandler, '1kb');
-    const response = await request(server).post('/v1/chat/completions').send({ messages: [{ role: 'user', content: 'x'.repeat(5000) }] }).expect(413);
+    const response = await request(server)
+      .post('/v1/chat/completions')
+      .send({ messages: [{ role: 'user', content: 'x'.repeat(5000) }] })
+      .expect(413);
     expect(response.body.error.code).toBe('input.too-large');
   });
 
@@ -77,7 +88,13 @@ describe('Express middleware', () => {
     let tenant: string | undefined;
     const compactor = createCompactor({
       maxInputTokens: 500,
-      strategy: { name: 'spy', apply: async (messages, context) => ((tenant = context.tenant), { messages }) },
+      strategy: {
+        name: 'spy',
+        apply: async (messages, context) => {
+          tenant = context.tenant;
+          return { messages };
+        },
+      },
     });
     const { server } = app(compaction(compactor, { tenant: (req) => (req as unknown as express.Request).get('x-tenant') }) as express.RequestHandler);
     await request(server).post('/v1/chat/completions').set('x-tenant', 'acme').send(locomoRequest(0)).expect(200);

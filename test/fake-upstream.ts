@@ -14,7 +14,15 @@ export type Behaviour = 'ok' | 'error-500' | 'hang' | 'drop' | 'slow-stream';
  * A local stand-in for OpenAI and Anthropic that records what it received. The answer names how
  * many messages it got, so tests can see compaction without parsing the upstream's logs.
  */
-export async function fakeUpstream(): Promise<{ url: string; calls: Recorded[]; behaviour: Behaviour; server: Server; aborted: number; nextAbort(): Promise<void>; close(): Promise<void> }> {
+export async function fakeUpstream(): Promise<{
+  url: string;
+  calls: Recorded[];
+  behaviour: Behaviour;
+  server: Server;
+  aborted: number;
+  nextAbort(): Promise<void>;
+  close(): Promise<void>;
+}> {
   const state = { behaviour: 'ok' as Behaviour, aborted: 0 };
   const abortWaiters: (() => void)[] = [];
   const calls: Recorded[] = [];
@@ -62,8 +70,24 @@ export async function fakeUpstream(): Promise<{ url: string; calls: Recorded[]; 
     response.end(
       JSON.stringify(
         anthropic
-          ? { id: 'msg_1', type: 'message', role: 'assistant', model: body.model, content: [{ type: 'text', text }], stop_reason: 'end_turn', stop_sequence: null, usage: { input_tokens: 10, output_tokens: 5 } }
-          : { id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: body.model, choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop', logprobs: null }], usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 } },
+          ? {
+              id: 'msg_1',
+              type: 'message',
+              role: 'assistant',
+              model: body.model,
+              content: [{ type: 'text', text }],
+              stop_reason: 'end_turn',
+              stop_sequence: null,
+              usage: { input_tokens: 10, output_tokens: 5 },
+            }
+          : {
+              id: 'chatcmpl-1',
+              object: 'chat.completion',
+              created: 1,
+              model: body.model,
+              choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop', logprobs: null }],
+              usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
+            },
       ),
     );
   });
@@ -96,7 +120,10 @@ function openaiEvents(text: string): string[] {
   const base = { id: 'chatcmpl-s', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini' };
   const words = text.split(/(?<= )/);
   return [
-    ...words.map((word, index) => `data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: index === 0 ? { role: 'assistant', content: word } : { content: word }, finish_reason: null }] })}\n\n`),
+    ...words.map(
+      (word, index) =>
+        `data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: index === 0 ? { role: 'assistant', content: word } : { content: word }, finish_reason: null }] })}\n\n`,
+    ),
     `data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`,
     'data: [DONE]\n\n',
   ];
@@ -105,7 +132,19 @@ function openaiEvents(text: string): string[] {
 function anthropicEvents(text: string): string[] {
   const event = (type: string, data: unknown) => `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
   return [
-    event('message_start', { type: 'message_start', message: { id: 'msg_s', type: 'message', role: 'assistant', model: 'claude-haiku-3-5', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 10, output_tokens: 1 } } }),
+    event('message_start', {
+      type: 'message_start',
+      message: {
+        id: 'msg_s',
+        type: 'message',
+        role: 'assistant',
+        model: 'claude-haiku-3-5',
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { input_tokens: 10, output_tokens: 1 },
+      },
+    }),
     event('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }),
     ...text.split(/(?<= )/).map((piece) => event('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } })),
     event('content_block_stop', { type: 'content_block_stop', index: 0 }),

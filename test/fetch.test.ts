@@ -14,7 +14,10 @@ const post = (body: unknown, headers: Record<string, string> = {}) =>
 describe('fetch adapter', () => {
   test('a plain (Request) => Response handler receives the compacted body', async () => {
     let received: ChatRequest | undefined;
-    const handler = compaction({ maxInputTokens: 2000, strategy: 'truncate' }, { headers: true })(async (request: Request) => {
+    const handler = compaction(
+      { maxInputTokens: 2000, strategy: 'truncate' },
+      { headers: true },
+    )(async (request: Request) => {
       received = (await request.json()) as ChatRequest;
       expect(compactionStats(request)?.tokensAfter).toBeLessThanOrEqual(2000);
       return Response.json({ ok: true });
@@ -47,7 +50,13 @@ describe('fetch adapter', () => {
 
   test('bad input becomes an OpenAI-style error response, and the handler is not called', async () => {
     let called = false;
-    const fetch = compaction({ maxInputTokens: 1000 }, { maxBodyBytes: 2048 })(async () => ((called = true), new Response('x')));
+    const fetch = compaction(
+      { maxInputTokens: 1000 },
+      { maxBodyBytes: 2048 },
+    )(async () => {
+      called = true;
+      return new Response('x');
+    });
     const malformed = await fetch(post('{"messages": ['));
     expect(malformed.status).toBe(400);
     expect(((await malformed.json()) as { error: { code: string } }).error.code).toBe('input.invalid');
@@ -64,7 +73,9 @@ describe('fetch adapter', () => {
     const response = await fetch(post(locomoRequest(0)));
     expect(response.status).toBe(200);
     const names: string[] = [];
-    response.headers.forEach((_value, name) => names.push(name));
+    response.headers.forEach((_value, name) => {
+      names.push(name);
+    });
     expect(names.filter((name) => name.startsWith('x-compactor-'))).toEqual([]);
   });
 

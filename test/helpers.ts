@@ -44,7 +44,13 @@ const userSegment: fc.Arbitrary<Segment> = fc
   .tuple(text, fc.boolean(), fc.option(fc.constantFrom('alice', 'bob'), { nil: undefined }))
   .map(([content, withImage, name]) => {
     const message: ChatMessage = withImage
-      ? { role: 'user', content: [{ type: 'text', text: content }, { type: 'image_url', image_url: { url: 'https://example.test/cat.png', detail: 'low' } }] }
+      ? {
+          role: 'user',
+          content: [
+            { type: 'text', text: content },
+            { type: 'image_url', image_url: { url: 'https://example.test/cat.png', detail: 'low' } },
+          ],
+        }
       : { role: 'user', content };
     if (name) message.name = name;
     return [message];
@@ -55,7 +61,11 @@ const assistantSegment: fc.Arbitrary<Segment> = text.map((content) => [{ role: '
 const toolSegment: fc.Arbitrary<Segment> = fc.tuple(fc.integer({ min: 1, max: 3 }), text, text).map(([calls, args, result]) => {
   const ids = Array.from({ length: calls }, (_, k) => `call_${k}`);
   return [
-    { role: 'assistant', content: null, tool_calls: ids.map((id) => ({ id, type: 'function', function: { name: 'lookup', arguments: JSON.stringify({ q: args }) } })) },
+    {
+      role: 'assistant',
+      content: null,
+      tool_calls: ids.map((id) => ({ id, type: 'function', function: { name: 'lookup', arguments: JSON.stringify({ q: args }) } })),
+    },
     ...ids.map((id): ChatMessage => ({ role: 'tool', tool_call_id: id, content: result })),
   ];
 });
@@ -69,9 +79,18 @@ const functionSegment: fc.Arbitrary<Segment> = fc.tuple(text, text).map(([args, 
 export const history: fc.Arbitrary<ChatMessage[]> = fc
   .tuple(
     fc.array(systemSegment, { maxLength: 2 }),
-    fc.array(fc.oneof({ weight: 4, arbitrary: userSegment }, { weight: 3, arbitrary: assistantSegment }, { weight: 2, arbitrary: toolSegment }, { weight: 1, arbitrary: functionSegment }, { weight: 1, arbitrary: systemSegment }), {
-      maxLength: 30,
-    }),
+    fc.array(
+      fc.oneof(
+        { weight: 4, arbitrary: userSegment },
+        { weight: 3, arbitrary: assistantSegment },
+        { weight: 2, arbitrary: toolSegment },
+        { weight: 1, arbitrary: functionSegment },
+        { weight: 1, arbitrary: systemSegment },
+      ),
+      {
+        maxLength: 30,
+      },
+    ),
     fc.option(toolSegment, { nil: undefined }),
   )
   .map(([systems, body, tail]) => {

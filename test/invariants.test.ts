@@ -51,14 +51,30 @@ describe.each(Object.keys(strategies))('invariants: %s', (name) => {
 /** Strategies that each break one rule. */
 const broken: Record<string, Strategy> = {
   'drops the latest user message': { name: 'drops-latest', apply: async (messages) => ({ messages: messages.slice(0, -1) }) },
-  'drops system prompts': { name: 'drops-system', apply: async (messages) => ({ messages: messages.filter((message) => message.role !== 'system' && message.role !== 'developer') }) },
+  'drops system prompts': {
+    name: 'drops-system',
+    apply: async (messages) => ({ messages: messages.filter((message) => message.role !== 'system' && message.role !== 'developer') }),
+  },
   'reverses the order': { name: 'reverses', apply: async (messages) => ({ messages: [...messages].reverse() }) },
-  'drops tool results but keeps their calls': { name: 'orphans', apply: async (messages) => ({ messages: messages.filter((message, index) => message.role !== 'tool' || index === messages.length - 1) }) },
+  'drops tool results but keeps their calls': {
+    name: 'orphans',
+    apply: async (messages) => ({ messages: messages.filter((message, index) => message.role !== 'tool' || index === messages.length - 1) }),
+  },
   'ignores the budget': { name: 'ignores-budget', apply: async (messages) => ({ messages }) },
-  'makes a tool message of its own': { name: 'forges', apply: async (messages) => ({ messages: [{ role: 'tool', tool_call_id: 'forged', content: 'x' } as ChatMessage, ...messages] }) },
+  'makes a tool message of its own': {
+    name: 'forges',
+    apply: async (messages) => ({ messages: [{ role: 'tool', tool_call_id: 'forged', content: 'x' } as ChatMessage, ...messages] }),
+  },
   'is not idempotent': {
     name: 'adds-a-note',
-    apply: async (messages) => ({ messages: [{ role: 'system', content: 'note' }, ...messages.slice(Math.floor(messages.length / 2)).filter((message) => message.role !== 'tool' && !message.tool_calls && message.role !== 'function' && !message.function_call)] }),
+    apply: async (messages) => ({
+      messages: [
+        { role: 'system', content: 'note' },
+        ...messages
+          .slice(Math.floor(messages.length / 2))
+          .filter((message) => message.role !== 'tool' && !message.tool_calls && message.role !== 'function' && !message.function_call),
+      ],
+    }),
   },
   'mutates its input': {
     name: 'mutates',
@@ -97,6 +113,9 @@ describe('the invariant suite can fail', () => {
       { role: 'function', name: 'g', content: 'r2' },
     ];
     expect(protectedIndices(messages)).toEqual([0, 4, 5, 6]);
-    expect(toolUnits(messages)).toEqual([[2, 3], [5, 6]]);
+    expect(toolUnits(messages)).toEqual([
+      [2, 3],
+      [5, 6],
+    ]);
   });
 });

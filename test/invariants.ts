@@ -26,7 +26,8 @@ export async function strategyViolation(make: () => Strategy, input: ChatMessage
   if (problem) return problem;
   // Idempotent: compacting the output again changes nothing.
   const again = await make().apply(deepFreeze([...output]), await strategyContext({ model: 'gpt-4o', messages: [...output] }, { budget }));
-  if (again.messages.length !== output.length || again.messages.some((message, index) => JSON.stringify(message) !== JSON.stringify(output[index]))) return 'not idempotent';
+  if (again.messages.length !== output.length || again.messages.some((message, index) => JSON.stringify(message) !== JSON.stringify(output[index])))
+    return 'not idempotent';
   return undefined;
 }
 
@@ -59,14 +60,17 @@ export function toolUnits(messages: readonly ChatMessage[]): number[][] {
 /** The first invariant `output` breaks, or undefined. */
 export function outputViolation(input: Messages, output: Messages, budget: number, fits: boolean, tokens: (messages: Messages) => number): string | undefined {
   const position = new Map<ChatMessage, number>();
-  input.forEach((message, index) => position.set(message, index));
+  input.forEach((message, index) => {
+    position.set(message, index);
+  });
   const kept = new Set<number>();
   let last = -1;
   for (const message of output) {
     const index = position.get(message);
     if (index === undefined) {
       // A message of the strategy's own (a summary, a marker): never a tool message or a call.
-      if (message.role === 'tool' || message.role === 'function' || message.tool_calls !== undefined || message.function_call !== undefined) return 'made a tool message of its own';
+      if (message.role === 'tool' || message.role === 'function' || message.tool_calls !== undefined || message.function_call !== undefined)
+        return 'made a tool message of its own';
       continue;
     }
     if (kept.has(index)) return 'kept a message twice';
@@ -93,7 +97,8 @@ export async function guardRepair(make: () => Strategy, input: ChatMessage[], bu
   const compactor = createCompactor({ maxInputTokens: budget, tokenizer: wordTokenizer, strategy: make() });
   try {
     const { stats } = await compactor.compact(deepFreeze({ model: 'gpt-4o', messages: input }));
-    if (stats.guard.repaired > 0 || stats.guard.violation !== undefined || stats.guard.droppedForBudget > 0) return `guard repaired ${JSON.stringify(stats.guard)}`;
+    if (stats.guard.repaired > 0 || stats.guard.violation !== undefined || stats.guard.droppedForBudget > 0)
+      return `guard repaired ${JSON.stringify(stats.guard)}`;
   } catch (error) {
     if (CompactorError.isInstance(error) && error.code === 'budget.unreachable') return undefined;
     throw error;

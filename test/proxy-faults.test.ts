@@ -7,7 +7,7 @@ import { cosineVerifier } from '../src/cache/verifier.js';
 import { createResponseCache, createRouteTable, redisStore, type Embedder } from '../src/index.js';
 import { defaultRuntime } from '../src/runtime.js';
 import { memorySummaryStore, SummaryQueue } from '../src/summarizers/queue.js';
-import { createProxy, type Proxy } from '../src/proxy/server.js';
+import { createProxy, type ProxyServer } from '../src/proxy/server.js';
 import { hashEmbedder } from '../src/testing/index.js';
 import { fakeUpstream } from './fake-upstream.js';
 import { locomoRequest } from './helpers.js';
@@ -18,7 +18,9 @@ afterAll(async () => {
   for (const step of cleanup.reverse()) await step();
 });
 
-async function start(options: Parameters<typeof createProxy>[0]): Promise<{ proxy: Proxy; client: OpenAI; base: string; upstream: Awaited<ReturnType<typeof fakeUpstream>> }> {
+async function start(
+  options: Parameters<typeof createProxy>[0],
+): Promise<{ proxy: ProxyServer; client: OpenAI; base: string; upstream: Awaited<ReturnType<typeof fakeUpstream>> }> {
   const upstream = await fakeUpstream();
   const proxy = createProxy({ upstream: upstream.url, logger: pino({ level: 'silent' }), ...options });
   const base = `http://127.0.0.1:${await proxy.listen(0)}`;
@@ -27,6 +29,14 @@ async function start(options: Parameters<typeof createProxy>[0]): Promise<{ prox
     await upstream.close();
   });
   return { proxy, base, upstream, client: new OpenAI({ apiKey: 'sk-faults', baseURL: `${base}/v1`, maxRetries: 0, timeout: 10_000 }) };
+}
+
+/** Waits for a store's client to be connected: it depends on a redis-server process starting. */
+async function connected(store: { readonly connected: boolean }): Promise<void> {
+  for (const deadline = performance.now() + 10_000; !store.connected; ) {
+    if (performance.now() > deadline) throw new Error('redis did not connect in 10 s');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 const metric = async (base: string, pattern: RegExp) => Number((await (await fetch(`${base}/metrics`)).text()).match(pattern)?.[1] ?? 0);
@@ -39,7 +49,9 @@ const longRequest = (question: string) => {
 describe('proxy fault tolerance', () => {
   test('an embedder that throws: relevance falls back to BM25, the request is served, the failure counted', async () => {
     const throwing: Embedder = { id: 'broken-embedder', dimensions: 8, embed: async () => Promise.reject(new Error('model crashed')) };
-    const { client, base, upstream } = await start({ routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'relevance', embedder: throwing } }) });
+    const { client, base, upstream } = await start({
+      routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'relevance', embedder: throwing } }),
+    });
     const answer = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: longRequest('Where did Jon travel?') });
     expect(answer.choices[0]!.message.content).toMatch(/^Received \d+ messages\.$/);
     expect((upstream.calls[0]!.body.messages as unknown[]).length).toBeLessThan(longRequest('x').length);
@@ -52,10 +64,16 @@ describe('proxy fault tolerance', () => {
   test('a summarizer that throws in background mode: requests are served, the failed jobs counted on /metrics', async () => {
     const throwing = { id: 'throwing', summarize: () => Promise.reject(new Error('summarizer down')) };
     const { client, base } = await start({
-      routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'summarize', presetOptions: { summarize: { summarizer: throwing, mode: 'background', store: memorySummaryStore() } } } }),
+      routes: createRouteTable({
+        defaults: {
+          maxInputTokens: 2000,
+          strategy: 'summarize',
+          presetOptions: { summarize: { summarizer: throwing, mode: 'background', store: memorySummaryStore() } },
+        },
+      }),
     });
     const before = await metric(base, /context_compactor_background_failures_total\{component="summarizer"\} (\d+)/);
-    const answer = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: longRequest('What is Jon\'s business?') });
+    const answer = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: longRequest("What is Jon's business?") });
     expect(answer.choices[0]!.message.content).toMatch(/^Received \d+ messages\.$/);
     await defaultRuntime().summaryQueue.idle();
     expect(await metric(base, /context_compactor_background_failures_total\{component="summarizer"\} (\d+)/)).toBeGreaterThan(before);
@@ -68,12 +86,20 @@ describe('proxy fault tolerance', () => {
         defaults: {
           maxInputTokens: 2000,
           strategy: 'summarize',
-          presetOptions: { summarize: { summarizer: hanging, mode: 'inline', inlineTimeoutMs: 200, store: memorySummaryStore(), queue: new SummaryQueue({ jobTimeoutMs: 500 }) } },
+          presetOptions: {
+            summarize: {
+              summarizer: hanging,
+              mode: 'inline',
+              inlineTimeoutMs: 200,
+              store: memorySummaryStore(),
+              queue: new SummaryQueue({ jobTimeoutMs: 500 }),
+            },
+          },
         },
       }),
     });
     const started = performance.now();
-    const answer = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: longRequest('What is Jon\'s business?') });
+    const answer = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: longRequest("What is Jon's business?") });
     expect(answer.choices[0]!.message.content).toMatch(/^Received \d+ messages\.$/);
     expect(performance.now() - started).toBeLessThan(3000);
     expect(await metric(base, /context_compactor_failures_total\{component="summarize"\} (\d+)/)).toBeGreaterThanOrEqual(1);
@@ -94,13 +120,20 @@ describe('proxy fault tolerance', () => {
       }
       throw new Error('redis-server did not start');
     };
-    const kill = (child: ChildProcess) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : (child.once('exit', () => resolve()), child.kill('SIGKILL'))));
+    const kill = (child: ChildProcess) =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGKILL');
+      });
     let redis = await launch();
     cleanup.push(() => kill(redis));
     const store = redisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 200 });
     cleanup.push(() => store.close());
     const cache = createResponseCache({ store, embedder: hashEmbedder(128), verifier: cosineVerifier(), threshold: 0.97 });
     const { client, base, upstream } = await start({ cache, routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'truncate', cache } }) });
+    // The store connects in the background from its construction; the outage below starts from a connected store.
+    await connected(store);
     const ask = async (question: string) => {
       const { data, response } = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: question }] }).withResponse();
       return { text: data.choices[0]!.message.content, cache: response.headers.get('x-compactor-cache') };
@@ -117,7 +150,8 @@ describe('proxy fault tolerance', () => {
 
     redis = await launch();
     // The client reconnects on its own, with backoff: wait for it (a real server is restarting).
-    for (const deadline = performance.now() + 10_000; !store.connected && performance.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (const deadline = performance.now() + 10_000; !store.connected && performance.now() < deadline; )
+      await new Promise((resolve) => setTimeout(resolve, 20));
     expect((await ask('After the outage?')).cache).toBe('miss');
     await cache.idle();
     const after = await ask('After the outage?');
@@ -129,8 +163,14 @@ describe('proxy fault tolerance', () => {
     const otherStore = redisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 200 });
     cleanup.push(() => otherStore.close());
     const otherCache = createResponseCache({ store: otherStore, embedder: hashEmbedder(128), verifier: cosineVerifier(), threshold: 0.97 });
-    const second = await start({ cache: otherCache, routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'truncate', cache: otherCache } }) });
-    const { data, response } = await second.client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'After the outage?' }] }).withResponse();
+    await connected(otherStore);
+    const second = await start({
+      cache: otherCache,
+      routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'truncate', cache: otherCache } }),
+    });
+    const { data, response } = await second.client.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'After the outage?' }] })
+      .withResponse();
     expect(response.headers.get('x-compactor-cache')).toBe('hit');
     expect(data.choices[0]!.message.content).toBe(after.text);
     expect(second.upstream.calls).toHaveLength(0);

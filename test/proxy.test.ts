@@ -5,7 +5,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cosineVerifier } from '../src/cache/verifier.js';
 import { createResponseCache, createRouteTable, type ChatMessage } from '../src/index.js';
-import { createProxy, REDACT_PATHS, type Proxy } from '../src/proxy/server.js';
+import { createProxy, REDACT_PATHS, type ProxyServer } from '../src/proxy/server.js';
 import { hashEmbedder } from '../src/testing/index.js';
 import { fakeUpstream } from './fake-upstream.js';
 import { locomoRequest } from './helpers.js';
@@ -21,7 +21,7 @@ const logStream = new Writable({
 
 let upstream: Awaited<ReturnType<typeof fakeUpstream>>;
 let cache: ReturnType<typeof createResponseCache>;
-let proxy: Proxy;
+let proxy: ProxyServer;
 let base: string;
 
 beforeAll(async () => {
@@ -80,7 +80,11 @@ describe('proxy with the official openai client', () => {
     const request = longConversation(1, 'Where did Jon go? (streamed)');
     const before = upstream.calls.length;
     const collect = async () => {
-      const stream = await openai().chat.completions.create({ model: 'gpt-4o-mini', messages: request.messages as OpenAI.ChatCompletionMessageParam[], stream: true });
+      const stream = await openai().chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: request.messages as OpenAI.ChatCompletionMessageParam[],
+        stream: true,
+      });
       let text = '';
       let finish: string | null = null;
       for await (const chunk of stream) {
@@ -104,7 +108,7 @@ describe('proxy with the official openai client', () => {
     expect(upstream.calls.length).toBe(before + 1);
   });
 
-  test('another tenant (API key) never gets the first tenant\'s cached answer', async () => {
+  test("another tenant (API key) never gets the first tenant's cached answer", async () => {
     upstream.behaviour = 'ok';
     const request = longConversation(2, 'A question two tenants ask');
     const before = upstream.calls.length;
@@ -164,13 +168,17 @@ describe('proxy with the official @anthropic-ai/sdk client', () => {
     const before = upstream.calls.length;
     const message = await anthropic().messages.create({ model: 'claude-haiku-3-5', max_tokens: 100, ...plain });
     await cache.idle();
-    const asStream = await anthropic().messages.stream({ model: 'claude-haiku-3-5', max_tokens: 100, ...plain }).finalMessage();
+    const asStream = await anthropic()
+      .messages.stream({ model: 'claude-haiku-3-5', max_tokens: 100, ...plain })
+      .finalMessage();
     expect(asStream.content).toEqual(message.content);
     expect(asStream.stop_reason).toBe('end_turn');
     expect(upstream.calls.length).toBe(before + 1);
 
     const streamedFirst = conversation('What is Melanie painting? (anthropic, stream first)');
-    const final = await anthropic().messages.stream({ model: 'claude-haiku-3-5', max_tokens: 100, ...streamedFirst }).finalMessage();
+    const final = await anthropic()
+      .messages.stream({ model: 'claude-haiku-3-5', max_tokens: 100, ...streamedFirst })
+      .finalMessage();
     await cache.idle();
     const asMessage = await anthropic().messages.create({ model: 'claude-haiku-3-5', max_tokens: 100, ...streamedFirst });
     expect(asMessage.content).toEqual(final.content);
@@ -184,7 +192,9 @@ describe('proxy faults', () => {
 
   test('an upstream 500 is passed through with its status and body, and not cached', async () => {
     upstream.behaviour = 'error-500';
-    const error = await openai().chat.completions.create(ask('fault: 500')).catch((caught: unknown) => caught);
+    const error = await openai()
+      .chat.completions.create(ask('fault: 500'))
+      .catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(OpenAI.APIError);
     expect((error as InstanceType<typeof OpenAI.APIError>).status).toBe(500);
     expect((error as InstanceType<typeof OpenAI.APIError>).message).toContain('upstream exploded');
@@ -216,7 +226,11 @@ describe('proxy faults', () => {
 
   test('a hanging upstream becomes a 504 in OpenAI error format, and the proxy keeps serving', async () => {
     upstream.behaviour = 'hang';
-    const response = await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${SECRET}` }, body: JSON.stringify(ask('fault: hang')) });
+    const response = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${SECRET}` },
+      body: JSON.stringify(ask('fault: hang')),
+    });
     expect(response.status).toBe(504);
     expect(((await response.json()) as { error: { code: string; type: string } }).error).toMatchObject({ code: 'upstream.timeout', type: 'server_error' });
     upstream.behaviour = 'ok';
@@ -251,7 +265,7 @@ describe('proxy faults', () => {
 });
 
 describe('proxy security and operations', () => {
-  test('oversized and malformed bodies are rejected with codes, in each API\'s format', async () => {
+  test("oversized and malformed bodies are rejected with codes, in each API's format", async () => {
     const post = (path: string, body: string) => fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
     const big = await post('/v1/chat/completions', JSON.stringify({ model: 'x', messages: [{ role: 'user', content: 'x'.repeat(600 * 1024) }] }));
     expect(big.status).toBe(413);
@@ -266,13 +280,21 @@ describe('proxy security and operations', () => {
     expect(((await orphan.json()) as { error: { param: string } }).error.param).toBe('messages[0].tool_call_id');
     const anthropicBad = await post('/v1/messages', '{"messages": 3}');
     expect(anthropicBad.status).toBe(400);
-    expect(((await anthropicBad.json()) as { type: string; error: { type: string } })).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+    expect((await anthropicBad.json()) as { type: string; error: { type: string } }).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
   });
 
   test('/healthz and /metrics', async () => {
     expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ status: 'ok' });
     const metrics = await (await fetch(`${base}/metrics`)).text();
-    for (const name of ['context_compactor_tokens_in_total', 'context_compactor_tokens_out_total', 'context_compactor_tokens_saved_total', 'context_compactor_dollars_saved_total', 'context_compactor_cache_total', 'context_compactor_strategy_seconds_bucket', 'context_compactor_overhead_seconds_bucket']) {
+    for (const name of [
+      'context_compactor_tokens_in_total',
+      'context_compactor_tokens_out_total',
+      'context_compactor_tokens_saved_total',
+      'context_compactor_dollars_saved_total',
+      'context_compactor_cache_total',
+      'context_compactor_strategy_seconds_bucket',
+      'context_compactor_overhead_seconds_bucket',
+    ]) {
       expect(metrics).toContain(name);
     }
     expect(metrics).toMatch(/context_compactor_cache_total\{result="hit"\} [1-9]/);

@@ -59,14 +59,20 @@ function referenceBm25(query: string, documents: string[], previous?: (string | 
 describe('BM25 against a textbook implementation', () => {
   const words = ['lisbon', 'tram', 'summer', 'bike', 'painting', 'paintings', 'dog', 'Biscuit', 'adoption', 'camping', 'the', 'and', 'we', 'went'];
   let seed = 7;
-  const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const random = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
   const sentence = (length: number) => Array.from({ length }, () => words[Math.floor(random() * words.length)]!).join(' ');
   const documents = Array.from({ length: 60 }, () => sentence(1 + Math.floor(random() * 12)));
   const query = 'When did we go camping in Lisbon with the dog and the bike?';
 
   test('same scores, alone and with previous messages (some of them not in the list)', () => {
     const previous = documents.map((_, index) => (index === 0 ? undefined : index % 7 === 0 ? `${sentence(5)} Lisbon` : documents[index - 1]));
-    const close = (actual: Float64Array, expected: number[]) => expected.forEach((value, index) => expect(actual[index]).toBeCloseTo(value, 10));
+    const close = (actual: Float64Array, expected: number[]) =>
+      expected.forEach((value, index) => {
+        expect(actual[index]).toBeCloseTo(value, 10);
+      });
     close(bm25Scores(query, documents), referenceBm25(query, documents));
     close(bm25Scores(query, documents, { previous }), referenceBm25(query, documents, previous));
     expect(referenceBm25(query, documents).filter((value) => value > 0).length).toBeGreaterThan(10);
@@ -74,13 +80,17 @@ describe('BM25 against a textbook implementation', () => {
 });
 
 test('the interned vocabulary is bounded: past its limit it is cleared, and scores stay right', () => {
-  const flood = Array.from({ length: 40 }, (_, chunk) => Array.from({ length: Math.ceil((VOCABULARY_LIMIT + 1000) / 40) }, (_, index) => `zq${chunk}x${index}`).join(' '));
+  const flood = Array.from({ length: 40 }, (_, chunk) =>
+    Array.from({ length: Math.ceil((VOCABULARY_LIMIT + 1000) / 40) }, (_, index) => `zq${chunk}x${index}`).join(' '),
+  );
   for (const text of flood) terms(text);
   expect(vocabularySize()).toBeGreaterThan(VOCABULARY_LIMIT);
   const documents = ['Have you ever been to Lisbon?', 'Yes, twice last summer', 'I bought a new bike'];
   const scores = bm25Scores('When did they visit Lisbon?', documents);
   expect(vocabularySize()).toBeLessThan(100);
-  referenceBm25('When did they visit Lisbon?', documents).forEach((value, index) => expect(scores[index]).toBeCloseTo(value, 10));
+  referenceBm25('When did they visit Lisbon?', documents).forEach((value, index) => {
+    expect(scores[index]).toBeCloseTo(value, 10);
+  });
 });
 
 describe('BM25 with the previous message', () => {
@@ -88,7 +98,9 @@ describe('BM25 with the previous message', () => {
   const query = 'When did they visit Lisbon?';
 
   test('a document with no previous text scores as itself twice (alone and as its own pair)', () => {
-    expect([...bm25Scores(query, documents, { previous: documents.map(() => undefined) })]).toEqual([...bm25Scores(query, documents)].map((score) => score * 2));
+    expect([...bm25Scores(query, documents, { previous: documents.map(() => undefined) })]).toEqual(
+      [...bm25Scores(query, documents)].map((score) => score * 2),
+    );
   });
 
   test('a reply scores through the message it answers, and a message without one does not change', () => {
@@ -112,7 +124,11 @@ describe('relevance strategy', () => {
       { role: 'user', content: 'How often was I in Lisbon?' },
     ];
     const run = async (previousContext: number) => {
-      const compactor = createCompactor({ ...options, maxInputTokens: 45, strategy: relevance({ embedder: null, recencyShare: 0, neighbours: 0, previousContext }) });
+      const compactor = createCompactor({
+        ...options,
+        maxInputTokens: 45,
+        strategy: relevance({ embedder: null, recencyShare: 0, neighbours: 0, previousContext }),
+      });
       const { request } = await compactor.compact({ messages });
       return request.messages.some((message) => message.content === 'Yes, twice, both in July');
     };
@@ -142,8 +158,14 @@ describe('relevance strategy', () => {
       embed: async (texts) => texts.map((text) => (/\b(dog|puppy|beagle)\b/i.test(text) ? Float32Array.of(1, 0) : Float32Array.of(0, 1))),
     };
     const messages = history('Tell me about my puppy');
-    const bm25 = await createCompactor({ ...options, maxInputTokens: 70, strategy: relevance({ embedder: null, recencyShare: 0, neighbours: 0 }) }).compact({ messages });
-    const dense = await createCompactor({ ...options, maxInputTokens: 70, strategy: relevance({ embedder: synonyms, sparseWeight: 0, recencyShare: 0, neighbours: 0, awaitDocuments: true, embeddings: createEmbeddingCache() }) }).compact({ messages });
+    const bm25 = await createCompactor({ ...options, maxInputTokens: 70, strategy: relevance({ embedder: null, recencyShare: 0, neighbours: 0 }) }).compact({
+      messages,
+    });
+    const dense = await createCompactor({
+      ...options,
+      maxInputTokens: 70,
+      strategy: relevance({ embedder: synonyms, sparseWeight: 0, recencyShare: 0, neighbours: 0, awaitDocuments: true, embeddings: createEmbeddingCache() }),
+    }).compact({ messages });
     const has = (output: ChatMessage[]) => output.some((message) => String(message.content).includes('beagle'));
     expect(has(bm25.request.messages)).toBe(false);
     expect(has(dense.request.messages)).toBe(true);
@@ -155,13 +177,19 @@ describe('relevance strategy', () => {
     const { request } = await compactor.compact({ messages });
     const notes = request.messages.filter((message) => !messages.includes(message));
     expect(notes.map((note) => note.content)).toContain('[Session 2, 9 June 2023]');
-    const withMarkers = await createCompactor({ ...options, maxInputTokens: 80, strategy: relevance({ embedder: null, recencyShare: 0, neighbours: 0, markers: true }) }).compact({ messages });
+    const withMarkers = await createCompactor({
+      ...options,
+      maxInputTokens: 80,
+      strategy: relevance({ embedder: null, recencyShare: 0, neighbours: 0, markers: true }),
+    }).compact({ messages });
     expect(withMarkers.request.messages.some((message) => /^\[\d+ earlier messages omitted\]/.test(String(message.content)))).toBe(true);
   });
 
   test('reserves a share of the budget for the most recent turns', async () => {
     const messages = history('What breed is my dog Biscuit?');
-    const { request } = await createCompactor({ ...options, maxInputTokens: 120, strategy: relevance({ embedder: null, recencyShare: 0.4 }) }).compact({ messages });
+    const { request } = await createCompactor({ ...options, maxInputTokens: 120, strategy: relevance({ embedder: null, recencyShare: 0.4 }) }).compact({
+      messages,
+    });
     expect(request.messages.at(-2)).toBe(messages.at(-2));
     expect(request.messages.some((message) => String(message.content).includes('dog named Biscuit'))).toBe(true);
   });
@@ -179,7 +207,14 @@ describe('relevance strategy', () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const slow = hashEmbedder();
-    const hanging: Embedder = { id: 'slow', dimensions: slow.dimensions, embed: async (texts) => (await gate, slow.embed(texts)) };
+    const hanging: Embedder = {
+      id: 'slow',
+      dimensions: slow.dimensions,
+      embed: async (texts) => {
+        await gate;
+        return slow.embed(texts);
+      },
+    };
     const embeddings = createEmbeddingCache();
     const compactor = createCompactor({ ...options, maxInputTokens: 90, strategy: relevance({ embedder: hanging, embedTimeoutMs: 30, embeddings }) });
     const started = Date.now();
@@ -200,7 +235,11 @@ describe('relevance strategy', () => {
     const body = locomoRequest(1);
     await compactor.compact(body);
     const before = embedder.texts;
-    const next: ChatMessage[] = [...structuredClone(body.messages), { role: 'assistant', content: 'A new reply.' }, { role: 'user', content: 'And a new question?' }];
+    const next: ChatMessage[] = [
+      ...structuredClone(body.messages),
+      { role: 'assistant', content: 'A new reply.' },
+      { role: 'user', content: 'And a new question?' },
+    ];
     await compactor.compact({ ...body, messages: next });
     // The query and at most the two new messages.
     expect(embedder.texts - before).toBeLessThanOrEqual(3);

@@ -16,7 +16,16 @@ const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) 
 // CI installs Chromium (.ci/run); a developer machine without it skips this test.
 const run = CHROMIUM || process.env.CI ? test : test.skip;
 
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 async function smallReport(): Promise<BenchReport> {
   const counter = await createCompactor().tokenCounter('gpt-4o');
@@ -26,9 +35,24 @@ async function smallReport(): Promise<BenchReport> {
   const violations: Violation[] = [];
   const qa = await runQa(conversations, contenders, { budgets: [1000, 2000, 4000], model: 'gpt-4o', counter, progress: false, limit: 10 }, violations);
   const price = priceFor(loadPrices(), 'gpt-4o');
-  const replay = await runReplay(conversations, contenders, { budget: 2000, model: 'gpt-4o', counter, price, cacheRule: 'openai', progress: false }, violations);
+  const replay = await runReplay(
+    conversations,
+    contenders,
+    { budget: 2000, model: 'gpt-4o', counter, price, cacheRule: 'openai', progress: false },
+    violations,
+  );
   return {
-    meta: { machine: 'test', model: 'gpt-4o', budgets: [1000, 2000, 4000], replayBudget: 2000, cacheRule: 'openai', price, data: ['conv-26'], contenders: contenders.map((c) => c.name), command: 'test' },
+    meta: {
+      machine: 'test',
+      model: 'gpt-4o',
+      budgets: [1000, 2000, 4000],
+      replayBudget: 2000,
+      cacheRule: 'openai',
+      price,
+      data: ['conv-26'],
+      contenders: contenders.map((c) => c.name),
+      command: 'test',
+    },
     violations,
     disqualified: [],
     qa,
@@ -44,7 +68,11 @@ describe('HTML report', () => {
     const file = join(folder, 'report.html');
     writeFileSync(file, await htmlReport(await smallReport()));
     const profile = mkdtempSync(join(tmpdir(), 'cc-chromium-'));
-    const dom = execFileSync(CHROMIUM!, [...FLAGS, `--user-data-dir=${profile}`, '--dump-dom', `file://${file}`], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const dom = execFileSync(CHROMIUM!, [...FLAGS, `--user-data-dir=${profile}`, '--dump-dom', `file://${file}`], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     const svgs = dom.match(/<svg[\s\S]*?<\/svg>/g) ?? [];
     expect(svgs.length).toBe(3);
     // Lines with real path data, points, and bars.
@@ -53,7 +81,11 @@ describe('HTML report', () => {
     expect(dom).toMatch(/class="mark-rect[^"]*"[^>]*>(<[^>]+>)*<path[^>]* d="M[\d.,-]+h/);
 
     const png = join(folder, 'report.png');
-    const shot = spawnSync(CHROMIUM!, [...FLAGS, `--user-data-dir=${profile}`, '--window-size=1200,1600', '--hide-scrollbars', `--screenshot=${png}`, `file://${file}`], { timeout: 60_000 });
+    const shot = spawnSync(
+      CHROMIUM!,
+      [...FLAGS, `--user-data-dir=${profile}`, '--window-size=1200,1600', '--hide-scrollbars', `--screenshot=${png}`, `file://${file}`],
+      { timeout: 60_000 },
+    );
     expect(shot.status).toBe(0);
     const image = PNG.sync.read(readFileSync(png));
     expect(image.width).toBe(1200);

@@ -68,7 +68,11 @@ describe('summarize strategy', () => {
     for (let turn = 0; turn < 40; turn++) {
       messages.push(
         { role: 'user', content: `Question ${turn}: what is the status of ticket T-${turn}? `.repeat(6) },
-        { role: 'assistant', content: null, tool_calls: [{ id: `c${turn}`, type: 'function', function: { name: 'lookup', arguments: `{"ticket":"T-${turn}"}` } }] },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: `c${turn}`, type: 'function', function: { name: 'lookup', arguments: `{"ticket":"T-${turn}"}` } }],
+        },
         { role: 'tool', tool_call_id: `c${turn}`, content: `Ticket T-${turn} is open since ${turn} May.` },
         { role: 'assistant', content: `Ticket T-${turn} is still open.` },
       );
@@ -80,28 +84,32 @@ describe('summarize strategy', () => {
     expect(out.filter(isSummary).length).toBeGreaterThan(0);
     const results = new Set(out.filter((message) => message.role === 'tool').map((message) => message.tool_call_id));
     for (const message of out) for (const call of message.tool_calls ?? []) expect(results.has(call.id)).toBe(true);
-    for (const message of out) if (message.role === 'tool') expect(out.some((other) => other.tool_calls?.some((call) => call.id === message.tool_call_id))).toBe(true);
+    for (const message of out)
+      if (message.role === 'tool') expect(out.some((other) => other.tool_calls?.some((call) => call.id === message.tool_call_id))).toBe(true);
   });
 
   test('background mode: the first request does not wait; the next turn uses the summaries', async () => {
     let calls = 0;
-    const slow: Summarizer = {
-      id: 'slow',
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    // Summaries wait for the gate: if a request waited for its summaries, it would never return.
+    const gated: Summarizer = {
+      id: 'gated',
       summarize: async (messages) => {
         calls++;
-        await new Promise((resolve) => setTimeout(resolve, 30));
+        await gate;
         return `- ${messages.length} messages`;
       },
     };
     const queue = new SummaryQueue();
-    const strategy = pipeline('s', [summarize({ summarizer: slow, store: memorySummaryStore(), queue, mode: 'background' }), truncate()]);
+    const strategy = pipeline('s', [summarize({ summarizer: gated, store: memorySummaryStore(), queue, mode: 'background' }), truncate()]);
     const compactor = createCompactor({ maxInputTokens: 3000, strategy });
     const body = locomoRequest(2);
-    const started = performance.now();
     const first = await compactor.compact(body);
-    expect(performance.now() - started).toBeLessThan(500);
     expect(first.request.messages.filter(isSummary)).toHaveLength(0);
     expect(first.stats.tokensAfter).toBeLessThanOrEqual(3000);
+    expect(queue.stats().scheduled).toBeGreaterThan(0);
+    release();
     await queue.idle();
     const second = await compactor.compact(body);
     expect(second.request.messages.filter(isSummary).length).toBeGreaterThan(0);
@@ -112,7 +120,10 @@ describe('summarize strategy', () => {
     const hanging: Summarizer = { id: 'hang', summarize: () => new Promise(() => undefined) };
     const throwing: Summarizer = { id: 'throw', summarize: async () => Promise.reject(new Error('model down')) };
     for (const summarizer of [hanging, throwing]) {
-      const strategy = pipeline('s', [summarize({ summarizer, store: memorySummaryStore(), queue: new SummaryQueue({ jobTimeoutMs: 200 }), mode: 'inline', inlineTimeoutMs: 50 }), truncate()]);
+      const strategy = pipeline('s', [
+        summarize({ summarizer, store: memorySummaryStore(), queue: new SummaryQueue({ jobTimeoutMs: 200 }), mode: 'inline', inlineTimeoutMs: 50 }),
+        truncate(),
+      ]);
       const { request, stats } = await createCompactor({ maxInputTokens: 2000, strategy }).compact(locomoRequest(0));
       expect(stats.failures.length).toBeGreaterThan(0);
       expect(stats.failures[0]!.strategy).toBe('summarize');
@@ -123,10 +134,17 @@ describe('summarize strategy', () => {
 
   test('many chunks are summarized hierarchically within the summary share', async () => {
     const strategy = pipeline('s', [fresh({ summaryShare: 0.3 }), truncate()]);
-    const { request, stats } = await createCompactor({ maxInputTokens: 2000, strategy }).compact(locomoRequest(2));
-    const summaryTokens = request.messages.filter(isSummary).reduce((sum, message) => sum + String(message.content).length / 4, 0);
-    expect(summaryTokens).toBeLessThan(2000 * 0.3 * 1.3);
-    expect((stats.strategies[0]!.steps ?? stats.strategies)[0]!.info).toBeDefined();
+    const compactor = createCompactor({ maxInputTokens: 2000, strategy });
+    const { request, stats } = await compactor.compact(locomoRequest(2));
+    const summaries = request.messages.filter(isSummary);
+    expect(summaries.length).toBeGreaterThan(0);
+    const info = stats.strategies[0]!.info as { chunks: number; summaries: number; levels: number };
+    // Summaries of summaries: more than one level, and fewer summaries than the chunks they cover.
+    expect(info.levels).toBeGreaterThanOrEqual(2);
+    expect(info.summaries).toBe(summaries.length);
+    expect(info.summaries).toBeLessThan(info.chunks - 1);
+    const counter = await compactor.tokenCounter('gpt-4o');
+    expect(counter.messages(summaries)).toBeLessThanOrEqual(2000 * 0.3);
   });
 });
 
@@ -134,7 +152,8 @@ describe('summary queue', () => {
   test('is bounded and deduplicated, and survives jobs that throw or hang', async () => {
     const queue = new SummaryQueue({ maxPending: 2, jobTimeoutMs: 50 });
     let runs = 0;
-    const gate = new Promise<void>((resolve) => setTimeout(resolve, 20));
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
     const a = queue.schedule('a', async () => {
       runs++;
       await gate;
@@ -143,6 +162,7 @@ describe('summary queue', () => {
     queue.schedule('b', async () => Promise.reject(new Error('boom')));
     queue.schedule('c', () => new Promise(() => undefined));
     expect(queue.schedule('d', async () => undefined)).toBeUndefined();
+    release();
     await queue.idle();
     const stats = queue.stats();
     expect(runs).toBe(1);
@@ -167,7 +187,10 @@ describe('LLM summarizer against a local fake server', () => {
         return;
       }
       response.writeHead(200, { 'content-type': 'application/json' }).end(
-        JSON.stringify({ choices: [{ message: { role: 'assistant', content: '- Caroline went to a support group on 7 May 2023.' } }], usage: { prompt_tokens: 321, completion_tokens: 17 } }),
+        JSON.stringify({
+          choices: [{ message: { role: 'assistant', content: '- Caroline went to a support group on 7 May 2023.' } }],
+          usage: { prompt_tokens: 321, completion_tokens: 17 },
+        }),
       );
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -200,7 +223,16 @@ describe('LLM summarizer against a local fake server', () => {
   test('retries a 5xx, then works inside the summarize strategy', async () => {
     received.length = 0;
     failures = 1;
-    const strategy = pipeline('s', [summarize({ summarizer: llmSummarizer({ baseURL: url }), store: memorySummaryStore(), queue: new SummaryQueue(), mode: 'inline', inlineTimeoutMs: 10_000 }), truncate()]);
+    const strategy = pipeline('s', [
+      summarize({
+        summarizer: llmSummarizer({ baseURL: url }),
+        store: memorySummaryStore(),
+        queue: new SummaryQueue(),
+        mode: 'inline',
+        inlineTimeoutMs: 10_000,
+      }),
+      truncate(),
+    ]);
     const { request } = await createCompactor({ maxInputTokens: 3000, strategy }).compact(locomoRequest(0));
     expect(received.length).toBeGreaterThan(1);
     expect(request.messages.some((message) => String(message.content).includes('7 May 2023'))).toBe(true);

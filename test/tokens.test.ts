@@ -130,7 +130,13 @@ describe('token accounting', () => {
   test('counts are memoized per message by content', async () => {
     let calls = 0;
     const compactor = createCompactor({
-      tokenizer: (encoding) => ({ encoding, count: (text) => (calls++, text.length) }),
+      tokenizer: (encoding) => ({
+        encoding,
+        count: (text) => {
+          calls++;
+          return text.length;
+        },
+      }),
     });
     const messages = Array.from({ length: 50 }, (_, index) => ({ role: 'user' as const, content: `message ${index}` }));
     await compactor.countTokens({ messages });

@@ -36,7 +36,13 @@ describe('truncate', () => {
   });
 
   test('optionally keeps the first N user turns, which often state the task', async () => {
-    const compactor = createCompactor({ maxInputTokens: 15 + 36, tokenizer: wordTokenizer, defaultModel: 'gpt-4o', strategy: 'truncate', presetOptions: { truncate: { keepFirstUserTurns: 1 } } });
+    const compactor = createCompactor({
+      maxInputTokens: 15 + 36,
+      tokenizer: wordTokenizer,
+      defaultModel: 'gpt-4o',
+      strategy: 'truncate',
+      presetOptions: { truncate: { keepFirstUserTurns: 1 } },
+    });
     const { request } = await compactor.compact({ messages: conversation(10) });
     expect(request.messages.map((message) => message.content)).toEqual([
       'be brief',
@@ -60,7 +66,14 @@ describe('truncate', () => {
   test('a tool-call chain is kept or dropped as one unit', async () => {
     const messages: ChatMessage[] = [
       user('old question'),
-      { role: 'assistant', content: null, tool_calls: [{ id: 'a', type: 'function', function: { name: 'search', arguments: '{"q":"x"}' } }, { id: 'b', type: 'function', function: { name: 'search', arguments: '{"q":"y"}' } }] },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [
+          { id: 'a', type: 'function', function: { name: 'search', arguments: '{"q":"x"}' } },
+          { id: 'b', type: 'function', function: { name: 'search', arguments: '{"q":"y"}' } },
+        ],
+      },
       { role: 'tool', tool_call_id: 'a', content: 'result a' },
       { role: 'tool', tool_call_id: 'b', content: 'result b' },
       assistant('old answer'),
@@ -96,7 +109,9 @@ describe('truncate', () => {
       expect(CompactorError.isInstance(error) && error.code).toBe('budget.unreachable');
       expect((error as CompactorError).status).toBe(413);
     }
-    const { request, stats } = await createCompactor({ maxInputTokens: 10, tokenizer: wordTokenizer, onBudgetUnreachable: 'pass-through' }).compact({ messages });
+    const { request, stats } = await createCompactor({ maxInputTokens: 10, tokenizer: wordTokenizer, onBudgetUnreachable: 'pass-through' }).compact({
+      messages,
+    });
     expect(request.messages).toEqual(messages);
     expect(stats.passThrough).toBe('budget-unreachable');
   });
@@ -107,7 +122,12 @@ describe('truncate', () => {
     expect((await compactor.compact({ model: 'tiny', messages: long })).stats.budget).toBe(60);
     expect((await compactor.compact({ model: 'tiny', max_tokens: 10, messages: long })).stats.budget).toBe(90);
     expect((await compactor.compact({ model: 'tiny', max_completion_tokens: 20, messages: long })).stats.budget).toBe(80);
-    const capped = createCompactor({ tokenizer: wordTokenizer, maxInputTokens: 50, reserveOutputTokens: 40, models: { tiny: { contextWindow: 100, encoding: 'o200k_base' } } });
+    const capped = createCompactor({
+      tokenizer: wordTokenizer,
+      maxInputTokens: 50,
+      reserveOutputTokens: 40,
+      models: { tiny: { contextWindow: 100, encoding: 'o200k_base' } },
+    });
     expect((await capped.compact({ model: 'tiny', messages: long })).stats.budget).toBe(50);
     const unknown = await createCompactor({ tokenizer: wordTokenizer }).compact({ model: 'mystery-model', messages: long });
     expect(unknown.stats.passThrough).toBe('no-budget');
@@ -135,7 +155,7 @@ describe('pipeline and failures', () => {
     const controller = new AbortController();
     const slow: Strategy = {
       name: 'slow',
-      async apply(messages) {
+      async apply(_messages) {
         controller.abort();
         const error = new Error('aborted');
         error.name = 'AbortError';
@@ -146,7 +166,9 @@ describe('pipeline and failures', () => {
     await expect(compactor.compact({ messages: conversation(10) }, { signal: controller.signal })).rejects.toMatchObject({ code: 'aborted' });
     const aborted = new AbortController();
     aborted.abort();
-    await expect(createCompactor({ maxInputTokens: 40 }).compact({ messages: conversation(1) }, { signal: aborted.signal })).rejects.toMatchObject({ code: 'aborted' });
+    await expect(createCompactor({ maxInputTokens: 40 }).compact({ messages: conversation(1) }, { signal: aborted.signal })).rejects.toMatchObject({
+      code: 'aborted',
+    });
   });
 
   test('stats carry per-strategy timing from the injected clock', async () => {
@@ -176,7 +198,10 @@ describe('pipeline and failures', () => {
         return { messages };
       },
     };
-    await createCompactor({ maxInputTokens: 40, tokenizer: wordTokenizer, strategy: spy }).compact({ messages: conversation(10) }, { route: '/r', tenant: 't1' });
+    await createCompactor({ maxInputTokens: 40, tokenizer: wordTokenizer, strategy: spy }).compact(
+      { messages: conversation(10) },
+      { route: '/r', tenant: 't1' },
+    );
     expect(seen).toEqual({ route: '/r', tenant: 't1', budget: 40 });
   });
 });

@@ -26,22 +26,53 @@ describe('bad input gets input.invalid with a pointer to the field', () => {
     ['object content', { messages: [{ role: 'user', content: { text: 'x' } }] }, 'input.invalid', 'messages[0].content'],
     ['missing user content', { messages: [{ role: 'user' }] }, 'input.invalid', 'messages[0].content'],
     ['a part without a type', { messages: [{ role: 'user', content: [{ text: 'x' }] }] }, 'input.invalid', 'messages[0].content[0].type'],
-    ['an image without a url', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }] }, 'input.invalid', 'messages[0].content[0].image_url.url'],
+    [
+      'an image without a url',
+      { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }] },
+      'input.invalid',
+      'messages[0].content[0].image_url.url',
+    ],
     [
       'a tool result with no matching call',
-      { messages: [{ role: 'user', content: 'x' }, { role: 'assistant', content: null, tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: '{}' } }] }, { role: 'tool', tool_call_id: 'b', content: 'r' }] },
+      {
+        messages: [
+          { role: 'user', content: 'x' },
+          { role: 'assistant', content: null, tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: '{}' } }] },
+          { role: 'tool', tool_call_id: 'b', content: 'r' },
+        ],
+      },
       'input.invalid',
       'messages[2].tool_call_id',
     ],
     ['a tool result before any call', { messages: [{ role: 'tool', tool_call_id: 'a', content: 'r' }] }, 'input.invalid', 'messages[0].tool_call_id'],
     ['tool_calls on a user message', { messages: [{ role: 'user', content: 'x', tool_calls: [] }] }, 'input.invalid', 'messages[0].tool_calls'],
     ['a lone surrogate in content', { messages: [{ role: 'user', content: 'bad \ud800 text' }] }, 'input.invalid', 'messages[0].content'],
-    ['a lone surrogate in a part', { messages: [{ role: 'user', content: [{ type: 'text', text: '\udc00' }] }] }, 'input.invalid', 'messages[0].content[0].text'],
+    [
+      'a lone surrogate in a part',
+      { messages: [{ role: 'user', content: [{ type: 'text', text: '\udc00' }] }] },
+      'input.invalid',
+      'messages[0].content[0].text',
+    ],
     ['a lone surrogate in a name', { messages: [{ role: 'user', name: '\ud83d', content: 'x' }] }, 'input.invalid', 'messages[0].name'],
-    ['a lone surrogate in tool arguments', { messages: [{ role: 'user', content: 'x' }, { role: 'assistant', content: null, tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: '\ud800' } }] }] }, 'input.invalid', 'messages[1].tool_calls[0].function.arguments'],
+    [
+      'a lone surrogate in tool arguments',
+      {
+        messages: [
+          { role: 'user', content: 'x' },
+          { role: 'assistant', content: null, tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: '\ud800' } }] },
+        ],
+      },
+      'input.invalid',
+      'messages[1].tool_calls[0].function.arguments',
+    ],
     ['a function result with no call', { messages: [{ role: 'function', name: 'f', content: 'x' }] }, 'input.invalid', 'messages[0]'],
     ['too many messages', { messages: Array.from({ length: 51 }, () => ({ role: 'user', content: 'x' })) }, 'input.too-large', 'messages'],
-    ['too many parts', { messages: [{ role: 'user', content: Array.from({ length: 5 }, () => ({ type: 'text', text: 'x' })) }] }, 'input.too-large', 'messages[0].content'],
+    [
+      'too many parts',
+      { messages: [{ role: 'user', content: Array.from({ length: 5 }, () => ({ type: 'text', text: 'x' })) }] },
+      'input.too-large',
+      'messages[0].content',
+    ],
     ['a non-string model', { model: 4, messages: [{ role: 'user', content: 'x' }] }, 'input.invalid', 'model'],
   ])('%s', async (_name, body, code, pointer) => {
     const error = await failure(body);

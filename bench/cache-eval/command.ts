@@ -59,9 +59,19 @@ export async function cacheEvalCommand(flags: CacheEvalFlags): Promise<void> {
     pairs = pairs.filter((pair) => !cached.has(pair.b.normalize('NFC').trim()));
   }
   if (flags.limit !== undefined) pairs = pairs.slice(0, flags.limit);
-  const verifier = flags.verifier === 'cosine' ? cosineVerifier() : flags.verifier === 'default' ? defaultVerifier() : invalidOption('--verifier', '"default" or "cosine"', flags.verifier);
+  const verifier =
+    flags.verifier === 'cosine'
+      ? cosineVerifier()
+      : flags.verifier === 'default'
+        ? defaultVerifier()
+        : invalidOption('--verifier', '"default" or "cosine"', flags.verifier);
   const threshold = flags.threshold ?? (flags.verifier === 'cosine' ? 0.95 : DEFAULT_VERIFIER_THRESHOLD);
-  const store = flags.store === 'redis' ? redisStore({ url: flags.redisUrl ?? process.env.REDIS_URL, prefix: `cache-eval:${process.pid}:`, timeoutMs: 5000 }) : flags.store === 'memory' ? memoryStore({ maxBytes: 2 * 1024 * 1024 * 1024 }) : invalidOption('--store', '"memory" or "redis"', flags.store);
+  const store =
+    flags.store === 'redis'
+      ? redisStore({ url: flags.redisUrl ?? process.env.REDIS_URL, prefix: `cache-eval:${process.pid}:`, timeoutMs: 5000 })
+      : flags.store === 'memory'
+        ? memoryStore({ maxBytes: 2 * 1024 * 1024 * 1024 })
+        : invalidOption('--store', '"memory" or "redis"', flags.store);
   const cache = createResponseCache({
     store,
     embedder: embedderFor(flags),
@@ -101,11 +111,14 @@ export async function cacheEvalCommand(flags: CacheEvalFlags): Promise<void> {
     }
     const percent = (value: number | null) => (value === null ? '–' : `${(value * 100).toFixed(1)}%`);
     const lines = [
-      `${pairs.length} pairs from ${flags.pairs} (split: ${flags.split}), embedder ${cache.embedder?.id ?? "none"}, verifier ${verifier.id}, store ${store.kind}`,
+      `${pairs.length} pairs from ${flags.pairs} (split: ${flags.split}), embedder ${cache.embedder?.id ?? 'none'}, verifier ${verifier.id}, store ${store.kind}`,
       '',
       '| threshold | true hits | false hits (hard_miss) | false hits (miss) | precision | retrieval accuracy |',
       '|---|---|---|---|---|---|',
-      ...results.map((row) => `| ${row.threshold.toFixed(3)} | ${percent(row.trueHitRate)} | ${percent(row.falseHitRate.hard_miss)} | ${percent(row.falseHitRate.miss)} | ${percent(row.precision)} | ${percent(row.retrievalAccuracy)} |`),
+      ...results.map(
+        (row) =>
+          `| ${row.threshold.toFixed(3)} | ${percent(row.trueHitRate)} | ${percent(row.falseHitRate.hard_miss)} | ${percent(row.falseHitRate.miss)} | ${percent(row.precision)} | ${percent(row.retrievalAccuracy)} |`,
+      ),
     ];
     await write(process.stdout, `${lines.join('\n')}\n`);
   } finally {

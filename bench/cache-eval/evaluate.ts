@@ -49,7 +49,10 @@ export async function probePairs(cache: ResponseCache, pairs: readonly LabelledP
   const equivalent = new Map<string, Set<string>>();
   const link = (from: string, to: string) => {
     let set = equivalent.get(from);
-    if (!set) equivalent.set(from, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      equivalent.set(from, set);
+    }
     set.add(to);
   };
   for (const pair of pairs) {
@@ -59,7 +62,10 @@ export async function probePairs(cache: ResponseCache, pairs: readonly LabelledP
   }
   const warm = async (texts: readonly string[], phase: 'load' | 'query') => {
     for (let start = 0; start < texts.length; start += batch) {
-      await cache.embeddings.embed(cache.embedder!, texts.slice(start, start + batch).map((text) => text.normalize('NFC').trim()));
+      await cache.embeddings.embed(
+        cache.embedder!,
+        texts.slice(start, start + batch).map((text) => text.normalize('NFC').trim()),
+      );
       options.onProgress?.(phase, Math.min(start + batch, texts.length), texts.length);
     }
   };
@@ -70,7 +76,13 @@ export async function probePairs(cache: ResponseCache, pairs: readonly LabelledP
     const ticket = cache.ticket(request(question), { tenant: 'cache-eval' });
     if (typeof ticket === 'string') continue;
     const [vector] = ticket.question ? await cache.embeddings.embed(cache.embedder!, [ticket.question]) : [undefined];
-    await cache.commit({ ...ticket, vector }, { format: 'openai', body: { object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: `answer:${index}` }, finish_reason: 'stop' }] } });
+    await cache.commit(
+      { ...ticket, vector },
+      {
+        format: 'openai',
+        body: { object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: `answer:${index}` }, finish_reason: 'stop' }] },
+      },
+    );
   }
   const queries = pairs.map((pair) => pair.b);
   await warm([...new Set(queries)], 'query');

@@ -49,7 +49,9 @@ export function splitByQuestion(pairs: readonly LabelledPair[], testShare = 0.3,
   const train: LabelledPair[] = [];
   const test: LabelledPair[] = [];
   pairs.forEach((pair, index) => {
-    const digest = createHash('sha1').update(salt + roots[index]!).digest();
+    const digest = createHash('sha1')
+      .update(salt + roots[index]!)
+      .digest();
     (digest.readUInt32BE(0) / 2 ** 32 < testShare ? test : train).push(pair);
   });
   return { train, test };
@@ -75,7 +77,9 @@ export function questionComponents(pairs: readonly LabelledPair[]): string[] {
   for (const pair of pairs) {
     const a = find(pair.a);
     const b = find(pair.b);
-    if (a !== b) parent.set(a < b ? b : a, a < b ? a : b);
+    // Strings: the later one points at the earlier one, so every group's root is its least member.
+    if (a < b) parent.set(b, a);
+    else if (b < a) parent.set(a, b);
   }
   return pairs.map((pair) => find(pair.a));
 }

@@ -43,7 +43,8 @@ export function shippedData(): string[] {
 
 function numbers(option: string, text: string): number[] {
   const values = text.split(',').map((value) => Number(value.trim()));
-  if (values.length === 0 || values.some((value) => !Number.isInteger(value) || value < 1)) invalidOption(option, 'a comma-separated list of whole numbers >= 1', text);
+  if (values.length === 0 || values.some((value) => !Number.isInteger(value) || value < 1))
+    invalidOption(option, 'a comma-separated list of whole numbers >= 1', text);
   return values;
 }
 
@@ -100,7 +101,12 @@ export async function benchCommand(flags: BenchFlags): Promise<void> {
     report.qa = await runQa(conversations, contenders, qaOptions, violations);
   }
   if (modes.has('replay')) {
-    const replay = await runReplay(conversations, contenders, { budget: replayBudget!, model: flags.model, counter, price, cacheRule, progress: flags.progress }, violations);
+    const replay = await runReplay(
+      conversations,
+      contenders,
+      { budget: replayBudget!, model: flags.model, counter, price, cacheRule, progress: flags.progress },
+      violations,
+    );
     report.replay = replay.rows;
     report.turns = replay.turns;
   }

@@ -50,7 +50,12 @@ export function presetContender(preset: string): Contender {
     async run(request, budget) {
       let compactor = compactors.get(budget);
       if (!compactor) {
-        compactor = createCompactor({ maxInputTokens: budget, strategy: preset, onBudgetUnreachable: 'pass-through', presetOptions: { relevance: { embedTimeoutMs: 600_000, awaitDocuments: true, embeddings }, summarize: { mode: 'inline', inlineTimeoutMs: 600_000 } } });
+        compactor = createCompactor({
+          maxInputTokens: budget,
+          strategy: preset,
+          onBudgetUnreachable: 'pass-through',
+          presetOptions: { relevance: { embedTimeoutMs: 600_000, awaitDocuments: true, embeddings }, summarize: { mode: 'inline', inlineTimeoutMs: 600_000 } },
+        });
         compactors.set(budget, compactor);
       }
       const started = performance.now();
@@ -86,7 +91,12 @@ export async function trimMessagesContender(counter: TokenCounter): Promise<Cont
       case 'assistant':
         return new AIMessage({
           content,
-          tool_calls: (message.tool_calls ?? []).map((call) => ({ id: call.id, name: call.function.name, args: JSON.parse(call.function.arguments || '{}') as Record<string, unknown>, type: 'tool_call' as const })),
+          tool_calls: (message.tool_calls ?? []).map((call) => ({
+            id: call.id,
+            name: call.function.name,
+            args: JSON.parse(call.function.arguments || '{}') as Record<string, unknown>,
+            type: 'tool_call' as const,
+          })),
         });
       case 'tool':
         return new ToolMessage({ content, tool_call_id: message.tool_call_id ?? '' });

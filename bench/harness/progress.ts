@@ -22,7 +22,9 @@ export class Progress {
     if (this.#tty) {
       const width = 28;
       const filled = Math.round(fraction * width);
-      process.stderr.write(`\r${this.#label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${detail}`.padEnd(100));
+      process.stderr.write(
+        `\r${this.#label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${detail}`.padEnd(100),
+      );
       return;
     }
     const decile = Math.floor(fraction * 10);
@@ -35,7 +37,7 @@ export class Progress {
   finish(): void {
     if (!this.#enabled) return;
     const seconds = ((performance.now() - this.#started) / 1000).toFixed(1);
-    if (this.#tty) process.stderr.write(`\r${this.#label}: done in ${seconds} s`.padEnd(100) + '\n');
+    if (this.#tty) process.stderr.write(`${`\r${this.#label}: done in ${seconds} s`.padEnd(100)}\n`);
     else process.stderr.write(`${this.#label}: done in ${seconds} s\n`);
   }
 }

@@ -38,13 +38,38 @@ function qaMatrix(report: BenchReport, metric: 'erVerbatim' | 'erFact'): string[
 function categoryRows(report: BenchReport): string[][] {
   const rows: string[][] = [['strategy', 'budget', 'category', 'items', 'ER_verbatim', 'ER_fact', 'tokens after', 'ms p50', 'ms p99']];
   for (const row of report.qa) {
-    rows.push([row.contender, String(row.budget), row.category === '5' ? '5 (adversarial)' : row.category, String(row.items), fixed(row.erVerbatim), fixed(row.erFact), row.tokensAfter.toFixed(0), fixed(row.msP50, 2), fixed(row.msP99, 2)]);
+    rows.push([
+      row.contender,
+      String(row.budget),
+      row.category === '5' ? '5 (adversarial)' : row.category,
+      String(row.items),
+      fixed(row.erVerbatim),
+      fixed(row.erFact),
+      row.tokensAfter.toFixed(0),
+      fixed(row.msP50, 2),
+      fixed(row.msP99, 2),
+    ]);
   }
   return rows;
 }
 
 function replayRows(report: BenchReport): string[][] {
-  const rows: string[][] = [['strategy', 'requests', 'tokens before', 'tokens after', 'saved', 'prefix share', 'uncompacted $', 'compacted $', 'extra $', 'net saving', 'ms p50', 'ms p99']];
+  const rows: string[][] = [
+    [
+      'strategy',
+      'requests',
+      'tokens before',
+      'tokens after',
+      'saved',
+      'prefix share',
+      'uncompacted $',
+      'compacted $',
+      'extra $',
+      'net saving',
+      'ms p50',
+      'ms p99',
+    ],
+  ];
   for (const row of report.replay) {
     rows.push([
       row.contender,
@@ -73,12 +98,21 @@ export function consoleReport(report: BenchReport): string {
   if (report.replay.length > 0) {
     parts.push('', `Replay at ${report.meta.replayBudget} tokens, billed with the ${report.meta.cacheRule} prompt-cache rule`, table(replayRows(report)));
   }
-  parts.push('', report.violations.length === 0 ? 'Correctness: no violations.' : `Correctness: ${report.violations.length} violations; disqualified: ${report.disqualified.join(', ')}`);
+  parts.push(
+    '',
+    report.violations.length === 0
+      ? 'Correctness: no violations.'
+      : `Correctness: ${report.violations.length} violations; disqualified: ${report.disqualified.join(', ')}`,
+  );
   return parts.join('\n');
 }
 
 export function markdownReport(report: BenchReport): string {
-  const parts: string[] = [`Machine: ${report.meta.machine}. Model ${report.meta.model}. Data: ${report.meta.data.join(', ')}.`, '', `Command: \`${report.meta.command}\``];
+  const parts: string[] = [
+    `Machine: ${report.meta.machine}. Model ${report.meta.model}. Data: ${report.meta.data.join(', ')}.`,
+    '',
+    `Command: \`${report.meta.command}\``,
+  ];
   if (report.qa.length > 0) {
     parts.push('', '**ER_verbatim** (categories 1–4, by budget)', '', markdownTable(qaMatrix(report, 'erVerbatim')));
     parts.push('', '**ER_fact** (categories 1–4, by budget)', '', markdownTable(qaMatrix(report, 'erFact')));
@@ -86,9 +120,19 @@ export function markdownReport(report: BenchReport): string {
   }
   if (report.replay.length > 0) {
     const price = report.meta.price;
-    parts.push('', `**Replay** at ${report.meta.replayBudget} tokens; ${report.meta.cacheRule} prompt-cache rule; $${price.input}/$${price.cachedInput}/$${price.output} per 1M input/cached/output (${price.asOf ?? 'undated'})`, '', markdownTable(replayRows(report)));
+    parts.push(
+      '',
+      `**Replay** at ${report.meta.replayBudget} tokens; ${report.meta.cacheRule} prompt-cache rule; $${price.input}/$${price.cachedInput}/$${price.output} per 1M input/cached/output (${price.asOf ?? 'undated'})`,
+      '',
+      markdownTable(replayRows(report)),
+    );
   }
-  parts.push('', report.violations.length === 0 ? 'Correctness: no violations.' : `Correctness: ${report.violations.length} violations; disqualified: ${report.disqualified.join(', ')}.`);
+  parts.push(
+    '',
+    report.violations.length === 0
+      ? 'Correctness: no violations.'
+      : `Correctness: ${report.violations.length} violations; disqualified: ${report.disqualified.join(', ')}.`,
+  );
   return parts.join('\n');
 }
 
@@ -145,7 +189,9 @@ export async function charts(report: BenchReport): Promise<{ title: string; svg:
   if (conversation) {
     const turns = report.turns.filter((turn) => turn.conversation === conversation);
     const values = [
-      ...turns.filter((turn) => turn.contender === turns[0]!.contender).map((turn) => ({ turn: turn.turn, series: 'before (uncompacted)', tokens: turn.tokensBefore })),
+      ...turns
+        .filter((turn) => turn.contender === turns[0]!.contender)
+        .map((turn) => ({ turn: turn.turn, series: 'before (uncompacted)', tokens: turn.tokensBefore })),
       ...turns.filter((turn) => turn.contender !== 'none').map((turn) => ({ turn: turn.turn, series: `after: ${turn.contender}`, tokens: turn.tokensAfter })),
     ];
     out.push({
@@ -197,7 +243,13 @@ export async function htmlReport(report: BenchReport): Promise<string> {
   const sections: string[] = [];
   for (const figure of figures) sections.push(`<figure><figcaption>${escapeHtml(figure.title)}</figcaption>${figure.svg}</figure>`);
   if (report.qa.length > 0) {
-    sections.push('<h2>QA retention</h2>', '<h3>ER_verbatim (categories 1–4)</h3>', htmlTable(qaMatrix(report, 'erVerbatim')), '<h3>ER_fact (categories 1–4)</h3>', htmlTable(qaMatrix(report, 'erFact')));
+    sections.push(
+      '<h2>QA retention</h2>',
+      '<h3>ER_verbatim (categories 1–4)</h3>',
+      htmlTable(qaMatrix(report, 'erVerbatim')),
+      '<h3>ER_fact (categories 1–4)</h3>',
+      htmlTable(qaMatrix(report, 'erFact')),
+    );
     sections.push('<details><summary>By category</summary>', htmlTable(categoryRows(report)), '</details>');
   }
   if (report.replay.length > 0) sections.push(`<h2>Replay at ${report.meta.replayBudget} tokens</h2>`, htmlTable(replayRows(report)));
@@ -207,7 +259,16 @@ export async function htmlReport(report: BenchReport): Promise<string> {
       ? '<p>No violations: every output was valid, within budget, and kept the protected messages in order.</p>'
       : `<p>${report.violations.length} violations. Disqualified: ${escapeHtml(report.disqualified.join(', '))}</p>${htmlTable([
           ['strategy', 'mode', 'budget', 'conversation', 'request', 'problem'],
-          ...report.violations.slice(0, 50).map((violation) => [violation.contender, violation.mode, String(violation.budget), violation.conversation, String(violation.request), violation.problem]),
+          ...report.violations
+            .slice(0, 50)
+            .map((violation) => [
+              violation.contender,
+              violation.mode,
+              String(violation.budget),
+              violation.conversation,
+              String(violation.request),
+              violation.problem,
+            ]),
         ])}`,
   );
   return `<!doctype html>

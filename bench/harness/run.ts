@@ -146,8 +146,14 @@ export async function runQa(
           erVerbatim: mean(group.map((sample) => sample.erVerbatim)),
           erFact: mean(group.map((sample) => sample.erFact)),
           tokensAfter: mean(group.map((sample) => sample.tokens)) ?? 0,
-          msP50: percentile(group.map((sample) => sample.ms), 50),
-          msP99: percentile(group.map((sample) => sample.ms), 99),
+          msP50: percentile(
+            group.map((sample) => sample.ms),
+            50,
+          ),
+          msP99: percentile(
+            group.map((sample) => sample.ms),
+            99,
+          ),
         });
       }
     }
@@ -241,7 +247,8 @@ export async function runReplay(
         const request: ChatRequest = { model: conversation.model ?? options.model, messages: history };
         const { messages, ms, repaired } = await contender.run(request, options.budget);
         const problem = repaired ?? checkOutput(history, messages, contender.kind === 'baseline' ? undefined : options.budget, options.counter);
-        if (problem) violations.push({ contender: contender.name, mode: 'replay', budget: options.budget, conversation: conversation.id, request: turn, problem });
+        if (problem)
+          violations.push({ contender: contender.name, mode: 'replay', budget: options.budget, conversation: conversation.id, request: turn, problem });
         const reply = conversation.messages[index + 1];
         const outputTokens = reply && reply.role === 'assistant' ? options.counter.text(String(reply.content ?? '')) : 0;
         const before = options.counter.messages(history) + REPLY_PRIMING_TOKENS;
@@ -257,7 +264,16 @@ export async function runReplay(
         tokensAfter += after;
         shares.push(prefix / after);
         times.push(ms);
-        turns.push({ conversation: conversation.id, turn, contender: contender.name, tokensBefore: before, tokensAfter: after, prefixTokens: prefix, ms, cache: 'bypass' });
+        turns.push({
+          conversation: conversation.id,
+          turn,
+          contender: contender.name,
+          tokensBefore: before,
+          tokensAfter: after,
+          prefixTokens: prefix,
+          ms,
+          cache: 'bypass',
+        });
         progress.tick(1, contender.name);
       }
     }

@@ -31,7 +31,18 @@ export interface AiSdkCompactionOptions {
 }
 
 /** Call settings that change the answer, so they are part of a cached answer's scope. */
-const SCOPED_SETTINGS = ['temperature', 'topP', 'topK', 'seed', 'maxOutputTokens', 'stopSequences', 'presencePenalty', 'frequencyPenalty', 'responseFormat', 'toolChoice'] as const;
+const SCOPED_SETTINGS = [
+  'temperature',
+  'topP',
+  'topK',
+  'seed',
+  'maxOutputTokens',
+  'stopSequences',
+  'presencePenalty',
+  'frequencyPenalty',
+  'responseFormat',
+  'toolChoice',
+] as const;
 
 function toCanonical(prompt: LanguageModelV3Prompt): { messages: ChatMessage[]; origin: Map<ChatMessage, number> } {
   const messages: ChatMessage[] = [];
@@ -46,12 +57,29 @@ function toCanonical(prompt: LanguageModelV3Prompt): { messages: ChatMessage[]; 
         add({ role: 'system', content: message.content }, index);
         break;
       case 'user':
-        add({ role: 'user', content: message.content.map((part): ContentPart => (part.type === 'text' ? { type: 'text', text: part.text } : { type: part.type, mediaType: part.mediaType, filename: part.filename })) }, index);
+        add(
+          {
+            role: 'user',
+            content: message.content.map(
+              (part): ContentPart =>
+                part.type === 'text' ? { type: 'text', text: part.text } : { type: part.type, mediaType: part.mediaType, filename: part.filename },
+            ),
+          },
+          index,
+        );
         break;
       case 'assistant': {
         const text = message.content.flatMap((part) => (part.type === 'text' || part.type === 'reasoning' ? [part.text] : [])).join('\n');
         const calls = message.content.flatMap((part) =>
-          part.type === 'tool-call' ? [{ id: part.toolCallId, type: 'function', function: { name: part.toolName, arguments: typeof part.input === 'string' ? part.input : JSON.stringify(part.input ?? {}) } }] : [],
+          part.type === 'tool-call'
+            ? [
+                {
+                  id: part.toolCallId,
+                  type: 'function',
+                  function: { name: part.toolName, arguments: typeof part.input === 'string' ? part.input : JSON.stringify(part.input ?? {}) },
+                },
+              ]
+            : [],
         );
         const canonical: ChatMessage = { role: 'assistant', content: text.length > 0 ? text : null };
         if (calls.length > 0) canonical.tool_calls = calls;
@@ -80,7 +108,8 @@ function fromCanonical(compacted: readonly ChatMessage[], origin: Map<ChatMessag
       continue;
     }
     // A message a strategy wrote (a summary, an omission marker): plain text.
-    const text = typeof message.content === 'string' ? message.content : (message.content ?? []).map((part) => (part.type === 'text' ? String(part.text) : '')).join('');
+    const text =
+      typeof message.content === 'string' ? message.content : (message.content ?? []).map((part) => (part.type === 'text' ? String(part.text) : '')).join('');
     if (message.role === 'system' || message.role === 'developer') result.push({ role: 'system', content: text });
     else if (message.role === 'assistant') result.push({ role: 'assistant', content: [{ type: 'text', text }] });
     else result.push({ role: 'user', content: [{ type: 'text', text }] });
@@ -94,7 +123,8 @@ function cachedContent(body: unknown): { content: (LanguageModelV3Text | Languag
   const content: (LanguageModelV3Text | LanguageModelV3ToolCall)[] = [];
   const text = typeof choice?.message?.content === 'string' ? choice.message.content : '';
   if (text.length > 0) content.push({ type: 'text', text });
-  for (const call of choice?.message?.tool_calls ?? []) content.push({ type: 'tool-call', toolCallId: call.id, toolName: call.function.name, input: call.function.arguments });
+  for (const call of choice?.message?.tool_calls ?? [])
+    content.push({ type: 'tool-call', toolCallId: call.id, toolName: call.function.name, input: call.function.arguments });
   const raw = choice?.finish_reason ?? 'stop';
   return { content, finishReason: { unified: raw === 'tool_calls' ? 'tool-calls' : raw === 'length' ? 'length' : 'stop', raw } };
 }
@@ -146,7 +176,9 @@ export function compaction(source: CompactorSource, options: AiSdkCompactionOpti
       });
       options.onStats?.(outcome.stats);
       const transformed: LanguageModelV3CallOptions =
-        outcome.kind === 'cached' ? { ...params } : { ...params, prompt: fromCanonical((outcome.request as { messages: ChatMessage[] }).messages, origin, params.prompt) };
+        outcome.kind === 'cached'
+          ? { ...params }
+          : { ...params, prompt: fromCanonical((outcome.request as { messages: ChatMessage[] }).messages, origin, params.prompt) };
       prepared.set(transformed, outcome);
       return transformed;
     },
@@ -167,7 +199,12 @@ export function compaction(source: CompactorSource, options: AiSdkCompactionOpti
         const { content, finishReason } = cachedContent(outcome.replay.body);
         const parts: LanguageModelV3StreamPart[] = [{ type: 'stream-start', warnings: [] }];
         content.forEach((part, index) => {
-          if (part.type === 'text') parts.push({ type: 'text-start', id: `cached-${index}` }, { type: 'text-delta', id: `cached-${index}`, delta: part.text }, { type: 'text-end', id: `cached-${index}` });
+          if (part.type === 'text')
+            parts.push(
+              { type: 'text-start', id: `cached-${index}` },
+              { type: 'text-delta', id: `cached-${index}`, delta: part.text },
+              { type: 'text-end', id: `cached-${index}` },
+            );
           else parts.push(part);
         });
         parts.push({ type: 'finish', finishReason, usage: emptyUsage, providerMetadata: { contextCompactor: { cache: 'hit' } } });

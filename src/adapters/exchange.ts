@@ -193,7 +193,8 @@ export type Prepared = PreparedCached | PreparedForward;
 
 /** Validate and compact a parsed body, and look it up in the cache. Errors are thrown (adapters render them). */
 export async function prepare(body: unknown, options: ExchangeOptions): Promise<Prepared> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new CompactorError('input.invalid', 'body: must be a JSON object', { pointer: 'body' });
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new CompactorError('input.invalid', 'body: must be a JSON object', { pointer: 'body' });
   const format = resolveFormat(options.format, body);
   let compactor: Compactor;
   if (isRouteTable(options.compactor)) {
@@ -294,7 +295,10 @@ export interface ExchangeInput extends ExchangeOptions {
  * cache as the adapter relays it. Errors become a reply in the request's wire format, with the
  * error attached for logs and metrics.
  */
-export async function exchange<U extends Upstream>(input: ExchangeInput, forward: (body: string, prepared: PreparedForward) => Promise<U>): Promise<ExchangeResult<U>> {
+export async function exchange<U extends Upstream>(
+  input: ExchangeInput,
+  forward: (body: string, prepared: PreparedForward) => Promise<U>,
+): Promise<ExchangeResult<U>> {
   let prepared: Prepared | undefined;
   try {
     const body = await readJson(input.body, input.maxBodyBytes, input.contentLength);

@@ -32,7 +32,7 @@ export interface ExpressCompactionOptions<Req extends ExpressRequest = ExpressRe
   deferCacheHits?: boolean;
 }
 
-const EXPRESS_DEFAULTS = { format: 'auto' as const, headers: false, deferCacheHits: false };
+export const EXPRESS_DEFAULTS = { format: 'auto' as const, headers: false, deferCacheHits: false };
 
 function send(response: ExpressResponse, reply: Reply): void {
   response.status(reply.status);

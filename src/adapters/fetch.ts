@@ -12,13 +12,14 @@ export interface FetchCompactionOptions extends AdapterOptions<Request> {
 
 type Handler<Rest extends unknown[]> = (request: Request, ...rest: Rest) => Response | Promise<Response>;
 
-const FETCH_DEFAULTS = { format: 'auto' as const, headers: false, maxBodyBytes: 4 * 1024 * 1024 };
+export const FETCH_DEFAULTS = { format: 'auto' as const, headers: false, maxBodyBytes: 4 * 1024 * 1024 };
 
 const statsOf = new WeakMap<Request, CompactionStats>();
 
 // Node's web streams are async iterable and have `from`; the DOM typings this project compiles with do not say so.
 const chunksOf = (stream: ReadableStream<Uint8Array> | null): AsyncIterable<Uint8Array> | null => stream as unknown as AsyncIterable<Uint8Array> | null;
-const streamOf = (chunks: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> => (ReadableStream as unknown as { from(source: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> }).from(chunks);
+const streamOf = (chunks: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> =>
+  (ReadableStream as unknown as { from(source: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> }).from(chunks);
 
 /** The compaction stats of a request the handler received from `compaction`. */
 export function compactionStats(request: Request): CompactionStats | undefined {

@@ -27,10 +27,115 @@ export const FEATURE_NAMES = [
 
 export const FEATURE_COUNT = FEATURE_NAMES.length;
 
-const NEGATIONS = new Set(['not', 'no', 'never', 'nothing', 'none', 'nobody', 'neither', 'nor', 'without', 'cannot', 'cant', 'dont', 'doesnt', 'didnt', 'isnt', 'wasnt', 'arent', 'werent', 'wont', 'shouldnt', 'wouldnt', 'couldnt']);
+const NEGATIONS = new Set([
+  'not',
+  'no',
+  'never',
+  'nothing',
+  'none',
+  'nobody',
+  'neither',
+  'nor',
+  'without',
+  'cannot',
+  'cant',
+  'dont',
+  'doesnt',
+  'didnt',
+  'isnt',
+  'wasnt',
+  'arent',
+  'werent',
+  'wont',
+  'shouldnt',
+  'wouldnt',
+  'couldnt',
+]);
 /** Words that flip or bound a question's meaning while topic and wording stay the same. */
-const QUALIFIERS = new Set(['more', 'less', 'most', 'least', 'better', 'worse', 'best', 'worst', 'before', 'after', 'first', 'last', 'increase', 'decrease', 'up', 'down', 'min', 'max', 'minimum', 'maximum', 'male', 'female', 'men', 'women', 'man', 'woman', 'boy', 'girl', 'boys', 'girls', 'buy', 'sell', 'from', 'to', 'into', 'against', 'without', 'with', 'old', 'new', 'young', 'cheap', 'expensive', 'high', 'low', 'big', 'small', 'start', 'stop', 'win', 'lose', 'pros', 'cons', 'advantages', 'disadvantages', 'past', 'future']);
-const QUESTION_WORDS = new Set(['what', 'which', 'who', 'whom', 'whose', 'when', 'where', 'why', 'how', 'is', 'are', 'was', 'were', 'do', 'does', 'did', 'can', 'could', 'should', 'would', 'will', 'has', 'have']);
+const QUALIFIERS = new Set([
+  'more',
+  'less',
+  'most',
+  'least',
+  'better',
+  'worse',
+  'best',
+  'worst',
+  'before',
+  'after',
+  'first',
+  'last',
+  'increase',
+  'decrease',
+  'up',
+  'down',
+  'min',
+  'max',
+  'minimum',
+  'maximum',
+  'male',
+  'female',
+  'men',
+  'women',
+  'man',
+  'woman',
+  'boy',
+  'girl',
+  'boys',
+  'girls',
+  'buy',
+  'sell',
+  'from',
+  'to',
+  'into',
+  'against',
+  'without',
+  'with',
+  'old',
+  'new',
+  'young',
+  'cheap',
+  'expensive',
+  'high',
+  'low',
+  'big',
+  'small',
+  'start',
+  'stop',
+  'win',
+  'lose',
+  'pros',
+  'cons',
+  'advantages',
+  'disadvantages',
+  'past',
+  'future',
+]);
+const QUESTION_WORDS = new Set([
+  'what',
+  'which',
+  'who',
+  'whom',
+  'whose',
+  'when',
+  'where',
+  'why',
+  'how',
+  'is',
+  'are',
+  'was',
+  'were',
+  'do',
+  'does',
+  'did',
+  'can',
+  'could',
+  'should',
+  'would',
+  'will',
+  'has',
+  'have',
+]);
 
 export interface TextProfile {
   words: string[];
@@ -58,7 +163,10 @@ function stem(word: string): string {
 /** Per-text work, done once per cached question and once per query. */
 export function profile(text: string): TextProfile {
   const raw = text.normalize('NFKC');
-  const words = (raw.toLowerCase().replace(/['’]/g, '').match(/[\p{L}\p{N}]+/gu) ?? []) as string[];
+  const words = (raw
+    .toLowerCase()
+    .replace(/['’]/g, '')
+    .match(/[\p{L}\p{N}]+/gu) ?? []) as string[];
   const content = new Set<string>();
   for (const word of words) if (!STOPWORDS.has(word) && !NEGATIONS.has(word)) content.add(stem(word));
   const bigrams = new Set<string>();
@@ -160,7 +268,7 @@ export function pairFeatures(a: TextProfile, b: TextProfile, cosine: number): Fl
   features[9] = jaccard(a.trigrams, b.trigrams);
   features[10] = setsDiffer(a.numbers, b.numbers);
   features[11] = a.names.size + b.names.size === 0 ? 0 : 1 - jaccard(a.names, b.names);
-  features[12] = (a.negations > 0) !== (b.negations > 0) ? 1 : 0;
+  features[12] = a.negations > 0 !== b.negations > 0 ? 1 : 0;
   features[13] = a.questionWord && b.questionWord && a.questionWord !== b.questionWord ? 1 : 0;
   features[14] = Math.min(lengthA, lengthB) / Math.max(lengthA, lengthB);
   features[15] = inversions(a, b);

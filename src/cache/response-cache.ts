@@ -165,7 +165,7 @@ export interface ResponseCache {
   readonly verifier: Verifier;
 }
 
-const DEFAULTS = {
+export const RESPONSE_CACHE_DEFAULTS = {
   mode: 'semantic' as 'semantic' | 'exact',
   contextTurns: 'all' as number | 'all',
   ttlMs: 60 * 60 * 1000,
@@ -178,7 +178,18 @@ const DEFAULTS = {
 };
 
 /** Fields that never change the answer. Every other field (known or not) is part of the scope. */
-const NEUTRAL_FIELDS = new Set(['messages', 'system', 'stream', 'stream_options', 'user', 'metadata', 'store', 'service_tier', 'prompt_cache_key', 'safety_identifier']);
+const NEUTRAL_FIELDS = new Set([
+  'messages',
+  'system',
+  'stream',
+  'stream_options',
+  'user',
+  'metadata',
+  'store',
+  'service_tier',
+  'prompt_cache_key',
+  'safety_identifier',
+]);
 
 function stableJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
@@ -222,9 +233,13 @@ function checkRange(option: string, value: unknown, minimum: number, maximum: nu
  */
 export function createResponseCache(options: ResponseCacheOptions = {}): ResponseCache {
   if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
-  const settings = { ...DEFAULTS, ...options };
+  const settings = { ...RESPONSE_CACHE_DEFAULTS, ...options };
   if (settings.store !== undefined && !isStore(settings.store)) invalidOption('store', 'a Store (memoryStore() or redisStore())', settings.store);
-  if (settings.embedder !== undefined && settings.embedder !== null && (typeof settings.embedder?.embed !== 'function' || typeof settings.embedder?.id !== 'string')) {
+  if (
+    settings.embedder !== undefined &&
+    settings.embedder !== null &&
+    (typeof settings.embedder?.embed !== 'function' || typeof settings.embedder?.id !== 'string')
+  ) {
     invalidOption('embedder', 'an Embedder ({ id, dimensions, embed }) or null', settings.embedder);
   }
   if (settings.verifier !== undefined && (typeof settings.verifier?.score !== 'function' || typeof settings.verifier?.id !== 'string')) {
@@ -264,7 +279,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
   };
 
   function ticketOf(request: ChatRequest, lookup: CacheLookupOptions): CacheTicket | BypassReason {
-    const route = lookup.route !== undefined ? routes.get(lookup.route) ?? fallbackRoute : fallbackRoute;
+    const route = lookup.route !== undefined ? (routes.get(lookup.route) ?? fallbackRoute) : fallbackRoute;
     if (lookup.bypass) return 'header';
     if (route.mode === 'off') return 'route-off';
     if (settings.requireTenant && !lookup.tenant) return 'no-tenant';
@@ -370,7 +385,8 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       const ticket = ticketOf(request, lookup);
       if (typeof ticket === 'string') return undefined;
       const exact = await exactEntry(ticket.exactKey);
-      if (exact && FORMATS[exact.response.format].replayable(exact.response, ticket.streamed)) return { layer: 'exact', score: 1, cosine: 1, question: exact.question, response: exact.response };
+      if (exact && FORMATS[exact.response.format].replayable(exact.response, ticket.streamed))
+        return { layer: 'exact', score: 1, cosine: 1, question: exact.question, response: exact.response };
       if (!ticket.namespace || !ticket.question || !embedder) return undefined;
       const [vector] = (await embeddings.embed(embedder, [ticket.question], { signal: lookup.signal })) as [Float32Array];
       const best = await nearest(ticket.namespace, ticket.question, vector, ticket.streamed);
@@ -400,7 +416,12 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       // Semantic layer.
       let vector: Float32Array;
       try {
-        [vector] = (await withDeadline(embeddings.embed(embedder, [ticket.question], { signal: lookup.signal }), settings.embedTimeoutMs, 'cache embedding', lookup.signal)) as [Float32Array];
+        [vector] = (await withDeadline(
+          embeddings.embed(embedder, [ticket.question], { signal: lookup.signal }),
+          settings.embedTimeoutMs,
+          'cache embedding',
+          lookup.signal,
+        )) as [Float32Array];
       } catch (error) {
         if (isAbortError(error)) throw error;
         fail('embedder');

@@ -4,9 +4,36 @@
 // cached, each query looked up among all): hard-negative hits <= 1% at 95% confidence.
 export const VERIFIER_MODEL = {
   version: 2,
-  features: ["bias","cosine","cosine_above_0.9","word_jaccard","content_jaccard","content_missing_min","content_missing_max","unmatched_content_log","bigram_jaccard","trigram_char_jaccard","number_mismatch","name_mismatch","negation_mismatch","question_word_mismatch","length_ratio","order_inversion","qualifier_mismatch"],
-  mean: [0,0.731827,0.0897185,0.365424,0.416479,0.38189,0.513263,1.63556,0.190579,0.381729,0.123253,0.380902,0.0787067,0.374592,0.775072,0.100222,0.645787],
-  scale: [0,0.210952,0.211039,0.23406,0.271149,0.30334,0.269641,0.753591,0.210306,0.222492,0.328727,0.445465,0.26928,0.484017,0.182416,0.250855,0.851713],
-  weights: [-1.46852,1.76516,0.0144295,0.538068,-0.303837,-0.393193,-0.541978,0.0371814,-0.769051,0.207109,-0.305489,-0.0285189,-0.143512,0.205137,-0.116935,-0.207513,0.0060539],
+  features: [
+    'bias',
+    'cosine',
+    'cosine_above_0.9',
+    'word_jaccard',
+    'content_jaccard',
+    'content_missing_min',
+    'content_missing_max',
+    'unmatched_content_log',
+    'bigram_jaccard',
+    'trigram_char_jaccard',
+    'number_mismatch',
+    'name_mismatch',
+    'negation_mismatch',
+    'question_word_mismatch',
+    'length_ratio',
+    'order_inversion',
+    'qualifier_mismatch',
+  ],
+  mean: [
+    0, 0.731827, 0.0897185, 0.365424, 0.416479, 0.38189, 0.513263, 1.63556, 0.190579, 0.381729, 0.123253, 0.380902, 0.0787067, 0.374592, 0.775072, 0.100222,
+    0.645787,
+  ],
+  scale: [
+    0, 0.210952, 0.211039, 0.23406, 0.271149, 0.30334, 0.269641, 0.753591, 0.210306, 0.222492, 0.328727, 0.445465, 0.26928, 0.484017, 0.182416, 0.250855,
+    0.851713,
+  ],
+  weights: [
+    -1.46852, 1.76516, 0.0144295, 0.538068, -0.303837, -0.393193, -0.541978, 0.0371814, -0.769051, 0.207109, -0.305489, -0.0285189, -0.143512, 0.205137,
+    -0.116935, -0.207513, 0.0060539,
+  ],
   threshold: 0.830999,
 } as const;

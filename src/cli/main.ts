@@ -24,7 +24,7 @@ export function buildProgram(): Command {
     .description('Shrink multi-turn LLM chat histories to a token budget.')
     .version((JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version)
     .exitOverride()
-    .configureOutput({ outputError: (text, writeError) => writeError(text.split('\n')[0]! + '\n') })
+    .configureOutput({ outputError: (text, writeError) => writeError(`${text.split('\n')[0]!}\n`) })
     .addHelpText('after', `\nFrom a clone of the repository: ${BENCH_COMMANDS.join(', ')} (see bench/README.md).`);
 
   program

@@ -5,6 +5,7 @@ import { createProxy, DEFAULT_PROXY_BUDGET } from '../proxy/server.js';
 import { createRouteTable, loadConfig, withSharedCache, type RouteTableOptions } from '../core/routes.js';
 import { memoryStore } from '../stores/memory.js';
 import { redisStore } from '../stores/redis.js';
+import { createRuntime, defaultRuntime } from '../runtime.js';
 
 export interface ServeFlags {
   config?: string;
@@ -37,10 +38,10 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   const { store: storeName = 'memory', redisUrl, ...cacheOptions } = proxyConfig.cache ?? {};
   const chosenStore = flags.cache ?? storeName;
   if (!['memory', 'redis', 'off'].includes(chosenStore)) invalidOption('--cache', '"memory", "redis" or "off"', chosenStore);
-  const cache =
-    chosenStore === 'off'
-      ? undefined
-      : createResponseCache({ ...cacheOptions, store: chosenStore === 'redis' ? redisStore({ url: flags.redisUrl ?? redisUrl ?? process.env.REDIS_URL }) : memoryStore() });
+  // With Redis, instances share the cache's entries and, through the runtime, embeddings and summaries.
+  const shared = chosenStore === 'redis' ? redisStore({ url: flags.redisUrl ?? redisUrl ?? process.env.REDIS_URL }) : undefined;
+  const runtime = shared ? createRuntime({ store: shared }) : defaultRuntime();
+  const cache = chosenStore === 'off' ? undefined : createResponseCache({ ...cacheOptions, store: shared ?? memoryStore(), embeddings: runtime.embeddings });
   if (cache?.embedder) {
     // Load the sentence encoder before the first request instead of during it (about a second).
     await cache.embeddings.embed(cache.embedder, ['warm up']).catch((error: unknown) => {
@@ -50,7 +51,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   const overrides: CompactorOptions = {};
   if (flags.budget !== undefined) overrides.maxInputTokens = flags.budget;
   if (flags.preset !== undefined) overrides.strategy = flags.preset;
-  const base: CompactorOptions = { maxInputTokens: DEFAULT_PROXY_BUDGET, strategy: 'relevance', onBudgetUnreachable: 'pass-through' };
+  const base: CompactorOptions = { maxInputTokens: DEFAULT_PROXY_BUDGET, strategy: 'relevance', onBudgetUnreachable: 'pass-through', runtime };
   const table = createRouteTable(
     withSharedCache(
       {
@@ -67,6 +68,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   const proxy = createProxy({
     routes: table,
     cache: cache ?? false,
+    runtime,
     upstream: flags.upstream ?? proxyConfig.upstream ?? process.env.OPENAI_BASE_URL?.replace(/\/v1\/?$/, '') ?? 'https://api.openai.com',
     anthropicUpstream: flags.anthropicUpstream ?? proxyConfig.anthropicUpstream ?? 'https://api.anthropic.com',
     ...(proxyConfig.maxBodyBytes !== undefined ? { maxBodyBytes: proxyConfig.maxBodyBytes } : {}),
@@ -76,12 +78,15 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   });
   const host = flags.host ?? proxyConfig.host ?? '127.0.0.1';
   const port = await proxy.listen(flags.port ?? proxyConfig.port ?? 8787, host);
-  process.stderr.write(`context-compactor proxy listening on http://${host}:${port} (budget ${overrides.maxInputTokens ?? config.defaults?.maxInputTokens ?? DEFAULT_PROXY_BUDGET}, cache ${chosenStore}); POST /v1/chat/completions, /v1/messages; GET /metrics, /healthz\n`);
+  process.stderr.write(
+    `context-compactor proxy listening on http://${host}:${port} (budget ${overrides.maxInputTokens ?? config.defaults?.maxInputTokens ?? DEFAULT_PROXY_BUDGET}, cache ${chosenStore}); POST /v1/chat/completions, /v1/messages; GET /metrics, /healthz\n`,
+  );
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       process.stderr.write(`${signal}: draining in-flight requests…\n`);
       proxy
         .close(Number(process.env.DRAIN_MS ?? 30_000))
+        .then(() => Promise.all([cache?.idle(), runtime.embeddings.idle()]))
         .then(() => cache?.store.close())
         .finally(resolve);
     };

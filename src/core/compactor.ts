@@ -100,7 +100,9 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
     const key = `${encoding}|${multiplier}`;
     let counter = counters.get(key);
     if (counter === undefined) {
-      counter = Promise.resolve(settings.tokenizer(encoding)).then((tokenizer) => new TokenCounter({ tokenizer, multiplier, imageTokens: settings.imageTokens, memo }));
+      counter = Promise.resolve(settings.tokenizer(encoding)).then(
+        (tokenizer) => new TokenCounter({ tokenizer, multiplier, imageTokens: settings.imageTokens, memo }),
+      );
       counter.catch(() => counters.delete(key));
       counters.set(key, counter);
     }
@@ -115,9 +117,16 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
     const started = settings.clock();
     let lookup: CacheLookup | undefined;
     try {
-      lookup = await cache.lookup(canonical, { tenant: compactOptions.tenant, route: compactOptions.route, format, bypass: compactOptions.bypassCache === true, signal: compactOptions.signal });
+      lookup = await cache.lookup(canonical, {
+        tenant: compactOptions.tenant,
+        route: compactOptions.route,
+        format,
+        bypass: compactOptions.bypassCache === true,
+        signal: compactOptions.signal,
+      });
     } catch (error) {
-      if (isAbortError(error) || compactOptions.signal?.aborted) throw CompactorError.isInstance(error) ? error : new CompactorError('aborted', 'the operation was aborted', { cause: error });
+      if (isAbortError(error) || compactOptions.signal?.aborted)
+        throw CompactorError.isInstance(error) ? error : new CompactorError('aborted', 'the operation was aborted', { cause: error });
       stats.failures.push(failureOf('cache', error));
     }
     const verdict: CacheStats = { status: lookup?.status ?? 'bypass', ms: settings.clock() - started };

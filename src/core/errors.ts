@@ -88,7 +88,7 @@ export class CompactorError extends Error {
 export function invalidOption(option: string, expected: string, received: unknown): never {
   let shown: string;
   try {
-    shown = typeof received === 'function' ? 'a function' : JSON.stringify(received) ?? String(received);
+    shown = typeof received === 'function' ? 'a function' : (JSON.stringify(received) ?? String(received));
   } catch {
     shown = String(received);
   }

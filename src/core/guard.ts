@@ -132,11 +132,9 @@ export function enforce(options: GuardInput): GuardResult {
     }
     if (tokens > budget) {
       if (options.onBudgetUnreachable === 'error') {
-        throw new CompactorError(
-          'budget.unreachable',
-          `the protected messages alone need ${tokens} tokens, over the budget of ${budget}`,
-          { details: { protectedTokens: tokens, budget } },
-        );
+        throw new CompactorError('budget.unreachable', `the protected messages alone need ${tokens} tokens, over the budget of ${budget}`, {
+          details: { protectedTokens: tokens, budget },
+        });
       }
       let inputTokens = fixedTokens;
       for (const message of input) inputTokens += tokensOf(message);

@@ -49,5 +49,5 @@ const warned = new Set<string>();
 export function warnOnce(key: string, message: string): void {
   if (warned.has(key)) return;
   warned.add(key);
-  process.emitWarning(message, { code: 'CONTEXT_COMPACTOR_DEGRADED', detail: key });
+  process.emitWarning(message, { code: 'CONTEXT_COMPACTOR_DEGRADED' });
 }

@@ -5,6 +5,7 @@ import { DEFAULT_IMAGE_TOKENS } from '../tokens/images.js';
 import { KNOWN_MODELS, type ModelInfo } from '../tokens/models.js';
 import { builtinTokenizer, type TokenizerBackend, type TokenizerFactory } from '../tokens/tokenizer.js';
 import { invalidOption } from './errors.js';
+import { requireInstalled } from './optional.js';
 import type { OnBudgetUnreachable } from './guard.js';
 import { createPreset, DEFAULT_PRESET, type PresetOptions } from './presets.js';
 import type { Strategy } from './strategy.js';
@@ -52,7 +53,8 @@ export interface CompactorOptions {
    * Tokenizer backend. Both built-ins give identical counts (tested on the OpenAI cookbook
    * examples and a LoCoMo conversation). `gpt-tokenizer` is the default because the overhead
    * bench measured it loading o200k_base about 3.6× faster and counting a cold 1,000-message
-   * history about 5× faster than `js-tiktoken` (bench/RESULTS.md); `js-tiktoken` stays supported.
+   * history about 5× faster than `js-tiktoken` (bench/RESULTS.md); `js-tiktoken` stays supported, as an
+   * optional dependency (left out by `npm install --omit=optional`).
    * A factory plugs in your own (see `testing.wordTokenizer`).
    * @default 'gpt-tokenizer'
    */
@@ -166,14 +168,20 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
   let tokenizer: TokenizerFactory;
   const backend = merged.tokenizer;
   if (typeof backend === 'function') tokenizer = backend;
-  else if (backend === 'js-tiktoken' || backend === 'gpt-tokenizer') tokenizer = builtinTokenizer(backend);
-  else invalidOption('tokenizer', '"js-tiktoken", "gpt-tokenizer" or a factory function', backend);
+  else if (backend === 'js-tiktoken' || backend === 'gpt-tokenizer') {
+    // js-tiktoken is an optional dependency (installed unless --omit=optional): say so here, not on the first request.
+    if (backend === 'js-tiktoken') requireInstalled('js-tiktoken', "tokenizer: 'js-tiktoken'");
+    tokenizer = builtinTokenizer(backend);
+  } else invalidOption('tokenizer', '"js-tiktoken", "gpt-tokenizer" or a factory function', backend);
   let strategy: Strategy;
   const chosen = merged.strategy;
   if (typeof chosen === 'string') strategy = createPreset(chosen, merged.presetOptions, 'strategy');
   else if (typeof chosen === 'object' && chosen !== null && typeof chosen.apply === 'function' && typeof chosen.name === 'string') strategy = chosen;
   else invalidOption('strategy', 'a preset name or a strategy ({ name, apply })', chosen);
-  if (merged.embedder !== undefined && (typeof merged.embedder !== 'object' || merged.embedder === null || typeof merged.embedder.embed !== 'function' || typeof merged.embedder.id !== 'string')) {
+  if (
+    merged.embedder !== undefined &&
+    (typeof merged.embedder !== 'object' || merged.embedder === null || typeof merged.embedder.embed !== 'function' || typeof merged.embedder.id !== 'string')
+  ) {
     invalidOption('embedder', 'an Embedder ({ id, dimensions, embed })', merged.embedder);
   }
   const cache = merged.cache;
@@ -181,7 +189,8 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
     invalidOption('cache', 'a ResponseCache (createResponseCache())', cache);
   }
   const runtime = merged.runtime ?? defaultRuntime();
-  if (typeof runtime !== 'object' || runtime === null || typeof runtime.defaultEmbedder !== 'function') invalidOption('runtime', 'a Runtime (createRuntime())', runtime);
+  if (typeof runtime !== 'object' || runtime === null || typeof runtime.defaultEmbedder !== 'function')
+    invalidOption('runtime', 'a Runtime (createRuntime())', runtime);
   const limits = { ...DEFAULT_LIMITS, ...merged.limits };
   positiveInteger('limits.maxMessages', limits.maxMessages);
   positiveInteger('limits.maxPartsPerMessage', limits.maxPartsPerMessage);

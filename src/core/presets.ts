@@ -20,7 +20,8 @@ const PRESETS: Record<string, PresetFactory> = {
   // Rolling summaries of old chunks, then recency for what is still over budget.
   summarize: (options) => pipeline('summarize', [summarize(options.summarize), truncate(options.truncate)]),
   // Summaries of old chunks, relevance-selected turns from the middle, the recent turns verbatim.
-  balanced: (options) => pipeline('balanced', [summarize({ summaryShare: 0.1, keepSource: true, ...options.summarize }), relevance({ recencyShare: 0.2, ...options.relevance })]),
+  balanced: (options) =>
+    pipeline('balanced', [summarize({ summaryShare: 0.1, keepSource: true, ...options.summarize }), relevance({ recencyShare: 0.2, ...options.relevance })]),
 };
 
 /**

@@ -105,11 +105,7 @@ export function failureOf(strategy: string, error: unknown): FailureRecord {
  * recorded as a failure and its input passes on unchanged, so a failing step means less
  * compaction, never a broken request.
  */
-export async function runStrategy(
-  strategy: Strategy,
-  messages: Messages,
-  context: StrategyContext,
-): Promise<{ messages: Messages; stats: StrategyStats }> {
+export async function runStrategy(strategy: Strategy, messages: Messages, context: StrategyContext): Promise<{ messages: Messages; stats: StrategyStats }> {
   throwIfAborted(context.signal);
   const started = context.clock();
   const tokensBefore = context.counter.messages(messages);

@@ -35,7 +35,9 @@ function checkDeepStrings(value: unknown, pointer: string, depth = 0): void {
   if (typeof value === 'string') {
     if (!value.isWellFormed()) invalid(pointer, 'contains a lone surrogate (not valid UTF-16 text)');
   } else if (Array.isArray(value)) {
-    value.forEach((item, index) => checkDeepStrings(item, `${pointer}[${index}]`, depth + 1));
+    value.forEach((item, index) => {
+      checkDeepStrings(item, `${pointer}[${index}]`, depth + 1);
+    });
   } else if (typeof value === 'object' && value !== null) {
     for (const [key, item] of Object.entries(value)) checkDeepStrings(item, `${pointer}.${key}`, depth + 1);
   }

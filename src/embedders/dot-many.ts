@@ -44,7 +44,12 @@ function kernelFor(dims: number, simd: boolean | undefined): Kernel | null {
  * Runs the kernel over rows fed by `fill`, which copies up to `capacity` rows into `target` at
  * float offset `at` and returns how many it wrote; `emit` receives each chunk's scores.
  */
-function runKernel(wasm: Kernel, query: Float32Array, fill: (target: Float32Array, at: number, capacity: number) => number, emit: (scores: Float64Array, offset: number, rows: number) => void): void {
+function runKernel(
+  wasm: Kernel,
+  query: Float32Array,
+  fill: (target: Float32Array, at: number, capacity: number) => number,
+  emit: (scores: Float64Array, offset: number, rows: number) => void,
+): void {
   const dims = query.length;
   const rowBytes = dims * 4;
   const chunkRows = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
@@ -74,7 +79,10 @@ export function dotMany(query: Float32Array, vectors: readonly (Float32Array | u
   const out = new Float64Array(vectors.length).fill(-Infinity);
   const dims = query.length;
   const check = (vector: Float32Array, index: number): void => {
-    if (vector.length !== dims) throw new CompactorError('input.invalid', `vector ${index} has ${vector.length} dimensions, the query ${dims}`, { details: { vector: index, dimensions: vector.length, expected: dims } });
+    if (vector.length !== dims)
+      throw new CompactorError('input.invalid', `vector ${index} has ${vector.length} dimensions, the query ${dims}`, {
+        details: { vector: index, dimensions: vector.length, expected: dims },
+      });
   };
   const wasm = kernelFor(dims, options.simd);
   if (!wasm) {
@@ -115,7 +123,8 @@ export function dotMany(query: Float32Array, vectors: readonly (Float32Array | u
  */
 export function dotRows(query: Float32Array, matrix: Float32Array, rows: number, options: { simd?: boolean } = {}): Float64Array {
   const dims = query.length;
-  if (matrix.length < rows * dims) throw new CompactorError('input.invalid', `the matrix holds ${Math.floor(matrix.length / Math.max(1, dims))} rows of ${dims}, not ${rows}`);
+  if (matrix.length < rows * dims)
+    throw new CompactorError('input.invalid', `the matrix holds ${Math.floor(matrix.length / Math.max(1, dims))} rows of ${dims}, not ${rows}`);
   const out = new Float64Array(rows);
   const wasm = kernelFor(dims, options.simd);
   if (!wasm) {

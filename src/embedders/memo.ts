@@ -28,6 +28,8 @@ export interface EmbeddingCacheOptions {
   store?: EmbeddingStore;
 }
 
+export const EMBEDDING_CACHE_DEFAULTS = { maxBytes: 64 * 1024 * 1024, maxBatch: 16 };
+
 export interface EmbeddingCache {
   /** Normalised vectors for `texts`, embedding only the misses, in batches, sharing in-flight work. */
   embed(embedder: Embedder, texts: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>;
@@ -55,8 +57,7 @@ export interface EmbeddingCache {
  * const [query] = await cache.embed(embedder, ['what did we decide?'])
  */
 export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): EmbeddingCache {
-  const maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
-  const maxBatch = options.maxBatch ?? 16;
+  const { maxBytes, maxBatch } = { ...EMBEDDING_CACHE_DEFAULTS, ...options };
   if (!Number.isInteger(maxBytes) || maxBytes < 1024) invalidOption('embeddingBytes', 'an integer >= 1024', maxBytes);
   if (!Number.isInteger(maxBatch) || maxBatch < 1) invalidOption('maxBatch', 'an integer >= 1', maxBatch);
   const memo = new LRUCache<string, Float32Array>({ maxSize: maxBytes, sizeCalculation: (value, key) => value.byteLength + key.length * 2 + 64 });
@@ -79,8 +80,13 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
       throwIfAborted(signal);
       const slice = missing.slice(start, start + maxBatch);
       misses += slice.length;
-      const vectors = await embedder.embed(slice.map((index) => texts[index]!), { signal });
-      slice.forEach((index, position) => (found[index] = normalize(Float32Array.from(vectors[position]!))));
+      const vectors = await embedder.embed(
+        slice.map((index) => texts[index]!),
+        { signal },
+      );
+      slice.forEach((index, position) => {
+        found[index] = normalize(Float32Array.from(vectors[position]!));
+      });
       if (options.store) {
         // A store outage only costs recomputation; the write is tracked so idle() can wait for it.
         const write = options.store.setMany(slice.map((index) => [keys[index]!, found[index]!])).catch(() => undefined);

@@ -9,5 +9,7 @@ export async function loadOnnxProto(): Promise<Onnx> {
 
 /** Serialise a graph as an ONNX model (IR 7, the default opset at `opset`). */
 export function encodeOnnxModel(onnx: Onnx, graph: OnnxGraph, opset: number): Uint8Array {
-  return onnx.ModelProto.encode(onnx.ModelProto.create({ irVersion: 7, producerName: 'context-compactor', opsetImport: [{ domain: '', version: opset }], graph })).finish();
+  return onnx.ModelProto.encode(
+    onnx.ModelProto.create({ irVersion: 7, producerName: 'context-compactor', opsetImport: [{ domain: '', version: opset }], graph }),
+  ).finish();
 }

@@ -89,7 +89,9 @@ export async function createOnnxRunner(model: Uint8Array, options: OnnxRunnerOpt
     updateRef();
   };
   worker.on('error', (error) => fail(error instanceof Error ? error : new Error(String(error))));
-  worker.on('exit', (code) => fail(new CompactorError('upstream.failed', `the onnxruntime worker exited (code ${code})`, { details: { reason: 'worker-exited', exitCode: code } })));
+  worker.on('exit', (code) =>
+    fail(new CompactorError('upstream.failed', `the onnxruntime worker exited (code ${code})`, { details: { reason: 'worker-exited', exitCode: code } })),
+  );
   worker.on('message', (message: { id: number; ok: boolean; data?: Float32Array; error?: string }) => {
     const waiter = pending.get(message.id);
     if (!waiter) return;
@@ -107,7 +109,10 @@ export async function createOnnxRunner(model: Uint8Array, options: OnnxRunnerOpt
       pending.set(id, { resolve, reject });
       updateRef();
       if (feeds) {
-        worker.postMessage({ id, feeds }, Object.values(feeds).map((input) => input.data.buffer as ArrayBuffer));
+        worker.postMessage(
+          { id, feeds },
+          Object.values(feeds).map((input) => input.data.buffer as ArrayBuffer),
+        );
       }
     });
   // id 0: the session is ready (or failed to load).

@@ -13,6 +13,8 @@ export interface OpenAIEmbedderOptions extends JsonClientOptions {
   timeoutMs?: number;
 }
 
+export const OPENAI_EMBEDDER_DEFAULTS = { model: 'text-embedding-3-small', batchSize: 128, timeoutMs: 10_000 };
+
 /**
  * Any OpenAI-compatible `/v1/embeddings` endpoint, batched, with a timeout and retries.
  *
@@ -20,18 +22,19 @@ export interface OpenAIEmbedderOptions extends JsonClientOptions {
  * const embedder = openaiEmbedder({ baseURL: 'http://localhost:8080/v1', model: 'bge-small' })
  */
 export function openaiEmbedder(options: OpenAIEmbedderOptions = {}): Embedder {
-  const client = createJsonClient(options, 10_000);
-  const model = options.model ?? 'text-embedding-3-small';
-  const batchSize = options.batchSize ?? 128;
+  const { model, batchSize, timeoutMs } = { ...OPENAI_EMBEDDER_DEFAULTS, ...options };
+  const client = createJsonClient({ ...options, timeoutMs });
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 2048) invalidOption('batchSize', 'an integer from 1 to 2048', batchSize);
-  if (options.dimensions !== undefined && (!Number.isInteger(options.dimensions) || options.dimensions < 1)) invalidOption('dimensions', 'an integer >= 1', options.dimensions);
+  if (options.dimensions !== undefined && (!Number.isInteger(options.dimensions) || options.dimensions < 1))
+    invalidOption('dimensions', 'an integer >= 1', options.dimensions);
   let dimensions = options.dimensions ?? 0;
 
   async function request(input: readonly string[], signal: AbortSignal | undefined): Promise<Float32Array[]> {
     const body: Record<string, unknown> = { model, input, encoding_format: 'float' };
     if (options.dimensions !== undefined) body.dimensions = options.dimensions;
     const json = await client.post<{ data?: { embedding: number[]; index: number }[] }>('/embeddings', body, signal);
-    if (!Array.isArray(json.data) || json.data.length !== input.length) throw new CompactorError('upstream.failed', 'embeddings endpoint returned a malformed body');
+    if (!Array.isArray(json.data) || json.data.length !== input.length)
+      throw new CompactorError('upstream.failed', 'embeddings endpoint returned a malformed body');
     const vectors: Float32Array[] = new Array(input.length);
     for (const item of json.data) vectors[item.index] = Float32Array.from(item.embedding);
     if (vectors.some((vector) => vector === undefined)) throw new CompactorError('upstream.failed', 'embeddings endpoint skipped an index');

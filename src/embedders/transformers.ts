@@ -1,6 +1,7 @@
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { CompactorError, invalidOption } from '../core/errors.js';
+import { importOptional, requireInstalled } from '../core/optional.js';
 import type { Embedder } from './types.js';
 
 export interface TransformersEmbedderOptions {
@@ -44,12 +45,14 @@ export function transformersEmbedder(options: TransformersEmbedderOptions = {}):
   if (pooling !== 'mean' && pooling !== 'cls') invalidOption('pooling', '"mean" or "cls"', pooling);
   const local = isAbsolute(model) || model.startsWith('.') ? resolve(model) : undefined;
   if (local && !existsSync(local)) invalidOption('model', 'a model id or an existing local folder', model);
+  // An optional peer (it brings sharp and onnxruntime-web): say so at construction.
+  requireInstalled('@xenova/transformers', 'transformersEmbedder()');
   let extractor: Promise<Extractor> | undefined;
   let dimensions = 0;
 
   function load(): Promise<Extractor> {
     const loaded = queue.then(async () => {
-      const transformers = await import('@xenova/transformers');
+      const transformers = await importOptional<typeof import('@xenova/transformers')>('@xenova/transformers', 'transformersEmbedder()');
       const { env, pipeline } = transformers;
       env.allowRemoteModels = options.allowRemoteModels ?? false;
       env.allowLocalModels = true;

@@ -73,7 +73,6 @@ async function loadWeights(folder: string): Promise<LoadedWeights> {
   return { floats, vocabulary };
 }
 
-
 /** Build the ONNX model bytes (opset 11) from the TF.js weights. */
 function buildGraph(onnx: Onnx, weights: LoadedWeights['floats']): Uint8Array {
   const initializers: import('onnx-proto').onnx.ITensorProto[] = [];
@@ -125,31 +124,59 @@ function buildGraph(onnx: Onnx, weights: LoadedWeights['floats']): Uint8Array {
   const attention = (x: string, layer: number, width: number, residual: string): string => {
     const base = `Layer_${layer}/TransformerLayer`;
     const normed = layerNorm(x, base, width);
-    const qkv = dense(normed, `module/Encoder_en/KonaTransformer/Encode/${base}/MultiheadAttention/qkv_transform_single/kernel/part_0`, `Encode/${base}/MultiheadAttention/qkv_transform_single/bias/ConcatPartitions/concat`, width, 3 * width);
+    const qkv = dense(
+      normed,
+      `module/Encoder_en/KonaTransformer/Encode/${base}/MultiheadAttention/qkv_transform_single/kernel/part_0`,
+      `Encode/${base}/MultiheadAttention/qkv_transform_single/bias/ConcatPartitions/concat`,
+      width,
+      3 * width,
+    );
     const [q, k, v] = node('Split', [qkv], [intAttr('axis', -1), intsAttr('split', [width, width, width])], 3) as [string, string, string];
     const headWidth = width / 4;
     const heads = (t: string, perm: number[]) => one('Transpose', [one('Reshape', [t, ints([0, 0, 4, headWidth])])], [intsAttr('perm', perm)]);
     const query = one('Mul', [heads(q, [0, 2, 1, 3]), scalar(1 / Math.sqrt(headWidth))]);
     const scores = one('Add', [one('MatMul', [query, heads(k, [0, 2, 3, 1])]), 'bias']);
     const weightsOut = one('Softmax', [scores], [intAttr('axis', 3)]);
-    const context = one('Reshape', [one('Transpose', [one('MatMul', [weightsOut, heads(v, [0, 2, 1, 3])])], [intsAttr('perm', [0, 2, 1, 3])]), ints([0, 0, width])]);
-    const output = dense(context, `module/Encoder_en/KonaTransformer/Encode/${base}/MultiheadAttention/output_transform_single/kernel/part_0`, `Encode/${base}/MultiheadAttention/output_transform_single/bias/ConcatPartitions/concat`, width, 512);
+    const context = one('Reshape', [
+      one('Transpose', [one('MatMul', [weightsOut, heads(v, [0, 2, 1, 3])])], [intsAttr('perm', [0, 2, 1, 3])]),
+      ints([0, 0, width]),
+    ]);
+    const output = dense(
+      context,
+      `module/Encoder_en/KonaTransformer/Encode/${base}/MultiheadAttention/output_transform_single/kernel/part_0`,
+      `Encode/${base}/MultiheadAttention/output_transform_single/bias/ConcatPartitions/concat`,
+      width,
+      512,
+    );
     return one('Add', [output, residual]);
   };
   const feedForward = (x: string, layer: number): string => {
     const base = `Layer_${layer}/TransformerLayer/FFN`;
     const normed = layerNorm(x, base, 512);
-    const hidden = one('Relu', [dense(normed, `Encode/TransformerStack/${base}/conv1/Tensordot/Reshape_1`, `Encode/${base}/conv1/bias/ConcatPartitions/concat`, 512, 1536)]);
-    return one('Add', [dense(hidden, `Encode/TransformerStack/${base}/conv2/Tensordot/Reshape_1`, `Encode/${base}/conv2/bias/ConcatPartitions/concat`, 1536, 512), x]);
+    const hidden = one('Relu', [
+      dense(normed, `Encode/TransformerStack/${base}/conv1/Tensordot/Reshape_1`, `Encode/${base}/conv1/bias/ConcatPartitions/concat`, 512, 1536),
+    ]);
+    return one('Add', [
+      dense(hidden, `Encode/TransformerStack/${base}/conv2/Tensordot/Reshape_1`, `Encode/${base}/conv2/bias/ConcatPartitions/concat`, 1536, 512),
+      x,
+    ]);
   };
 
   // Layer 0 widens 256 → 512; its residual goes through a dense projection of the input.
-  const residual0 = dense('x', 'Encode/Layer_0/TransformerLayer/dense/kernel/ConcatPartitions/concat', 'Encode/Layer_0/TransformerLayer/dense/bias/ConcatPartitions/concat', 256, 512);
+  const residual0 = dense(
+    'x',
+    'Encode/Layer_0/TransformerLayer/dense/kernel/ConcatPartitions/concat',
+    'Encode/Layer_0/TransformerLayer/dense/bias/ConcatPartitions/concat',
+    256,
+    512,
+  );
   let x = feedForward(attention('x', 0, 256, residual0), 0);
   x = feedForward(attention(x, 1, 512, x), 1);
   // Mean pooling: `pool` holds 1 / length on real tokens and 0 on padding.
   const pooled = one('ReduceSum', [one('Mul', [x, 'pool'])], [intsAttr('axes', [1]), intAttr('keepdims', 0)]);
-  const hidden = one('Tanh', [dense(pooled, 'module/Encoder_en/hidden_layers/tanh_layer_0/weights', 'module/Encoder_en/hidden_layers/tanh_layer_0/bias', 512, 512)]);
+  const hidden = one('Tanh', [
+    dense(pooled, 'module/Encoder_en/hidden_layers/tanh_layer_0/weights', 'module/Encoder_en/hidden_layers/tanh_layer_0/bias', 512, 512),
+  ]);
   const norm = one('Sqrt', [one('Max', [one('ReduceSumSquare', [hidden], [intsAttr('axes', [-1]), intAttr('keepdims', 1)]), scalar(1e-12)])]);
   nodes.push({ opType: 'Div', input: [hidden, norm], output: ['embedding'] });
 
@@ -190,10 +217,16 @@ export interface UseLiteOnnxOptions {
 export async function loadUseLiteOnnx(options: UseLiteOnnxOptions = {}): Promise<UseLiteOnnxModel> {
   const folder = useLiteModelFolder();
   const { floats, vocabulary } = await loadWeights(folder);
-  const runner = await createOnnxRunner(buildGraph(await loadOnnxProto(), floats), { threads: options.threads ?? 1, worker: options.worker ?? true, output: 'embedding' });
+  const runner = await createOnnxRunner(buildGraph(await loadOnnxProto(), floats), {
+    threads: options.threads ?? 1,
+    worker: options.worker ?? true,
+    output: 'embedding',
+  });
   let alive = true;
   // The package's own SentencePiece tokenizer, without loading its TF.js graph.
-  const { EmbeddingsModel } = (await import('@energetic-ai/embeddings')) as unknown as { EmbeddingsModel: new (data: { vocabulary: unknown; model: unknown }) => { tokenizer: Tokenizer } };
+  const { EmbeddingsModel } = (await import('@energetic-ai/embeddings')) as unknown as {
+    EmbeddingsModel: new (data: { vocabulary: unknown; model: unknown }) => { tokenizer: Tokenizer };
+  };
   const tokenizer = new EmbeddingsModel({ vocabulary, model: null }).tokenizer;
 
   const table = floats.get('module/Embeddings_en')!;
@@ -242,7 +275,11 @@ export async function loadUseLiteOnnx(options: UseLiteOnnxOptions = {}): Promise
     });
     let data: Float32Array;
     try {
-      data = await runner.run({ x: { data: x, dims: [batch, length, width] }, bias: { data: bias, dims: [batch, 1, 1, length] }, pool: { data: pool, dims: [batch, length, 1] } });
+      data = await runner.run({
+        x: { data: x, dims: [batch, length, width] },
+        bias: { data: bias, dims: [batch, 1, 1, length] },
+        pool: { data: pool, dims: [batch, length, 1] },
+      });
     } catch (error) {
       if (CompactorError.isInstance(error) && error.details?.reason === 'worker-exited') alive = false;
       throw error;
@@ -270,7 +307,9 @@ export async function loadUseLiteOnnx(options: UseLiteOnnxOptions = {}): Promise
         }
         const slice = order.slice(start, end);
         const out = await run(slice.map((index) => tokenize(texts[index]!)));
-        slice.forEach((index, position) => (vectors[index] = out[position]!));
+        slice.forEach((index, position) => {
+          vectors[index] = out[position]!;
+        });
         start = end;
       }
       return vectors;

@@ -25,12 +25,15 @@ export interface UseLiteOptions {
   /** onnxruntime threads per call (onnx runtime only). Short queries are fastest on one. @default 1 */
   threads?: number;
   /**
-   * Run onnxruntime on a worker thread (onnx runtime only), so embedding a long history in the
-   * background never blocks the event loop; a query waits for at most one chunk of it.
-   * @default true
+   * Run onnxruntime on the event loop instead of a worker thread (onnx runtime only). Off, embedding
+   * a long history in the background never blocks the event loop; a query waits for at most one
+   * chunk of it.
+   * @default false
    */
-  worker?: boolean;
+  mainThread?: boolean;
 }
+
+export const USE_LITE_DEFAULTS = { runtime: 'auto' as UseLiteRuntime, threads: 1, mainThread: false };
 
 async function loadTfjs(): Promise<UseModel> {
   const { initModel } = await import('@energetic-ai/embeddings');
@@ -51,7 +54,7 @@ function load(key: string, runtime: UseLiteRuntime, threads: number, worker: boo
           return { ...(await loadUseLiteOnnx({ threads, worker })), runtime: 'onnx' as const };
         } catch (error) {
           if (runtime === 'onnx') throw error;
-          // auto: onnxruntime-node is an optional dependency; TF.js always installs.
+          // auto: onnxruntime-node is optional and may not load on this platform; TF.js (in @energetic-ai/embeddings) stands in.
         }
       }
       return { ...(await loadTfjs()), runtime: 'tfjs' as const };
@@ -73,10 +76,9 @@ function load(key: string, runtime: UseLiteRuntime, threads: number, worker: boo
  * createCompactor({ maxInputTokens: 2000, strategy: 'relevance', embedder: useLite() })
  */
 export function useLite(options: UseLiteOptions = {}): Embedder & { runtime(): Promise<'onnx' | 'tfjs'> } {
-  const runtime = options.runtime ?? 'auto';
-  const threads = options.threads ?? 1;
-  const worker = options.worker ?? true;
-  if (typeof worker !== 'boolean') invalidOption('worker', 'a boolean', worker);
+  const { runtime, threads, mainThread } = { ...USE_LITE_DEFAULTS, ...options };
+  if (typeof mainThread !== 'boolean') invalidOption('mainThread', 'a boolean', mainThread);
+  const worker = !mainThread;
   // One loaded model per setting, shared by every useLite() with it.
   const key = `${runtime}:${threads}:${worker}`;
   if (!['auto', 'onnx', 'tfjs'].includes(runtime)) invalidOption('runtime', '"auto", "onnx" or "tfjs"', runtime);

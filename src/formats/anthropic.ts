@@ -80,8 +80,7 @@ function toPart(block: AnthropicBlock): ContentPart {
   if (block.type === 'text') return block as ContentPart;
   if (block.type === 'image') {
     const source = (block.source ?? {}) as Record<string, unknown>;
-    const url =
-      source.type === 'base64' ? `data:${String(source.media_type)};base64,${String(source.data)}` : String(source.url ?? '');
+    const url = source.type === 'base64' ? `data:${String(source.media_type)};base64,${String(source.data)}` : String(source.url ?? '');
     return { type: 'image_url', image_url: { url } };
   }
   return block;
@@ -157,18 +156,10 @@ export function fromAnthropic(request: AnthropicRequest): AnthropicConversion {
       }
       const blockAt = `${at}.content[${blockIndex}]`;
       if (typeof block.tool_use_id !== 'string') invalid(`${blockAt}.tool_use_id`, 'must be a string');
-      push(
-        { role: 'tool', tool_call_id: block.tool_use_id, content: toolResultContent(block, blockAt) },
-        { source: index, blocks: [blockIndex] },
-        blockAt,
-      );
+      push({ role: 'tool', tool_call_id: block.tool_use_id, content: toolResultContent(block, blockAt) }, { source: index, blocks: [blockIndex] }, blockAt);
     });
     if (rest.length > 0 || content.length === 0) {
-      push(
-        { role: 'user', content: rest.map((blockIndex) => toPart(content[blockIndex]!)) },
-        { source: index, blocks: rest },
-        at,
-      );
+      push({ role: 'user', content: rest.map((blockIndex) => toPart(content[blockIndex]!)) }, { source: index, blocks: rest }, at);
     }
   });
 
@@ -321,7 +312,9 @@ export function anthropicMessageEvents(message: Record<string, unknown>): SseEve
   if (!Array.isArray(content) || content.some((block: StreamBlock) => !block || !ANTHROPIC_BLOCKS.has(block.type))) return undefined;
   const event = (type: string, payload: Record<string, unknown>): SseEvent => ({ event: type, data: JSON.stringify({ type, ...payload }) });
   const usage = (message.usage as Record<string, unknown> | undefined) ?? {};
-  const events: SseEvent[] = [event('message_start', { message: { ...message, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 0 } } })];
+  const events: SseEvent[] = [
+    event('message_start', { message: { ...message, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 0 } } }),
+  ];
   (content as StreamBlock[]).forEach((block, index) => {
     if (block.type === 'text') {
       events.push(event('content_block_start', { index, content_block: { ...block, text: '' } }));
@@ -338,7 +331,12 @@ export function anthropicMessageEvents(message: Record<string, unknown>): SseEve
     }
     events.push(event('content_block_stop', { index }));
   });
-  events.push(event('message_delta', { delta: { stop_reason: message.stop_reason ?? null, stop_sequence: message.stop_sequence ?? null }, usage: { output_tokens: usage.output_tokens ?? 0 } }));
+  events.push(
+    event('message_delta', {
+      delta: { stop_reason: message.stop_reason ?? null, stop_sequence: message.stop_sequence ?? null },
+      usage: { output_tokens: usage.output_tokens ?? 0 },
+    }),
+  );
   events.push(event('message_stop', {}));
   return events;
 }
@@ -355,7 +353,8 @@ export const anthropicFormat: WireFormat = {
   name: 'anthropic',
   detect: isAnthropicRequest,
   toCanonical(body, limits) {
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new CompactorError('input.invalid', 'body: must be a JSON object', { pointer: 'body' });
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      throw new CompactorError('input.invalid', 'body: must be a JSON object', { pointer: 'body' });
     const conversion = fromAnthropic(body as AnthropicRequest);
     try {
       validateRequest(conversion.canonical, limits);

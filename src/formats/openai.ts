@@ -5,7 +5,12 @@ import type { CachedResponse, WireFormat } from './wire-format.js';
 
 interface ChunkChoice {
   index?: number;
-  delta?: { role?: string; content?: string | null; refusal?: string | null; tool_calls?: { index?: number; id?: string; type?: string; function?: { name?: string; arguments?: string } }[] };
+  delta?: {
+    role?: string;
+    content?: string | null;
+    refusal?: string | null;
+    tool_calls?: { index?: number; id?: string; type?: string; function?: { name?: string; arguments?: string } }[];
+  };
   finish_reason?: string | null;
   logprobs?: unknown;
 }
@@ -26,7 +31,14 @@ interface Completion {
  */
 export function assembleChatCompletion(chunks: readonly Record<string, unknown>[]): Completion {
   const first = chunks[0] ?? {};
-  const choices = new Map<number, { message: Record<string, unknown>; finish_reason: string | null; tools: Map<number, { id?: string; type: string; function: { name: string; arguments: string } }> }>();
+  const choices = new Map<
+    number,
+    {
+      message: Record<string, unknown>;
+      finish_reason: string | null;
+      tools: Map<number, { id?: string; type: string; function: { name: string; arguments: string } }>;
+    }
+  >();
   let usage: unknown;
   for (const chunk of chunks) {
     if (chunk.usage) usage = chunk.usage;
@@ -86,7 +98,9 @@ export function chatCompletionChunks(completion: Record<string, unknown>): Recor
       chunks.push({ ...base, choices: [{ index, delta: { content: message.content }, finish_reason: null }] });
     }
     const calls = (message.tool_calls as Record<string, unknown>[] | undefined) ?? [];
-    calls.forEach((call, position) => chunks.push({ ...base, choices: [{ index, delta: { tool_calls: [{ index: position, ...call }] }, finish_reason: null }] }));
+    calls.forEach((call, position) => {
+      chunks.push({ ...base, choices: [{ index, delta: { tool_calls: [{ index: position, ...call }] }, finish_reason: null }] });
+    });
     chunks.push({ ...base, choices: [{ index, delta: {}, finish_reason: choice.finish_reason ?? 'stop' }] });
   }
   if (completion.usage) chunks.push({ ...base, choices: [], usage: completion.usage });

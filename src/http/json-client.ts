@@ -6,7 +6,7 @@ export interface JsonClientOptions {
   baseURL?: string;
   /** Sent as a Bearer token. @default process.env.OPENAI_API_KEY */
   apiKey?: string;
-  /** Milliseconds per attempt. */
+  /** Milliseconds per attempt (each provider documents its own default). */
   timeoutMs?: number;
   /** Retries after a network error, a timeout, 408/409/429 or 5xx, with exponential backoff. @default 2 */
   retries?: number;
@@ -28,11 +28,13 @@ class HttpStatusError extends CompactorError {
   }
 }
 
+export const JSON_CLIENT_DEFAULTS = { baseURL: 'https://api.openai.com/v1', retries: 2 };
+
 /** Validates the connection options once and returns a client with timeouts and retries. */
-export function createJsonClient(options: JsonClientOptions, defaultTimeoutMs: number): JsonClient {
-  const baseURL = (options.baseURL ?? 'https://api.openai.com/v1').replace(/\/+$/, '');
-  const timeoutMs = options.timeoutMs ?? defaultTimeoutMs;
-  const retries = options.retries ?? 2;
+export function createJsonClient(options: JsonClientOptions & { timeoutMs: number }): JsonClient {
+  const baseURL = (options.baseURL ?? JSON_CLIENT_DEFAULTS.baseURL).replace(/\/+$/, '');
+  const timeoutMs = options.timeoutMs;
+  const retries = options.retries ?? JSON_CLIENT_DEFAULTS.retries;
   const fetchImpl = options.fetch ?? globalThis.fetch;
   try {
     new URL(baseURL);

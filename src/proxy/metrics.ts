@@ -33,18 +33,43 @@ export class ProxyMetrics {
     this.registry = new Registry();
     const registers = [this.registry];
     this.prices = prices;
-    this.requests = new Counter({ name: 'context_compactor_requests_total', help: 'Requests handled, by route and HTTP status', labelNames: ['route', 'status'], registers });
+    this.requests = new Counter({
+      name: 'context_compactor_requests_total',
+      help: 'Requests handled, by route and HTTP status',
+      labelNames: ['route', 'status'],
+      registers,
+    });
     this.tokensIn = new Counter({ name: 'context_compactor_tokens_in_total', help: 'Prompt tokens received', labelNames: ['route'], registers });
-    this.tokensOut = new Counter({ name: 'context_compactor_tokens_out_total', help: 'Prompt tokens sent upstream (0 for cache hits)', labelNames: ['route'], registers });
-    this.tokensSaved = new Counter({ name: 'context_compactor_tokens_saved_total', help: 'Prompt tokens not sent upstream (compaction and cache hits)', labelNames: ['route'], registers });
+    this.tokensOut = new Counter({
+      name: 'context_compactor_tokens_out_total',
+      help: 'Prompt tokens sent upstream (0 for cache hits)',
+      labelNames: ['route'],
+      registers,
+    });
+    this.tokensSaved = new Counter({
+      name: 'context_compactor_tokens_saved_total',
+      help: 'Prompt tokens not sent upstream (compaction and cache hits)',
+      labelNames: ['route'],
+      registers,
+    });
     this.dollarsSaved = new Counter({
       name: 'context_compactor_dollars_saved_total',
       help: 'Estimated US dollars saved at list input price (cache hits also save the output tokens they replay)',
       labelNames: ['route'],
       registers,
     });
-    this.cache = new Counter({ name: 'context_compactor_cache_total', help: 'Response cache lookups, by result (hit, miss, bypass)', labelNames: ['result'], registers });
-    this.failures = new Counter({ name: 'context_compactor_failures_total', help: 'Failures recovered from, by component', labelNames: ['component'], registers });
+    this.cache = new Counter({
+      name: 'context_compactor_cache_total',
+      help: 'Response cache lookups, by result (hit, miss, bypass)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.failures = new Counter({
+      name: 'context_compactor_failures_total',
+      help: 'Failures recovered from, by component',
+      labelNames: ['component'],
+      registers,
+    });
     this.strategySeconds = new Histogram({
       name: 'context_compactor_strategy_seconds',
       help: 'Time spent in each strategy',

@@ -9,7 +9,7 @@ import { CompactorError, invalidOption } from '../core/errors.js';
 import { createRouteTable, isRouteTable, withSharedCache, type RouteTable, type RouteTableOptions } from '../core/routes.js';
 import { FORMATS } from '../formats/registry.js';
 import type { FormatName } from '../formats/wire-format.js';
-import { defaultRuntime } from '../runtime.js';
+import { defaultRuntime, type Runtime } from '../runtime.js';
 import { ProxyMetrics } from './metrics.js';
 import { PRICES, type PriceTable } from './prices.js';
 import { createUpstream, type UpstreamTarget } from './upstream.js';
@@ -70,11 +70,16 @@ export interface ProxyOptions {
    * @default false
    */
   logContent?: boolean;
+  /**
+   * The runtime whose background failures `/metrics` reports (and the default routes compact with).
+   * @default defaultRuntime()
+   */
+  runtime?: Runtime;
   /** Price table for the dollars-saved metric. @default the shipped table (`PRICES`, dated) */
   prices?: PriceTable;
 }
 
-export interface Proxy {
+export interface ProxyServer {
   readonly server: Server;
   readonly metrics: ProxyMetrics;
   /** Start listening; resolves with the bound port. */
@@ -86,7 +91,7 @@ export interface Proxy {
   close(drainMs?: number): Promise<void>;
 }
 
-const PROXY_DEFAULTS = {
+export const PROXY_DEFAULTS = {
   upstream: 'https://api.openai.com',
   anthropicUpstream: 'https://api.anthropic.com',
   maxBodyBytes: 4 * 1024 * 1024,
@@ -104,7 +109,17 @@ const PROXY_DEFAULTS = {
 export const DEFAULT_PROXY_BUDGET = 8000;
 
 /** Pino redaction paths: anything that can carry a key, wherever a log call puts it. */
-export const REDACT_PATHS = ['authorization', 'apiKey', 'headers.authorization', 'headers["x-api-key"]', 'req.headers.authorization', 'req.headers["x-api-key"]', '*.authorization', '*.apiKey', '*["x-api-key"]'];
+export const REDACT_PATHS = [
+  'authorization',
+  'apiKey',
+  'headers.authorization',
+  'headers["x-api-key"]',
+  'req.headers.authorization',
+  'req.headers["x-api-key"]',
+  '*.authorization',
+  '*.apiKey',
+  '*["x-api-key"]',
+];
 
 function apiKeyOf(request: IncomingMessage): string | undefined {
   const authorization = request.headers.authorization;
@@ -173,7 +188,7 @@ interface Provider {
  * await proxy.listen(8787)
  * // new OpenAI({ baseURL: 'http://localhost:8787/v1' })
  */
-export function createProxy(options: ProxyOptions = {}): Proxy {
+export function createProxy(options: ProxyOptions = {}): ProxyServer {
   const settings = { ...PROXY_DEFAULTS, ...options };
   for (const name of ['upstream', 'anthropicUpstream'] as const) {
     try {
@@ -186,11 +201,20 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
     if (!Number.isInteger(settings[name]) || settings[name] < 1) invalidOption(name, 'an integer >= 1', settings[name]);
   }
   const cache = settings.cache || undefined;
+  const runtime = settings.runtime ?? defaultRuntime();
   const table: RouteTable = isRouteTable(settings.routes)
     ? settings.routes
-    : createRouteTable(withSharedCache(settings.routes ?? { defaults: { maxInputTokens: DEFAULT_PROXY_BUDGET, strategy: 'relevance', onBudgetUnreachable: 'pass-through' } }, cache));
-  const runtime = defaultRuntime();
-  const metrics = new ProxyMetrics(settings.prices ?? PRICES, () => (cache ? [cache] : []), () => runtime.backgroundFailures());
+    : createRouteTable(
+        withSharedCache(
+          settings.routes ?? { defaults: { maxInputTokens: DEFAULT_PROXY_BUDGET, strategy: 'relevance', onBudgetUnreachable: 'pass-through', runtime } },
+          cache,
+        ),
+      );
+  const metrics = new ProxyMetrics(
+    settings.prices ?? PRICES,
+    () => (cache ? [cache] : []),
+    () => runtime.backgroundFailures(),
+  );
   const logger = settings.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } });
   const tenantOf = settings.tenant ?? tenantFromApiKey;
   const upstream = createUpstream({ timeoutMs: settings.upstreamTimeoutMs, idleTimeoutMs: settings.streamIdleTimeoutMs });
@@ -281,7 +305,16 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
     metrics.requests.inc({ route, status: String(status) });
     const stats = result.stats;
     logger.info(
-      { route, status, model: stats?.model, tokensBefore: stats?.tokensBefore, tokensAfter: stats?.tokensAfter, cache: stats?.cache?.status, failures: stats?.failures.length, ms: Math.round(performance.now() - started) },
+      {
+        route,
+        status,
+        model: stats?.model,
+        tokensBefore: stats?.tokensBefore,
+        tokensAfter: stats?.tokensAfter,
+        cache: stats?.cache?.status,
+        failures: stats?.failures.length,
+        ms: Math.round(performance.now() - started),
+      },
       'request',
     );
   }
@@ -297,7 +330,8 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
         let size = 0;
         for await (const chunk of request) {
           size += (chunk as Buffer).length;
-          if (size > settings.maxBodyBytes) throw new CompactorError('input.too-large', `body: over the limit of ${settings.maxBodyBytes} bytes`, { pointer: 'body' });
+          if (size > settings.maxBodyBytes)
+            throw new CompactorError('input.too-large', `body: over the limit of ${settings.maxBodyBytes} bytes`, { pointer: 'body' });
           chunks.push(chunk as Buffer);
         }
         body = Buffer.concat(chunks);
@@ -325,7 +359,11 @@ export function createProxy(options: ProxyOptions = {}): Proxy {
     const url = new URL(request.url ?? '/', 'http://proxy');
     const path = url.pathname;
     if (request.method === 'GET' && path === '/healthz') {
-      send(response, { status: closing ? 503 : 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ status: closing ? 'draining' : 'ok' }) });
+      send(response, {
+        status: closing ? 503 : 200,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ status: closing ? 'draining' : 'ok' }),
+      });
       return;
     }
     if (request.method === 'GET' && path === '/metrics') {

@@ -23,7 +23,19 @@ export interface UpstreamOptions {
   idleTimeoutMs: number;
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length', 'expect']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'content-length',
+  'expect',
+]);
 // The proxy asks for identity encoding, so any encoding and length headers no longer describe what it relays.
 const DROP_FROM_RESPONSE = new Set([...HOP_BY_HOP, 'content-encoding']);
 
@@ -46,7 +58,10 @@ function forwardedHeaders(request: IncomingMessage, target: UpstreamTarget): Rec
  * of `fetch()` per call: bench/RESULTS.md, proxy load), a deadline on the response headers, and an
  * idle deadline on streamed bodies.
  */
-export function createUpstream(options: UpstreamOptions): { send(request: IncomingMessage, target: UpstreamTarget, body: string | Buffer | null, abort: AbortController): Promise<UpstreamResponse>; close(): Promise<void> } {
+export function createUpstream(options: UpstreamOptions): {
+  send(request: IncomingMessage, target: UpstreamTarget, body: string | Buffer | null, abort: AbortController): Promise<UpstreamResponse>;
+  close(): Promise<void>;
+} {
   const agent = new Agent({ keepAliveTimeout: 30_000, connections: null, headersTimeout: 0, bodyTimeout: 0 });
 
   /** The reason the request was aborted, as the error to report. */
@@ -62,7 +77,10 @@ export function createUpstream(options: UpstreamOptions): { send(request: Incomi
     let idle: NodeJS.Timeout | undefined;
     const arm = () => {
       clearTimeout(idle);
-      idle = setTimeout(() => abort.abort(new CompactorError('upstream.timeout', `upstream stream silent for ${options.idleTimeoutMs} ms`)), options.idleTimeoutMs);
+      idle = setTimeout(
+        () => abort.abort(new CompactorError('upstream.timeout', `upstream stream silent for ${options.idleTimeoutMs} ms`)),
+        options.idleTimeoutMs,
+      );
     };
     try {
       arm();
@@ -81,7 +99,10 @@ export function createUpstream(options: UpstreamOptions): { send(request: Incomi
 
   return {
     async send(request, target, body, abort) {
-      const timeout = setTimeout(() => abort.abort(new CompactorError('upstream.timeout', `upstream did not answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+      const timeout = setTimeout(
+        () => abort.abort(new CompactorError('upstream.timeout', `upstream did not answer within ${options.timeoutMs} ms`)),
+        options.timeoutMs,
+      );
       let upstream: Dispatcher.ResponseData;
       try {
         upstream = await undiciRequest(target.url, {
@@ -99,7 +120,12 @@ export function createUpstream(options: UpstreamOptions): { send(request: Incomi
       const headers: Record<string, string | string[]> = {};
       for (const [name, value] of Object.entries(upstream.headers)) if (value !== undefined && !DROP_FROM_RESPONSE.has(name)) headers[name] = value;
       const contentType = upstream.headers['content-type'];
-      return { status: upstream.statusCode, headers, contentType: Array.isArray(contentType) ? contentType[0] : contentType, body: relayed(upstream.body, abort) };
+      return {
+        status: upstream.statusCode,
+        headers,
+        contentType: Array.isArray(contentType) ? contentType[0] : contentType,
+        body: relayed(upstream.body, abort),
+      };
     },
     close: () => agent.close().catch(() => undefined),
   };

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { warnOnce } from '../core/optional.js';
 import { FlatIndex } from './flat-index.js';
 
 interface UsearchMatches {
@@ -13,7 +14,14 @@ interface UsearchIndex {
   size(): number;
 }
 interface UsearchModule {
-  Index: new (config: { dimensions: number; metric: string; quantization: string; connectivity: number; expansion_add: number; expansion_search: number }) => UsearchIndex;
+  Index: new (config: {
+    dimensions: number;
+    metric: string;
+    quantization: string;
+    connectivity: number;
+    expansion_add: number;
+    expansion_search: number;
+  }) => UsearchIndex;
 }
 
 let usearch: UsearchModule | null | undefined;
@@ -112,8 +120,20 @@ export class VectorIndex {
 
   private promote(): void {
     const module = loadUsearch();
+    if (!module)
+      warnOnce(
+        'usearch',
+        `context-compactor: a vector namespace passed ${this.annThreshold} rows and usearch is not installed: its search stays exact and flat (npm install usearch for HNSW).`,
+      );
     if (!module || !this.flat) return;
-    const ann = new module.Index({ dimensions: this.dimensions, metric: 'cos', quantization: 'i8', connectivity: 16, expansion_add: 128, expansion_search: 64 });
+    const ann = new module.Index({
+      dimensions: this.dimensions,
+      metric: 'cos',
+      quantization: 'i8',
+      connectivity: 16,
+      expansion_add: 128,
+      expansion_search: 64,
+    });
     for (const [id, vector] of this.flat.entries()) {
       const key = this.nextKey++;
       ann.add(key, vector);

@@ -24,7 +24,7 @@ export interface MemoryStoreOptions {
   clock?: () => number;
 }
 
-const MEMORY_DEFAULTS = { maxBytes: 256 * 1024 * 1024, annThreshold: 4096 };
+export const MEMORY_STORE_DEFAULTS = { maxBytes: 256 * 1024 * 1024, annThreshold: 4096 };
 
 type Slot = { value: string } | { namespace: string; id: string; bytes: number };
 
@@ -37,7 +37,7 @@ type Slot = { value: string } | { namespace: string; id: string; bytes: number }
  * const store = memoryStore({ maxBytes: 64 * 1024 * 1024 })
  */
 export function memoryStore(options: MemoryStoreOptions = {}): Store & { readonly vectorCount: number; indexKind(namespace: string): string | undefined } {
-  const settings = { ...MEMORY_DEFAULTS, ...options };
+  const settings = { ...MEMORY_STORE_DEFAULTS, ...options };
   if (settings.clock !== undefined && typeof settings.clock !== 'function') invalidOption('clock', 'a function returning milliseconds', settings.clock);
   if (!Number.isInteger(settings.maxBytes) || settings.maxBytes < 4096) invalidOption('maxBytes', 'an integer >= 4096', settings.maxBytes);
   if (!Number.isInteger(settings.annThreshold) || settings.annThreshold < 16) invalidOption('annThreshold', 'an integer >= 16', settings.annThreshold);
@@ -56,7 +56,17 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store & { readonl
     },
     ttlAutopurge: false,
     // lru-cache reads a start time of 0 as "never set": shifting the clock keeps a clock that starts at 0 working.
-    ...(settings.clock ? { perf: { now: ((clock) => () => clock() + 1)(settings.clock) }, ttlResolution: 0 } : {}),
+    ...(settings.clock
+      ? {
+          perf: {
+            now: (
+              (clock) => () =>
+                clock() + 1
+            )(settings.clock),
+          },
+          ttlResolution: 0,
+        }
+      : {}),
   });
   const vectorKey = (namespace: string, id: string): string => `\u0000v\u0000${namespace}\u0000${id}`;
   const ttl = (ttlMs: number | undefined) => (ttlMs && ttlMs > 0 ? { ttl: ttlMs } : {});

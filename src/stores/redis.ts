@@ -1,5 +1,6 @@
-import { createClient } from 'redis';
+import type { createClient } from 'redis';
 import { CompactorError, invalidOption } from '../core/errors.js';
+import { importOptional, requireInstalled } from '../core/optional.js';
 import { withDeadline } from '../core/deadline.js';
 import { dot } from '../embedders/types.js';
 import { HyperplaneLsh } from './lsh.js';
@@ -45,7 +46,7 @@ export interface RedisStoreOptions {
   seed?: number;
 }
 
-const DEFAULTS = {
+export const REDIS_STORE_DEFAULTS = {
   url: 'redis://127.0.0.1:6379',
   prefix: 'cc:',
   timeoutMs: 250,
@@ -66,7 +67,7 @@ const DEFAULTS = {
  * const store = redisStore({ url: process.env.REDIS_URL })
  */
 export function redisStore(options: RedisStoreOptions = {}): Store & { readonly connected: boolean } {
-  const settings = { ...DEFAULTS, ...options };
+  const settings = { ...REDIS_STORE_DEFAULTS, ...options };
   if (typeof settings.url !== 'string' || !/^rediss?:\/\//.test(settings.url)) invalidOption('url', 'a redis:// or rediss:// URL', settings.url);
   if (typeof settings.prefix !== 'string') invalidOption('prefix', 'a string', settings.prefix);
   for (const [name, min, max] of [
@@ -79,33 +80,47 @@ export function redisStore(options: RedisStoreOptions = {}): Store & { readonly 
     if (!Number.isInteger(value) || value < min || value > max) invalidOption(name, `an integer from ${min} to ${max}`, value);
   }
   if (!Number.isInteger(settings.seed)) invalidOption('seed', 'an integer', settings.seed);
+  // redis is an optional peer: say so here, at construction, not on the first request.
+  requireInstalled('redis', 'redisStore()');
 
-  const client = createClient({
-    url: settings.url,
-    // Fail fast while disconnected instead of queueing commands behind a dead socket.
-    disableOfflineQueue: true,
-    socket: { connectTimeout: Math.max(settings.timeoutMs, 1000), reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) },
-  });
+  type Client = ReturnType<typeof createClient>;
+  // Loaded now, not by the first request (whose deadline would pay for it).
+  const loading = importOptional<typeof import('redis')>('redis', 'redisStore()');
+  loading.catch(() => undefined);
+  let client: Client | undefined;
   let lastError: unknown;
-  // Without a listener, node-redis rethrows connection errors as uncaught: the process would die.
-  client.on('error', (error: unknown) => {
-    lastError = error;
-  });
   let connecting: Promise<unknown> | undefined;
   const lsh = new Map<number, HyperplaneLsh>();
   const p = settings.prefix;
 
-  async function ready(): Promise<typeof client> {
+  async function ready(): Promise<Client> {
+    if (!client) {
+      const redis = await loading;
+      client ??= redis.createClient({
+        url: settings.url,
+        // Fail fast while disconnected instead of queueing commands behind a dead socket.
+        disableOfflineQueue: true,
+        socket: { connectTimeout: Math.max(settings.timeoutMs, 1000), reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) },
+      });
+      // Without a listener, node-redis rethrows connection errors as uncaught: the process would die.
+      client.on('error', (error: unknown) => {
+        lastError = error;
+      });
+    }
     if (client.isReady) return client;
-    connecting ??= client.connect().catch((error: unknown) => {
+    const connected = client;
+    connecting ??= connected.connect().catch((error: unknown) => {
       connecting = undefined;
       throw error;
     });
     await connecting;
-    return client;
+    return connected;
   }
 
-  async function run<T>(what: string, operation: (redis: typeof client) => Promise<T>): Promise<T> {
+  // Connect now, in the background: the first request should not pay for the handshake.
+  ready().catch(() => undefined);
+
+  async function run<T>(what: string, operation: (redis: Client) => Promise<T>): Promise<T> {
     try {
       return await withDeadline(
         ready().then((redis) => operation(redis)),
@@ -132,7 +147,7 @@ export function redisStore(options: RedisStoreOptions = {}): Store & { readonly 
   return {
     kind: 'redis',
     get connected() {
-      return client.isReady;
+      return client?.isReady ?? false;
     },
     get: (key) => run('get', async (redis) => (await redis.get(p + key)) ?? undefined),
     getMany: (keys) =>
@@ -179,7 +194,9 @@ export function redisStore(options: RedisStoreOptions = {}): Store & { readonly 
       run('search', async (redis) => {
         const codes = hasher(vector.length).codes(vector);
         const multi = redis.multi();
-        codes.forEach((code, table) => multi.sMembers(bucketKey(namespace, table, code)));
+        codes.forEach((code, table) => {
+          multi.sMembers(bucketKey(namespace, table, code));
+        });
         const buckets = (await multi.exec()) as unknown as string[][];
         const collisions = new Map<string, number>();
         for (const members of buckets) for (const id of members ?? []) collisions.set(id, (collisions.get(id) ?? 0) + 1);
@@ -200,7 +217,7 @@ export function redisStore(options: RedisStoreOptions = {}): Store & { readonly 
         return matches.sort((a, b) => b.score - a.score).slice(0, k);
       }),
     async close() {
-      if (client.isOpen) await client.close().catch(() => undefined);
+      if (client?.isOpen) await client.close().catch(() => undefined);
     },
   };
 }

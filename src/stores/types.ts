@@ -35,7 +35,13 @@ export interface Store {
 
 export function isStore(value: unknown): value is Store {
   const store = value as Partial<Store> | null;
-  return typeof store === 'object' && store !== null && typeof store.get === 'function' && typeof store.set === 'function' && typeof store.searchVectors === 'function';
+  return (
+    typeof store === 'object' &&
+    store !== null &&
+    typeof store.get === 'function' &&
+    typeof store.set === 'function' &&
+    typeof store.searchVectors === 'function'
+  );
 }
 
 /** Base64 of a vector's bytes: compact, and safe in any string store. */

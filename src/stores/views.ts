@@ -14,7 +14,11 @@ export function embeddingStore(store: Store, ttlMs = 7 * 24 * 3600 * 1000): Embe
       const values = await store.getMany(keys.map((key) => `emb:${key}`));
       return values.map((value) => (value === undefined ? undefined : decodeVector(value)));
     },
-    setMany: (entries) => store.setMany(entries.map(([key, vector]) => [`emb:${key}`, encodeVector(vector)] as const), ttlMs),
+    setMany: (entries) =>
+      store.setMany(
+        entries.map(([key, vector]) => [`emb:${key}`, encodeVector(vector)] as const),
+        ttlMs,
+      ),
   };
 }
 

@@ -8,7 +8,8 @@ export interface ExtractiveOptions {
   diversity?: number;
 }
 
-const MONTHS = /\b(jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sep(tember)?|oct(ober)?|nov(ember)?|dec(ember)?|monday|tuesday|wednesday|thursday|friday|saturday|sunday|yesterday|tomorrow|last (week|month|year)|next (week|month|year))\b/i;
+const MONTHS =
+  /\b(jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sep(tember)?|oct(ober)?|nov(ember)?|dec(ember)?|monday|tuesday|wednesday|thursday|friday|saturday|sunday|yesterday|tomorrow|last (week|month|year)|next (week|month|year))\b/i;
 const NUMBER = /\d/;
 const URL_OR_ID = /(https?:\/\/\S+|\b[A-Z]{2,}[-_]?\d+\b|\b[0-9a-f]{8,}\b)/;
 
@@ -23,7 +24,10 @@ interface Sentence {
 function sentences(text: string): string[] {
   const speaker = /^([\p{Lu}][\p{L}'-]{0,30}):\s/u.exec(text)?.[1];
   const body = speaker ? text.slice(speaker.length + 1).trim() : text;
-  const parts = body.split(/(?<=[.!?])\s+(?=[\p{Lu}\d"'])|\n+/u).map((part) => part.trim()).filter((part) => part.length > 0);
+  const parts = body
+    .split(/(?<=[.!?])\s+(?=[\p{Lu}\d"'])|\n+/u)
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0);
   return parts.map((part) => (speaker ? `${speaker}: ${part}` : part));
 }
 
@@ -37,8 +41,10 @@ function sentences(text: string): string[] {
  * @example
  * createCompactor({ maxInputTokens: 2000, strategy: summarize({ summarizer: extractiveSummarizer() }) })
  */
+export const EXTRACTIVE_DEFAULTS = { diversity: 0.7 };
+
 export function extractiveSummarizer(options: ExtractiveOptions = {}): Summarizer {
-  const diversity = options.diversity ?? 0.7;
+  const { diversity } = { ...EXTRACTIVE_DEFAULTS, ...options };
   if (typeof diversity !== 'number' || !(diversity >= 0 && diversity <= 1)) invalidOption('diversity', 'a number from 0 to 1', diversity);
   return {
     id: `extractive-v1:${diversity}`,

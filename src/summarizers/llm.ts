@@ -12,6 +12,8 @@ export interface LlmSummarizerOptions extends JsonClientOptions {
   onUsage?: (usage: { prompt_tokens: number; completion_tokens: number }) => void;
 }
 
+export const LLM_SUMMARIZER_DEFAULTS = { model: 'gpt-4o-mini', timeoutMs: 30_000 };
+
 /** The instructions: structured bullets that keep what summaries usually lose. */
 export const SUMMARY_PROMPT = [
   'You compress part of a conversation so that it can stand in for the original in later turns.',
@@ -31,8 +33,8 @@ export const SUMMARY_PROMPT = [
  * summarize({ summarizer: llmSummarizer({ model: 'gpt-4o-mini' }) })
  */
 export function llmSummarizer(options: LlmSummarizerOptions = {}): Summarizer {
-  const client = createJsonClient(options, 30_000);
-  const model = options.model ?? 'gpt-4o-mini';
+  const { model, timeoutMs } = { ...LLM_SUMMARIZER_DEFAULTS, ...options };
+  const client = createJsonClient({ ...options, timeoutMs });
   return {
     id: `llm:${client.baseURL}:${model}:v1`,
     async summarize(messages, summarizeOptions) {

@@ -24,6 +24,8 @@ export interface SummaryQueueOptions {
   jobTimeoutMs?: number;
 }
 
+export const SUMMARY_QUEUE_DEFAULTS = { maxPending: 256, concurrency: 1, jobTimeoutMs: 60_000 };
+
 export interface QueueStats {
   scheduled: number;
   completed: number;
@@ -47,9 +49,10 @@ export class SummaryQueue {
   readonly #stats = { scheduled: 0, completed: 0, failed: 0, dropped: 0 };
 
   constructor(options: SummaryQueueOptions = {}) {
-    this.#maxPending = options.maxPending ?? 256;
-    this.#concurrency = options.concurrency ?? 1;
-    this.#timeoutMs = options.jobTimeoutMs ?? 60_000;
+    const settings = { ...SUMMARY_QUEUE_DEFAULTS, ...options };
+    this.#maxPending = settings.maxPending;
+    this.#concurrency = settings.concurrency;
+    this.#timeoutMs = settings.jobTimeoutMs;
     if (!Number.isInteger(this.#maxPending) || this.#maxPending < 1) invalidOption('maxPending', 'an integer >= 1', this.#maxPending);
     if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) invalidOption('concurrency', 'an integer >= 1', this.#concurrency);
     if (!Number.isInteger(this.#timeoutMs) || this.#timeoutMs < 1) invalidOption('jobTimeoutMs', 'an integer >= 1', this.#timeoutMs);

@@ -27,7 +27,10 @@ interface TermEntry {
   ids: Int32Array;
 }
 
-const termsMemo = new LRUCache<string, TermEntry>({ maxSize: 16 * 1024 * 1024, sizeCalculation: (value, key) => key.length * 2 + value.words.length * 20 + 96 });
+const termsMemo = new LRUCache<string, TermEntry>({
+  maxSize: 16 * 1024 * 1024,
+  sizeCalculation: (value, key) => key.length * 2 + value.words.length * 20 + 96,
+});
 
 function entry(text: string): TermEntry {
   const cached = termsMemo.get(text);
@@ -36,7 +39,10 @@ function entry(text: string): TermEntry {
   const ids = new Int32Array(words.length);
   words.forEach((word, index) => {
     let id = vocabulary.get(word);
-    if (id === undefined) vocabulary.set(word, (id = vocabulary.size));
+    if (id === undefined) {
+      id = vocabulary.size;
+      vocabulary.set(word, id);
+    }
     ids[index] = id;
   });
   const value = { words, ids };
@@ -72,7 +78,11 @@ export interface Bm25Options {
  * scores as the pair (document + its previous text), with its own IDF over the pairs, and the two
  * scores are added: a reply is found through the message it answers.
  */
-export function bm25Scores(query: string, documents: readonly string[], options: Bm25Options & { previous?: readonly (string | undefined)[] } = {}): Float64Array {
+export function bm25Scores(
+  query: string,
+  documents: readonly string[],
+  options: Bm25Options & { previous?: readonly (string | undefined)[] } = {},
+): Float64Array {
   if (vocabulary.size > VOCABULARY_LIMIT) {
     vocabulary = new Map();
     termsMemo.clear();
@@ -88,7 +98,9 @@ export function bm25Scores(query: string, documents: readonly string[], options:
   const documentIds = documents.map((document) => entry(document).ids);
   const previous = options.previous;
   // Usually a document's previous text is the document before it: the same string, the same ids.
-  const previousIds = previous?.map((text, document) => (text === undefined ? undefined : text === documents[document - 1] ? documentIds[document - 1]! : entry(text).ids));
+  const previousIds = previous?.map((text, document) =>
+    text === undefined ? undefined : text === documents[document - 1] ? documentIds[document - 1]! : entry(text).ids,
+  );
   if (slots.length < vocabulary.size) slots = new Uint16Array(Math.max(vocabulary.size, slots.length * 2));
   // A query of more than 65,535 distinct terms keeps the first ones.
   const used = Math.min(width, 0xffff);

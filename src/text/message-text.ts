@@ -10,4 +10,3 @@ export function messageText(message: ChatMessage): string {
   for (const call of message.tool_calls ?? []) parts.push(call.function.arguments);
   return parts.join('\n');
 }
-

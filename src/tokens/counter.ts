@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
 import type { ChatMessage, ChatRequest, FunctionDefinition, Messages, ToolDefinition } from '../core/types.js';
 import { imageTokens } from './images.js';
 import type { TextTokenizer } from './tokenizer.js';
@@ -32,9 +32,7 @@ export function messageKey(message: ChatMessage): string {
       }
     }
   }
-  const raw = plain
-    ? `${message.role}\u0001${message.name ?? ''}\u0001${message.content as string}`
-    : JSON.stringify(message);
+  const raw = plain ? `${message.role}\u0001${message.name ?? ''}\u0001${message.content as string}` : JSON.stringify(message);
   return raw.length <= 512 ? raw : `#${hash('sha1', raw, 'base64')}`;
 }
 
@@ -170,9 +168,7 @@ export class TokenCounter {
     const functionEnd = 12;
     let total = 0;
     for (const definition of definitions) {
-      const fn = (
-        'function' in definition && typeof definition.function === 'object' ? definition.function : definition
-      ) as FunctionDefinition;
+      const fn = ('function' in definition && typeof definition.function === 'object' ? definition.function : definition) as FunctionDefinition;
       if (typeof fn.name !== 'string') {
         total += this.#count(JSON.stringify(definition));
         continue;

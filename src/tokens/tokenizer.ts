@@ -18,10 +18,7 @@ const loaded = new Map<string, Promise<TextTokenizer>>();
 
 async function loadJsTiktoken(encoding: EncodingName): Promise<TextTokenizer> {
   const { Tiktoken } = await import('js-tiktoken/lite');
-  const ranks =
-    encoding === 'o200k_base'
-      ? (await import('js-tiktoken/ranks/o200k_base')).default
-      : (await import('js-tiktoken/ranks/cl100k_base')).default;
+  const ranks = encoding === 'o200k_base' ? (await import('js-tiktoken/ranks/o200k_base')).default : (await import('js-tiktoken/ranks/cl100k_base')).default;
   const tiktoken = new Tiktoken(ranks);
   // Special-token text such as "<|endoftext|>" inside user content is billed as ordinary text,
   // so encode it as text instead of throwing (js-tiktoken's default).
@@ -29,8 +26,7 @@ async function loadJsTiktoken(encoding: EncodingName): Promise<TextTokenizer> {
 }
 
 async function loadGptTokenizer(encoding: EncodingName): Promise<TextTokenizer> {
-  const module =
-    encoding === 'o200k_base' ? await import('gpt-tokenizer/encoding/o200k_base') : await import('gpt-tokenizer/encoding/cl100k_base');
+  const module = encoding === 'o200k_base' ? await import('gpt-tokenizer/encoding/o200k_base') : await import('gpt-tokenizer/encoding/cl100k_base');
   const options = { disallowedSpecial: new Set<string>() };
   return { encoding, count: (text) => (text.length === 0 ? 0 : module.countTokens(text, options)) };
 }

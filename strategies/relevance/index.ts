@@ -50,11 +50,12 @@ export interface RelevanceOptions {
    */
   markers?: boolean;
   /**
-   * Carry the session header (see `sessionHeader`) before the first kept turn of a session whose
-   * header message was dropped: one short note per session, counted in the budget.
-   * @default true
+   * Leave out the session header notes: by default a kept turn whose session header (see
+   * `sessionHeader`) was dropped gets it back, one short note per session, counted in the budget,
+   * because temporal questions need dates.
+   * @default false
    */
-  sessionHeaders?: boolean;
+  omitSessionHeaders?: boolean;
   /** Role of marker messages. @default 'system' */
   markerRole?: 'system' | 'user' | 'assistant';
   /**
@@ -81,7 +82,7 @@ export interface RelevanceOptions {
   previousContext?: number;
 }
 
-const DEFAULTS = {
+export const RELEVANCE_DEFAULTS = {
   denseWeight: 1,
   sparseWeight: 1,
   rrfK: 10,
@@ -91,7 +92,7 @@ const DEFAULTS = {
   recencyShare: 0.1,
   sessionHeader: SESSION_HEADER as RegExp | null,
   markers: false,
-  sessionHeaders: true,
+  omitSessionHeaders: false,
   markerRole: 'system' as const,
   embedTimeoutMs: 250,
   awaitDocuments: false,
@@ -106,7 +107,9 @@ function checkNumber(option: string, value: number, minimum: number, maximum: nu
 function ranks(scores: ArrayLike<number>): Float64Array {
   const order = Array.from({ length: scores.length }, (_, index) => index).sort((a, b) => scores[b]! - scores[a]!);
   const result = new Float64Array(scores.length);
-  order.forEach((index, position) => (result[index] = position > 0 && scores[order[position - 1]!] === scores[index] ? result[order[position - 1]!]! : position + 1));
+  order.forEach((index, position) => {
+    result[index] = position > 0 && scores[order[position - 1]!] === scores[index] ? result[order[position - 1]!]! : position + 1;
+  });
   return result;
 }
 
@@ -120,7 +123,7 @@ function ranks(scores: ArrayLike<number>): Float64Array {
  * createCompactor({ maxInputTokens: 2000, strategy: relevance({ embedder: useLite() }) })
  */
 export function relevance(options: RelevanceOptions = {}): Strategy {
-  const settings = { ...DEFAULTS, ...options };
+  const settings = { ...RELEVANCE_DEFAULTS, ...options };
   checkNumber('denseWeight', settings.denseWeight, 0, 100);
   checkNumber('sparseWeight', settings.sparseWeight, 0, 100);
   checkNumber('rrfK', settings.rrfK, 0, 10_000);
@@ -130,7 +133,8 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
   checkNumber('embedTimeoutMs', settings.embedTimeoutMs, 0, 600_000);
   checkNumber('previousContext', settings.previousContext, 0, 100_000);
   if (!Number.isInteger(settings.neighbours)) invalidOption('neighbours', 'an integer from 0 to 10', settings.neighbours);
-  if (settings.sessionHeader !== null && !(settings.sessionHeader instanceof RegExp)) invalidOption('sessionHeader', 'a RegExp or null', settings.sessionHeader);
+  if (settings.sessionHeader !== null && !(settings.sessionHeader instanceof RegExp))
+    invalidOption('sessionHeader', 'a RegExp or null', settings.sessionHeader);
   if (!['system', 'user', 'assistant'].includes(settings.markerRole)) invalidOption('markerRole', '"system", "user" or "assistant"', settings.markerRole);
   if (settings.embedder !== undefined && settings.embedder !== null && typeof settings.embedder.embed !== 'function') {
     invalidOption('embedder', 'an Embedder ({ id, dimensions, embed }) or null', settings.embedder);
@@ -174,7 +178,9 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
         if (settings.previousContext <= 0 || unit === 0 || units[unit - 1]!.protected) return undefined;
         return previousCandidate[position]! >= 0 ? texts[previousCandidate[position]!]! : unitText(unit - 1);
       });
-      const paired = texts.map((text, position) => (previousText[position] === undefined ? text : `${text}\n${previousText[position]!.slice(0, settings.previousContext)}`));
+      const paired = texts.map((text, position) =>
+        previousText[position] === undefined ? text : `${text}\n${previousText[position]!.slice(0, settings.previousContext)}`,
+      );
       const latest = parts.latestUser >= 0 ? parts.latestUser : messages.length - 1;
       let query = messageText(messages[latest]!);
       if (settings.includePreviousAssistant) {
@@ -202,7 +208,12 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
           let documentVectors: (Float32Array | undefined)[];
           let queryVector: Float32Array;
           if (settings.awaitDocuments) {
-            const all = await withDeadline(cache.embed(embedder, [query, ...paired], { signal: context.signal }), settings.embedTimeoutMs, 'embedder', context.signal);
+            const all = await withDeadline(
+              cache.embed(embedder, [query, ...paired], { signal: context.signal }),
+              settings.embedTimeoutMs,
+              'embedder',
+              context.signal,
+            );
             queryVector = all[0]!;
             documentVectors = all.slice(1);
           } else {
@@ -261,7 +272,14 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
       // Build the output with markers; while markers push it over budget, drop the weakest pick.
       const sessionOf = sessions(messages, settings.sessionHeader);
       const done = (output: ChatMessage[]) => {
-        const info: Record<string, unknown> = { dense: Boolean(dense), vectors: vectorsSeen, candidates: texts.length, kept: picked.length, embedMs: timings.embedMs, scoreMs: timings.scoreMs };
+        const info: Record<string, unknown> = {
+          dense: Boolean(dense),
+          vectors: vectorsSeen,
+          candidates: texts.length,
+          kept: picked.length,
+          embedMs: timings.embedMs,
+          scoreMs: timings.scoreMs,
+        };
         // A lean install (no encoder) is a choice, not a failure: said in stats, and once in the process's warnings.
         if (!embedder && settings.embedder === undefined && !context.embedder) info.encoder = encoderUnavailable() ?? 'none';
         return { messages: output, failures, info };
@@ -272,7 +290,7 @@ export function relevance(options: RelevanceOptions = {}): Strategy {
         return tokens <= context.budget;
       };
       for (;;) {
-        const output = assemble(messages, parts.unitOf, keep, sessionOf, settings.markers, settings.sessionHeaders, settings.markerRole);
+        const output = assemble(messages, parts.unitOf, keep, sessionOf, settings.markers, !settings.omitSessionHeaders, settings.markerRole);
         if (fits(output)) return done(output);
         // With no pick left to give up, the notes go: what was kept fits without them.
         if (picked.length === 0) return done(assemble(messages, parts.unitOf, keep, sessionOf, false, false, settings.markerRole));

@@ -55,7 +55,7 @@ export interface SummarizeStrategyOptions {
   queue?: SummaryQueue;
 }
 
-const DEFAULTS = {
+export const SUMMARIZE_DEFAULTS = {
   chunking: 'auto' as const,
   chunkTokens: 1200,
   sessionHeader: SESSION_HEADER,
@@ -95,17 +95,20 @@ function keyOf(parts: readonly string[]): string {
  * pipeline('summarize', [summarize({ mode: 'background' }), truncate()])
  */
 export function summarize(options: SummarizeStrategyOptions = {}): Strategy {
-  const settings = { ...DEFAULTS, ...options };
+  const settings = { ...SUMMARIZE_DEFAULTS, ...options };
   const summarizer = settings.summarizer ?? extractiveSummarizer();
-  if (typeof summarizer?.summarize !== 'function' || typeof summarizer.id !== 'string') invalidOption('summarizer', 'a Summarizer ({ id, summarize })', summarizer);
+  if (typeof summarizer?.summarize !== 'function' || typeof summarizer.id !== 'string')
+    invalidOption('summarizer', 'a Summarizer ({ id, summarize })', summarizer);
   if (!['auto', 'session', 'tokens'].includes(settings.chunking)) invalidOption('chunking', '"auto", "session" or "tokens"', settings.chunking);
   if (!Number.isInteger(settings.chunkTokens) || settings.chunkTokens < 50) invalidOption('chunkTokens', 'an integer >= 50', settings.chunkTokens);
   if (!Number.isInteger(settings.summaryTokens) || settings.summaryTokens < 10) invalidOption('summaryTokens', 'an integer >= 10', settings.summaryTokens);
-  if (typeof settings.summaryShare !== 'number' || !(settings.summaryShare > 0 && settings.summaryShare <= 1)) invalidOption('summaryShare', 'a number in (0, 1]', settings.summaryShare);
+  if (typeof settings.summaryShare !== 'number' || !(settings.summaryShare > 0 && settings.summaryShare <= 1))
+    invalidOption('summaryShare', 'a number in (0, 1]', settings.summaryShare);
   if (!Number.isInteger(settings.groupSize) || settings.groupSize < 2) invalidOption('groupSize', 'an integer >= 2', settings.groupSize);
   if (settings.role !== 'system' && settings.role !== 'assistant') invalidOption('role', '"system" or "assistant"', settings.role);
   if (settings.mode !== 'background' && settings.mode !== 'inline') invalidOption('mode', '"background" or "inline"', settings.mode);
-  if (!Number.isInteger(settings.inlineTimeoutMs) || settings.inlineTimeoutMs < 0) invalidOption('inlineTimeoutMs', 'an integer >= 0', settings.inlineTimeoutMs);
+  if (!Number.isInteger(settings.inlineTimeoutMs) || settings.inlineTimeoutMs < 0)
+    invalidOption('inlineTimeoutMs', 'an integer >= 0', settings.inlineTimeoutMs);
   if (!(settings.sessionHeader instanceof RegExp)) invalidOption('sessionHeader', 'a RegExp', settings.sessionHeader);
 
   return {
@@ -122,7 +125,9 @@ export function summarize(options: SummarizeStrategyOptions = {}): Strategy {
       // Fixed chunks over the droppable units. Boundaries depend only on what precedes them, so
       // a chunk's membership never changes as the conversation grows.
       const header = settings.sessionHeader;
-      const bySession = settings.chunking === 'session' || (settings.chunking === 'auto' && messages.some((message) => typeof message.content === 'string' && header.test(message.content)));
+      const bySession =
+        settings.chunking === 'session' ||
+        (settings.chunking === 'auto' && messages.some((message) => typeof message.content === 'string' && header.test(message.content)));
       const chunks: { units: number[]; tokens: number }[] = [];
       let current: { units: number[]; tokens: number } | undefined;
       for (let unit = 0; unit < parts.units.length; unit++) {
@@ -182,7 +187,11 @@ export function summarize(options: SummarizeStrategyOptions = {}): Strategy {
       const folded: Item[] = [];
       for (const item of items) {
         if (rest <= context.budget && !settings.keepSource) break;
-        const text = await fetchSummary(item, item.members.map((index) => messages[index]!), settings.summaryTokens);
+        const text = await fetchSummary(
+          item,
+          item.members.map((index) => messages[index]!),
+          settings.summaryTokens,
+        );
         if (text === undefined) break; // keep the prefix contiguous: nothing after a missing summary
         item.text = text;
         const summaryTokens = counter.text(text) + overhead;
@@ -249,7 +258,11 @@ export function summarize(options: SummarizeStrategyOptions = {}): Strategy {
         if (item) output.push({ role: settings.role, content: `${SUMMARY_LABEL}\n${item.text}` });
         if (!skip[index] || settings.keepSource) output.push(messages[index]!);
       }
-      return { messages: output, failures, info: { chunks: chunks.length, summaries: folded.length, droppedSummaries: dropped } };
+      return {
+        messages: output,
+        failures,
+        info: { chunks: chunks.length, summaries: folded.length, levels: 1 + Math.max(...folded.map((item) => item.level)), droppedSummaries: dropped },
+      };
     },
   };
 }

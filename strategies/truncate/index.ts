@@ -10,7 +10,7 @@ export interface TruncateOptions {
   keepFirstUserTurns?: number;
 }
 
-const DEFAULTS = { keepFirstUserTurns: 0 } satisfies Required<TruncateOptions>;
+export const TRUNCATE_DEFAULTS = { keepFirstUserTurns: 0 } satisfies Required<TruncateOptions>;
 
 /**
  * Recency truncation: keeps the newest whole turns that fit the budget, plus the protected
@@ -21,7 +21,7 @@ const DEFAULTS = { keepFirstUserTurns: 0 } satisfies Required<TruncateOptions>;
  * createCompactor({ maxInputTokens: 4000, strategy: truncate({ keepFirstUserTurns: 1 }) })
  */
 export function truncate(options: TruncateOptions = {}): Strategy {
-  const settings = { ...DEFAULTS, ...options } satisfies Required<TruncateOptions>;
+  const settings = { ...TRUNCATE_DEFAULTS, ...options } satisfies Required<TruncateOptions>;
   if (!Number.isInteger(settings.keepFirstUserTurns) || settings.keepFirstUserTurns < 0) {
     invalidOption('keepFirstUserTurns', 'an integer >= 0', settings.keepFirstUserTurns);
   }
