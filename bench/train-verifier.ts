@@ -13,7 +13,7 @@
 import { writeFileSync } from 'node:fs';
 import { dot } from '../src/embedders/types.js';
 import { useLite } from '../src/embedders/use-lite.js';
-import { FEATURE_COUNT, FEATURE_NAMES, pairFeatures, profile, type TextProfile } from '../src/cache/features.js';
+import { FEATURE_COUNT, FEATURE_NAMES, pairFeatures, profileMemo } from '../src/cache/features.js';
 import { readPairs, splitByQuestion, type LabelledPair } from './cache-eval/pairs.js';
 import { probePairs, scoreProbes, type CacheProbe } from './cache-eval/evaluate.js';
 import { createResponseCache } from '../src/cache/response-cache.js';
@@ -91,15 +91,7 @@ function wilsonUpper(k: number, n: number): number {
 
 /** A verifier from a scoring function over the pair features (for the comparison rows). */
 function verifierOf(id: string, score: (features: Float64Array, cosine: number) => number): Verifier {
-  const profiles = new Map<string, TextProfile>();
-  const profileOf = (text: string): TextProfile => {
-    let found = profiles.get(text);
-    if (!found) {
-      found = profile(text);
-      profiles.set(text, found);
-    }
-    return found;
-  };
+  const profileOf = profileMemo(1 << 20);
   return { id, score: (query, candidate, cosine) => score(pairFeatures(profileOf(query), profileOf(candidate), cosine), cosine) };
 }
 
@@ -149,15 +141,7 @@ async function main(): Promise<void> {
   const texts = Object.values(sources).flatMap((pairs) => pairs.flatMap((pair) => [pair.a, pair.b]));
   const vectors = await pairVectors(embedder, texts, undefined, (done, total) => process.stderr.write(`\rembedding ${done}/${total}`));
   process.stderr.write('\n');
-  const profiles = new Map<string, TextProfile>();
-  const profileOf = (text: string): TextProfile => {
-    let found = profiles.get(text);
-    if (!found) {
-      found = profile(text);
-      profiles.set(text, found);
-    }
-    return found;
-  };
+  const profileOf = profileMemo(1 << 20);
   const toSample =
     (source: 'qqp' | 'stsb') =>
     (pair: LabelledPair): Sample => {

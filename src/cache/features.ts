@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { STOPWORDS } from '../text/stopwords.js';
 
 /**
@@ -277,4 +278,17 @@ export function pairFeatures(a: TextProfile, b: TextProfile, cosine: number): Fl
   for (const word of b.qualifiers) if (!a.qualifiers.has(word)) qualifierDiff++;
   features[16] = Math.min(qualifierDiff, 3);
   return features;
+}
+
+/** `profile`, memoized per text in a bounded LRU: a verifier sees the same cached questions again and again. */
+export function profileMemo(max = 4096): (text: string) => TextProfile {
+  const profiles = new LRUCache<string, TextProfile>({ max });
+  return (text) => {
+    let found = profiles.get(text);
+    if (!found) {
+      found = profile(text);
+      profiles.set(text, found);
+    }
+    return found;
+  };
 }

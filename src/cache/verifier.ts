@@ -1,5 +1,4 @@
-import { LRUCache } from 'lru-cache';
-import { FEATURE_COUNT, FEATURE_NAMES, pairFeatures, profile, type TextProfile } from './features.js';
+import { FEATURE_COUNT, FEATURE_NAMES, pairFeatures, profileMemo } from './features.js';
 import { VERIFIER_MODEL } from './verifier-weights.js';
 
 /**
@@ -28,15 +27,7 @@ export function logisticVerifier(model: LogisticModel, id = 'logistic'): Verifie
   if (model.features.length !== FEATURE_COUNT || model.features.some((name, index) => name !== FEATURE_NAMES[index])) {
     throw new Error(`verifier model features do not match this version (${FEATURE_NAMES.join(', ')})`);
   }
-  const profiles = new LRUCache<string, TextProfile>({ max: 4096 });
-  const profileOf = (text: string): TextProfile => {
-    let found = profiles.get(text);
-    if (!found) {
-      found = profile(text);
-      profiles.set(text, found);
-    }
-    return found;
-  };
+  const profileOf = profileMemo();
   return {
     id,
     score(query, candidate, cosine) {
