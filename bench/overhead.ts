@@ -80,7 +80,7 @@ async function main(): Promise<void> {
     const cold = await time(
       COLD_RUNS,
       (run) => ({
-        compactor: createCompactor({ maxInputTokens: BUDGET, tokenizer: backend }),
+        compactor: createCompactor({ maxInputTokens: BUDGET, strategy: 'truncate', tokenizer: backend }),
         body: { model: 'gpt-4o', messages: variant(messages, 1000 + run) },
       }),
       ({ compactor, body }: { compactor: ReturnType<typeof createCompactor>; body: ChatRequest }) => compactor.compact(body),
@@ -97,11 +97,11 @@ async function main(): Promise<void> {
     // Cold: a fresh compactor (empty memo) sees a history whose text is new to the process.
     const cold = await time(
       COLD_RUNS,
-      (run) => ({ compactor: createCompactor({ maxInputTokens: BUDGET }), body: { ...request, messages: variant(messages, run) } }),
+      (run) => ({ compactor: createCompactor({ maxInputTokens: BUDGET, strategy: 'truncate' }), body: { ...request, messages: variant(messages, run) } }),
       ({ compactor, body }: { compactor: ReturnType<typeof createCompactor>; body: ChatRequest }) => compactor.compact(body),
     );
     // Warm: the next turn resends the same history (freshly parsed JSON) plus one new message.
-    const compactor = createCompactor({ maxInputTokens: BUDGET });
+    const compactor = createCompactor({ maxInputTokens: BUDGET, strategy: 'truncate' });
     await compactor.compact(structuredClone(request));
     const warm = await time(
       WARM_RUNS,
