@@ -6,7 +6,7 @@ import { compaction } from '../src/adapters/ai-sdk.js';
 import { cosineVerifier } from '../src/cache/verifier.js';
 import { createCompactor, createResponseCache } from '../src/index.js';
 import { hashEmbedder } from '../src/testing/index.js';
-import { locomoRequest } from './helpers.js';
+import { compacted, locomoRequest } from './helpers.js';
 
 const usage = { inputTokens: { total: 1, noCache: 1, cacheRead: 0, cacheWrite: 0 }, outputTokens: { total: 1, text: 1, reasoning: 0 } };
 
@@ -130,5 +130,23 @@ describe('AI SDK middleware', () => {
     expect((await generateText({ model: wrapped, system: fresh.system, messages: fresh.messages })).text).toBe(text);
     expect(calls).toHaveLength(2);
     expect(cache.stats().hits.exact).toBe(3);
+  });
+
+  test('an answer another adapter stored as a stream is replayed through the same wire format', async () => {
+    const cache = createResponseCache({ embedder: hashEmbedder(128), verifier: cosineVerifier(), threshold: 0.97 });
+    const compactor = createCompactor({ maxInputTokens: 2000, strategy: 'truncate', cache });
+    // What the proxy would store for the same call: the chunks of a completed stream.
+    const question = { model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: [{ type: 'text' as const, text: 'Name a colour.' }] }] };
+    const stored = compacted(await compactor.compact(question, { format: 'openai', route: 'ai-sdk', tenant: 'acme' }));
+    const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
+      data: JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] }),
+    });
+    const events = [chunk({ role: 'assistant', content: 'Te' }, null), chunk({ content: 'al.' }, null), chunk({}, 'stop'), { data: '[DONE]' }];
+    expect(await stored.commit!({ format: 'openai', events })).toBe(true);
+    const { model, calls } = mockModel();
+    const wrapped = wrapLanguageModel({ model, middleware: compaction(compactor, { tenant: () => 'acme' }) });
+    expect((await generateText({ model: wrapped, prompt: 'Name a colour.' })).text).toBe('Teal.');
+    expect(await streamText({ model: wrapped, prompt: 'Name a colour.' }).text).toBe('Teal.');
+    expect(calls).toHaveLength(0);
   });
 });
