@@ -5,7 +5,7 @@ import type { CachedResponse, FormatName, Replay } from '../formats/wire-format.
 import { REPLY_PRIMING_TOKENS, TokenCounter } from '../tokens/counter.js';
 import { lookupModel, type ModelInfo } from '../tokens/models.js';
 import type { EncodingName } from '../tokens/tokenizer.js';
-import { CompactorError, isAbortError, throwIfAborted } from './errors.js';
+import { CompactorError, rethrowIfAborted, throwIfAborted } from './errors.js';
 import { enforce } from './guard.js';
 import { resolveOptions, resolveBudget, type CompactorOptions, type ResolvedOptions } from './options.js';
 import { failuresOf, type CacheStats, type CompactionStats } from './stats.js';
@@ -125,8 +125,7 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
         signal: compactOptions.signal,
       });
     } catch (error) {
-      if (isAbortError(error) || compactOptions.signal?.aborted)
-        throw CompactorError.isInstance(error) ? error : new CompactorError('aborted', 'the operation was aborted', { cause: error });
+      rethrowIfAborted(error, compactOptions.signal);
       stats.failures.push(failureOf('cache', error));
     }
     const verdict: CacheStats = { status: lookup?.status ?? 'bypass', ms: settings.clock() - started };

@@ -102,6 +102,15 @@ export function isAbortError(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError';
 }
 
+/**
+ * Rethrows an error that means the caller gave up (an abort, or any error once the signal fired) as
+ * the `aborted` CompactorError; returns for any other error, which the caller recovers from.
+ */
+export function rethrowIfAborted(error: unknown, signal: AbortSignal | undefined): void {
+  if (isAbortError(error) || signal?.aborted)
+    throw CompactorError.isInstance(error) ? error : new CompactorError('aborted', 'the operation was aborted', { cause: error });
+}
+
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) {
     throw new CompactorError('aborted', 'the operation was aborted', { cause: signal.reason });

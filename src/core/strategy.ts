@@ -1,7 +1,7 @@
 import type { Embedder } from '../embedders/types.js';
 import type { Runtime } from '../runtime.js';
 import type { TokenCounter } from '../tokens/counter.js';
-import { CompactorError, isAbortError, throwIfAborted } from './errors.js';
+import { CompactorError, rethrowIfAborted, throwIfAborted } from './errors.js';
 import type { ChatMessage, ChatRequest, Messages } from './types.js';
 import { partition, type Partition } from './units.js';
 
@@ -115,9 +115,7 @@ export async function runStrategy(strategy: Strategy, messages: Messages, contex
     result = await strategy.apply(messages, context);
     if (result.failures) failures.push(...result.failures);
   } catch (error) {
-    if (isAbortError(error) || context.signal?.aborted) {
-      throw CompactorError.isInstance(error) ? error : new CompactorError('aborted', 'the operation was aborted', { cause: error });
-    }
+    rethrowIfAborted(error, context.signal);
     failures.push(failureOf(strategy.name, error));
     result = { messages };
   }
