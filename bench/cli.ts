@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { integer, runProgram } from '../src/cli/main.js';
 import { DEFAULT_PRESET, presetNames } from '../src/core/presets.js';
 import { cacheEvalCommand } from './cache-eval/command.js';
@@ -29,20 +29,23 @@ export function buildBenchProgram(): Command {
     .description('Compact the shipped LoCoMo conversations at several budgets and print tokens before and after.')
     .option('--budgets <list>', 'comma-separated budgets', '1000,2000,4000')
     .option('--preset <name>', 'compaction preset', DEFAULT_PRESET)
+    .option('--await', 'the idealised path: wait for every embedding and summary (by default it runs as a server does)')
     .action(runDemo);
 
   program
     .command('bench')
-    .description('Replay transcripts and score evidence retention, tokens, cost and latency, side by side with peers.')
+    .description('Replay transcripts on the path a server runs; bill them under several price rules; score retention, side by side with baselines.')
     .option('--data <spec...>', 'data files, each [locomo|mtbench101|topical-chat|jsonl:]FILE (default: the data shipped in bench/data)')
-    .option('--mode <list>', 'qa, replay, or both', 'qa,replay')
-    .option('--budgets <list>', 'QA budgets', '1000,2000,4000,8000')
-    .option('--replay-budget <tokens>', 'budget for replay mode', '2000')
+    .option('--mode <list>', 'replay (bills, live retention, cold requests), qa (idealised retention, every turn embedded first), or both', 'replay')
+    .option('--budgets <list>', 'replay budgets', '2000,4000,8000')
+    .option('--qa-budgets <list>', 'budgets of the idealised QA mode', '1000,2000,4000,8000')
+    .option('--rules <list>', 'price rules: models of the price table, each billed with its prompt-cache rule', 'gpt-4o,gpt-5,claude-sonnet-4')
     .option('--presets <list>', `presets to compare (default: all: ${presetNames().join(', ')})`)
     .option('--no-peers', 'skip LangChain trimMessages')
-    .option('--model <name>', 'model for counting and prices', 'gpt-4o')
-    .option('--prices <file>', 'price table JSON (default: bench/prices.json)')
-    .addOption(new Option('--cache-rule <rule>', "prompt-cache billing rule (default: the model's)").choices(['openai', 'anthropic', 'none']))
+    .option('--await', 'replay on the idealised path (embeddings and summaries awaited) instead of the live one')
+    .option('--cold-turns <n>', 'requests per conversation met by a fresh process', '3')
+    .option('--prices <file>', 'price table JSON { "models": { name: { input, cachedInput, cacheWrite?, output, cacheRule } } } (default: the shipped table)')
+    .option('--preset-options <json>', 'options per preset, as createCompactor({ presetOptions }), e.g. \'{"cacheAware":{"excerptShare":0.1}}\'')
     .option('--swap-roles', 'LoCoMo: speaker B as the user')
     .option('--limit <n>', 'QA items per conversation (evenly spread), for quick runs')
     .option('--json <file>', 'write the full report as JSON')

@@ -10,7 +10,9 @@ import { shippedData } from './harness/command.js';
 import { noCompaction, presetContender, type Contender } from './harness/contenders.js';
 import { loadPrices, priceFor } from './harness/cost.js';
 import { loadDataset } from './harness/loaders.js';
-import { runReplay, type Violation } from './harness/run.js';
+import { runReplays } from './harness/replay.js';
+import type { Violation } from './harness/run.js';
+import { replayRows } from './harness/summary.js';
 import { machine, markdownTable, ms, percentile, table } from './harness/stats.js';
 import { pipeline } from '../src/core/strategy.js';
 import { extractiveSummarizer } from '../src/summarizers/extractive.js';
@@ -107,20 +109,37 @@ async function main(): Promise<void> {
     ),
   ];
   const violations: Violation[] = [];
-  const { rows } = await runReplay(conversations, contenders, { budget: BUDGET, model: 'gpt-4o', counter, price, cacheRule: 'openai' }, violations);
+  const runs = await runReplays(
+    conversations,
+    contenders,
+    { budgets: [BUDGET], model: 'gpt-4o', counter, qa: false, coldTurns: 0, progress: true },
+    violations,
+  );
+  const rows = replayRows(runs, { name: 'gpt-4o', price, cacheRule: 'openai' });
   const costRows: string[][] = [
-    ['strategy', 'requests', 'tokens after', 'prefix share', 'uncompacted $', 'compacted $', 'summarizer $', 'total / uncompacted', 'ms p50', 'ms p99'],
+    [
+      'strategy',
+      'requests',
+      'tokens after',
+      'cached share',
+      'uncompacted prompt $',
+      'compacted prompt $',
+      'summarizer $',
+      'total / uncompacted',
+      'ms p50',
+      'ms p99',
+    ],
   ];
   for (const row of rows) {
     costRows.push([
       row.contender,
       String(row.requests),
       String(row.tokensAfter),
-      row.prefixShare.toFixed(2),
-      row.costUncompacted.toFixed(2),
-      row.costCompacted.toFixed(2),
-      row.costExtra.toFixed(4),
-      `${(((row.costCompacted + row.costExtra) / row.costUncompacted) * 100).toFixed(1)}%`,
+      row.cachedAfter.toFixed(2),
+      row.promptBefore.toFixed(2),
+      row.promptAfter.toFixed(2),
+      row.extraCost.toFixed(4),
+      `${(((row.promptAfter + row.extraCost) / row.promptBefore) * 100).toFixed(1)}%`,
       ms(row.msP50),
       ms(row.msP99),
     ]);

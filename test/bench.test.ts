@@ -3,12 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { noCompaction, presetContender, trimMessagesContender, type Contender } from '../bench/harness/contenders.js';
-import { billedCost, cachedTokens, loadPrices, priceFor, type ModelPrice } from '../bench/harness/cost.js';
-import { PRICES } from '../src/proxy/prices.js';
+import { billRequests } from '../bench/harness/bill.js';
+import { loadPrices, priceFor, type ModelPrice } from '../bench/harness/cost.js';
+import { runReplays } from '../bench/harness/replay.js';
+import { breakEven } from '../bench/harness/report.js';
+import { replayRows, type ReplayRow } from '../bench/harness/summary.js';
+import { PRICES } from '../src/prices.js';
 import { normalizeEvidence } from '../bench/harness/evidence.js';
 import { loadDataset, loadJsonl, loadLocomo, loadMtBench101, loadTopicalChat, type BenchConversation } from '../bench/harness/loaders.js';
 import { contentWords, factRetention, verbatimRetention } from '../bench/harness/metrics.js';
-import { checkOutput, runQa, runReplay, sharedPrefixTokens, type Violation } from '../bench/harness/run.js';
+import { checkOutput, runQa, sharedPrefixTokens, type Violation } from '../bench/harness/run.js';
 import { createCompactor, type ChatMessage } from '../src/index.js';
 import { packageRoot } from '../src/cli/package-root.js';
 import { coded } from './helpers.js';
@@ -113,32 +117,40 @@ describe('cost model', () => {
   });
 
   const price: ModelPrice = { input: 2.5, cachedInput: 1.25, output: 10 };
-  test('OpenAI rule: a shared prefix of at least 1,024 tokens is cached in 128-token steps', () => {
-    expect(cachedTokens(1023, 'openai')).toBe(0);
-    expect(cachedTokens(1024, 'openai')).toBe(1024);
-    expect(cachedTokens(1500, 'openai')).toBe(1408);
-    // 2,000 input tokens, 1,500 shared: 1,408 cached at $1.25, 592 at $2.50, 100 output at $10.
-    expect(billedCost({ inputTokens: 2000, prefixTokens: 1500, outputTokens: 100 }, price, 'openai')).toBeCloseTo(
-      (1408 * 1.25 + 592 * 2.5 + 100 * 10) / 1e6,
-      12,
-    );
-    expect(billedCost({ inputTokens: 2000, prefixTokens: 1000, outputTokens: 0 }, price, 'openai')).toBeCloseTo((2000 * 2.5) / 1e6, 12);
-    expect(billedCost({ inputTokens: 2000, prefixTokens: 1500, outputTokens: 0 }, price, 'none')).toBeCloseTo((2000 * 2.5) / 1e6, 12);
+  const request = (inputTokens: number, prefixTokens: number, breakpoints: number[] = [inputTokens], outputTokens = 0) => ({
+    inputTokens,
+    prefixTokens,
+    breakpoints,
+    outputTokens,
   });
 
-  test('Anthropic rule: the shared prefix is read at the cache rate, the rest written at 1.25×', () => {
+  test('OpenAI rule: a shared prefix of at least 1,024 tokens is cached in 128-token steps', () => {
+    const [under, at, over] = billRequests([request(2000, 1023), request(2000, 1024), request(2000, 1500, [2000], 100)], price, 'openai');
+    expect(under!.cachedTokens).toBe(0);
+    expect(at!.cachedTokens).toBe(1024);
+    expect(over!.cachedTokens).toBe(1408);
+    // 2,000 input tokens, 1,500 shared: 1,408 cached at $1.25, 592 at $2.50, 100 output at $10.
+    expect(over!.prompt).toBeCloseTo((1408 * 1.25 + 592 * 2.5) / 1e6, 12);
+    expect(over!.output).toBeCloseTo((100 * 10) / 1e6, 12);
+    expect(billRequests([request(2000, 1500)], price, 'none')[0]!.prompt).toBeCloseTo((2000 * 2.5) / 1e6, 12);
+  });
+
+  test('Anthropic rule: written up to the breakpoints at 1.25×, read back by a request that repeats the prefix', () => {
     const claude: ModelPrice = { input: 3, cachedInput: 0.3, cacheWrite: 3.75, output: 15 };
-    expect(billedCost({ inputTokens: 2000, prefixTokens: 1500, outputTokens: 10 }, claude, 'anthropic')).toBeCloseTo(
-      (1500 * 0.3 + 500 * 3.75 + 10 * 15) / 1e6,
-      12,
-    );
-    // Under the 1,024-token minimum nothing is cached or written.
-    expect(billedCost({ inputTokens: 900, prefixTokens: 800, outputTokens: 0 }, claude, 'anthropic')).toBeCloseTo((900 * 3) / 1e6, 12);
-    // No shared prefix: everything written at 1.25× input.
-    expect(billedCost({ inputTokens: 2000, prefixTokens: 0, outputTokens: 0 }, { ...claude, cacheWrite: undefined }, 'anthropic')).toBeCloseTo(
-      (2000 * 3.75) / 1e6,
-      12,
-    );
+    // First request: nothing cached; written up to its breakpoint at 1,800, the last 200 tokens at input.
+    // Second: shares 1,900 tokens, so it reads the 1,800 written, writes up to its own breakpoint at 2,300, and the rest at input.
+    // Third: under the 1,024-token minimum nothing is read or written.
+    const [first, second, third] = billRequests([request(2000, 0, [1800]), request(2500, 1900, [2300]), request(900, 0, [900])], claude, 'anthropic');
+    expect(first!.prompt).toBeCloseTo((1800 * 3.75 + 200 * 3) / 1e6, 12);
+    expect(second!.cachedTokens).toBe(1800);
+    expect(second!.writtenTokens).toBe(500);
+    expect(second!.prompt).toBeCloseTo((1800 * 0.3 + 500 * 3.75 + 200 * 3) / 1e6, 12);
+    expect(third!.prompt).toBeCloseTo((900 * 3) / 1e6, 12);
+    // A prefix that stops short of every written breakpoint reads nothing.
+    const [, cut] = billRequests([request(2000, 0, [1800]), request(2000, 1700, [2000])], claude, 'anthropic');
+    expect(cut!.cachedTokens).toBe(0);
+    // Without a write price, writes cost 1.25 × input.
+    expect(billRequests([request(2000, 0, [2000])], { ...claude, cacheWrite: undefined }, 'anthropic')[0]!.prompt).toBeCloseTo((2000 * 3.75) / 1e6, 12);
   });
 
   test('the shipped price table is dated, sourced and editable', () => {
@@ -232,25 +244,33 @@ describe('replay and correctness checks', () => {
     expect(sharedPrefixTokens([{ role: 'system', content: 'other' }], b, counter)).toBe(0);
   });
 
-  test('no compaction keeps its prefix cached; truncate saves tokens but rewrites the prefix', async () => {
+  test('replay: no compaction keeps its prefix cached; truncate cut in steps keeps it better than a sliding window', async () => {
     const counter = await counterPromise;
-    const price = priceFor(loadPrices(), 'gpt-4o');
     const violations: Violation[] = [];
-    const { rows, turns } = await runReplay(
+    const sliding = presetContender('truncate', { name: 'sliding', live: true, options: { presetOptions: { truncate: { lowWater: 1 } } } });
+    const runs = await runReplays(
       [conversation],
-      [noCompaction(), presetContender('truncate')],
-      { budget: 1500, model: 'gpt-4o', counter, price, cacheRule: 'openai', progress: false },
+      [noCompaction(), presetContender('truncate', { live: true }), sliding],
+      { budgets: [1500], model: 'gpt-5', counter, qa: false, coldTurns: 1, progress: false },
       violations,
     );
     expect(violations).toEqual([]);
-    const none = rows.find((row) => row.contender === 'none')!;
-    const truncate = rows.find((row) => row.contender === 'truncate')!;
-    expect(none.requests).toBe(20);
-    expect(turns.filter((turn) => turn.contender === 'truncate').every((turn) => turn.tokensAfter <= 1500)).toBe(true);
-    expect(truncate.tokensAfter).toBeLessThan(none.tokensAfter);
-    expect(truncate.prefixShare).toBeLessThan(none.prefixShare);
-    expect(none.costCompacted).toBeCloseTo(none.costUncompacted, 12);
-    expect(truncate.netSaving).toBeCloseTo(truncate.costUncompacted - truncate.costCompacted, 12);
+    // Under gpt-4o's half-price cache: under a tenth, cutting a history only 2.4 times the budget costs more than it saves.
+    const rule = { name: 'gpt-4o', price: priceFor(loadPrices(), 'gpt-4o'), cacheRule: 'openai' as const };
+    const [none, truncate, slide] = replayRows(runs, rule);
+    expect(none!.requests).toBe(20);
+    expect(none!.saving).toBe(0);
+    expect(runs[1]!.requests.every((record) => record.tokensAfter <= 1500)).toBe(true);
+    expect(truncate!.tokensAfter).toBeLessThan(none!.tokensAfter);
+    // Cut in steps, the prompt repeats its start between cuts; sliding, it never does.
+    expect(truncate!.cachedAfter).toBeGreaterThan(slide!.cachedAfter);
+    expect(truncate!.promptAfter).toBeLessThan(slide!.promptAfter);
+    expect(truncate!.saving).toBeGreaterThan(0);
+    expect(truncate!.savedPerThousand).toBeCloseTo((truncate!.promptBefore - truncate!.promptAfter) * 1000, 9);
+    // A fresh process met the conversation once, and the latest answer always fit and survived.
+    expect(runs[1]!.cold).toHaveLength(1);
+    expect(truncate!.latestChecked).toBeGreaterThan(0);
+    expect(truncate!.latestDropped).toBe(0);
   });
 
   test('a contender that breaks an invariant is caught and reported', async () => {
@@ -261,12 +281,7 @@ describe('replay and correctness checks', () => {
       run: async (request) => ({ messages: request.messages.slice(1), ms: 0, failures: 0 }),
     };
     const violations: Violation[] = [];
-    await runReplay(
-      [conversation],
-      [dropsSystem],
-      { budget: 100_000, model: 'gpt-4o', counter, price: priceFor(loadPrices(), 'gpt-4o'), cacheRule: 'openai', progress: false },
-      violations,
-    );
+    await runReplays([conversation], [dropsSystem], { budgets: [100_000], model: 'gpt-4o', counter, qa: false, coldTurns: 0, progress: false }, violations);
     expect(violations.length).toBe(20);
     expect(violations[0]!.problem).toMatch(/protected system/);
     expect(checkOutput(conversation.messages, conversation.messages, 100, counter)).toMatch(/over budget/);
@@ -281,5 +296,43 @@ describe('replay and correctness checks', () => {
     expect(checkOutput(request.messages, messages, 1000, counter)).toBeUndefined();
     expect(messages[0]).toBe(request.messages[0]);
     expect(messages.length).toBeLessThan(request.messages.length);
+  });
+});
+
+describe('break-even budget', () => {
+  const rows = (savings: [number, number][]) => savings.map(([budget, saving]) => ({ contender: 'p', rule: 'r', budget, saving }) as ReplayRow);
+  test('interpolated where the saving changes sign, else a bound', () => {
+    expect(
+      breakEven(
+        rows([
+          [1000, 0.2],
+          [2000, 0.1],
+          [4000, -0.1],
+        ]),
+        'p',
+        'r',
+      ),
+    ).toBe('about 2800 tokens');
+    expect(
+      breakEven(
+        rows([
+          [2000, -0.1],
+          [4000, -0.5],
+        ]),
+        'p',
+        'r',
+      ),
+    ).toBe('costs more at every budget run (from 2000)');
+    expect(
+      breakEven(
+        rows([
+          [2000, 0.3],
+          [8000, 0.1],
+        ]),
+        'p',
+        'r',
+      ),
+    ).toBe('saves at every budget run (up to 8000)');
+    expect(breakEven(rows([[2000, 0.3]]), 'q', 'r')).toBe('–');
   });
 });

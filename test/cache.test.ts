@@ -8,7 +8,8 @@ import type { CachedResponse, CacheTicket, ResponseCacheOptions } from '../src/c
 import { cosineVerifier } from '../src/cache/verifier.js';
 import { anthropicFormat, anthropicMessageEvents, assembleAnthropicMessage } from '../src/formats/anthropic.js';
 import { encodeSse, type SseEvent } from '../src/formats/sse.js';
-import { createCompactor, createResponseCache, memoryStore, pipeline, relevance, type ChatRequest, type Compactor, type Store } from '../src/index.js';
+import { createCompactor, createResponseCache, memoryStore, pipeline, relevance, type ChatRequest, type Compactor } from '../src/index.js';
+import type { Store } from '../src/stores/types.js';
 import { hashEmbedder, manualClock } from '../src/testing/index.js';
 import { shippedDataPath } from './cache-helpers.js';
 import { compacted, locomoRequest } from './helpers.js';

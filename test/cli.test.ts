@@ -39,13 +39,25 @@ describe('CLI: compact', () => {
     expect(stats.tokensAfter).toBeLessThanOrEqual(2000);
   });
 
-  test('--preset balanced folds old sessions into summaries and stays within budget', async () => {
-    const { code, stdout, stderr } = run(['compact', conversationFile, '--budget', '2000', '--preset', 'balanced', '--stats']);
+  test('--preset balanced --await folds old sessions into summaries and stays within budget', async () => {
+    const { code, stdout, stderr } = run(['compact', conversationFile, '--budget', '2000', '--preset', 'balanced', '--await', '--stats']);
     expect(code).toBe(0);
     const output = JSON.parse(stdout) as ChatRequest;
     expect(output.messages.some((message) => String(message.content).startsWith('[Summary of earlier conversation]'))).toBe(true);
     expect(await createCompactor().countTokens(output)).toBeLessThanOrEqual(2000);
     expect(JSON.parse(stderr).strategies.map((step: { name: string }) => step.name)).toEqual(['summarize', 'relevance']);
+  });
+
+  test('by default it runs as a server does: nothing awaited, so a one-shot run has no summaries yet and fills the budget from what it has', async () => {
+    const { code, stdout, stderr } = run(['compact', conversationFile, '--budget', '2000', '--preset', 'balanced', '--stats']);
+    expect(code).toBe(0);
+    const output = JSON.parse(stdout) as ChatRequest;
+    expect(output.messages.some((message) => String(message.content).startsWith('[Summary of earlier conversation]'))).toBe(false);
+    const tokens = await createCompactor().countTokens(output);
+    expect(tokens).toBeLessThanOrEqual(2000);
+    expect(tokens).toBeGreaterThan(0.9 * 2000);
+    const relevance = JSON.parse(stderr).strategies[1];
+    expect(relevance.info.nets.cold).toBe(true);
   });
 
   test('reads stdin when no file is given; a request without a model is counted as gpt-4o', () => {
@@ -86,7 +98,8 @@ describe('CLI: compact', () => {
     const { code, stdout } = run(['compact', '--budget', '800', '--preset', 'truncate'], JSON.stringify(body));
     expect(code).toBe(0);
     const output = JSON.parse(stdout);
-    expect(output.system).toBe('be brief');
+    // Kept, and marked as the end of the stable prefix for Anthropic's prompt cache.
+    expect(output.system).toEqual([{ type: 'text', text: 'be brief', cache_control: { type: 'ephemeral' } }]);
     expect(output.messages.length).toBeLessThan(body.messages.length);
   });
 
@@ -177,13 +190,19 @@ describe('CLI: bench', () => {
       `locomo:${locomo}`,
       `jsonl:${logs}`,
       '--presets',
-      'truncate,relevance',
+      'truncate,cache-aware',
+      '--mode',
+      'replay,qa',
       '--limit',
       '3',
       '--budgets',
+      '1000,1500',
+      '--qa-budgets',
       '1000,4000',
-      '--replay-budget',
-      '1500',
+      '--rules',
+      'gpt-4o,gpt-5',
+      '--cold-turns',
+      '1',
       '--json',
       join(folder, `${name}.json`),
       '--md',
@@ -193,24 +212,36 @@ describe('CLI: bench', () => {
     ];
     const first = run(args('a'));
     expect(first.code).toBe(0);
-    expect(first.stdout).toMatch(/ER_verbatim by budget/);
-    expect(first.stderr).toMatch(/bench qa/);
+    // The decision comes first (on four sessions, possibly that nothing saves under every rule).
+    expect(first.stdout.split('\n').slice(0, 6).join('\n')).toMatch(/Recommended: |No preset lowered/);
+    expect(first.stdout).toMatch(/Idealised QA/);
+    expect(first.stderr).toMatch(/bench replay/);
     const second = run(args('b'));
     expect(second.code).toBe(0);
     const a = JSON.parse(readFileSync(join(folder, 'a.json'), 'utf8'));
     const b = JSON.parse(readFileSync(join(folder, 'b.json'), 'utf8'));
     expect(strip(a)).toEqual(strip(b));
-    expect(a.meta.contenders).toEqual(['none', 'truncate', 'trimMessages', 'relevance']);
+    expect(a.meta.contenders).toEqual(['none', 'truncate', 'trimMessages', 'cache-aware']);
     expect(a.violations).toEqual([]);
-    expect(a.replay.find((row: { contender: string }) => row.contender === 'truncate').tokensAfter).toBeLessThan(a.replay[0].tokensBefore);
+    // Every contender at every budget under each rule; the price-aware one replayed per rule.
+    expect(a.replay).toHaveLength(2 * 2 * 4);
+    const truncate = a.replay.find((row: { contender: string; rule: string }) => row.contender === 'truncate' && row.rule === 'gpt-4o');
+    expect(truncate.tokensAfter).toBeLessThan(a.replay[0].tokensBefore);
+    expect(a.qa.length).toBeGreaterThan(0);
     expect(a.turns.some((turn: { conversation: string }) => turn.conversation === 'mine')).toBe(true);
     expect(readFileSync(join(folder, 'a.md'), 'utf8')).toMatch(/\| truncate \|/);
     expect(readFileSync(join(folder, 'a.html'), 'utf8')).toMatch(/<svg/);
   });
 
-  test('bad options exit 2 with one line', () => {
-    const result = run(['bench', '--budgets', 'many']);
+  test.each([
+    [['--budgets', 'many'], 'budgets'],
+    [['--preset-options', '{not json'], 'preset-options'],
+    [['--preset-options', '[1]'], 'preset-options'],
+    [['--mode', 'fast'], 'mode'],
+  ])('bad options exit 2 with one line naming the option: %j', (flags, option) => {
+    const result = run(['bench', ...flags]);
     expect(result.code).toBe(2);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).toContain(option);
   });
 });

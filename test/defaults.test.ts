@@ -16,6 +16,7 @@ import { REDIS_STORE_DEFAULTS } from '../src/stores/redis.js';
 import { EXTRACTIVE_DEFAULTS } from '../src/summarizers/extractive.js';
 import { LLM_SUMMARIZER_DEFAULTS } from '../src/summarizers/llm.js';
 import { SUMMARY_QUEUE_DEFAULTS } from '../src/summarizers/queue.js';
+import { CACHE_AWARE_DEFAULTS } from '../strategies/cache-aware/index.js';
 import { RELEVANCE_DEFAULTS } from '../strategies/relevance/index.js';
 import { SUMMARIZE_DEFAULTS } from '../strategies/summarize/index.js';
 import { TRUNCATE_DEFAULTS } from '../strategies/truncate/index.js';
@@ -54,7 +55,22 @@ const cases: [string, [string, string][], Record<string, unknown>][] = [
   ['createCompactor', [['src/core/options.ts', 'CompactorOptions']], COMPACTOR_DEFAULTS],
   ['limits', [['src/core/validate.ts', 'InputLimits']], { ...DEFAULT_LIMITS }],
   ['truncate', [['strategies/truncate/index.ts', 'TruncateOptions']], TRUNCATE_DEFAULTS],
-  ['relevance', [['strategies/relevance/index.ts', 'RelevanceOptions']], RELEVANCE_DEFAULTS],
+  [
+    'relevance',
+    [
+      ['strategies/relevance/index.ts', 'RelevanceOptions'],
+      ['strategies/relevance/score.ts', 'ScoringOptions'],
+    ],
+    RELEVANCE_DEFAULTS,
+  ],
+  [
+    'cacheAware',
+    [
+      ['strategies/cache-aware/index.ts', 'CacheAwareOptions'],
+      ['strategies/relevance/score.ts', 'ScoringOptions'],
+    ],
+    CACHE_AWARE_DEFAULTS,
+  ],
   ['summarize', [['strategies/summarize/index.ts', 'SummarizeStrategyOptions']], SUMMARIZE_DEFAULTS],
   ['createResponseCache', [['src/cache/response-cache.ts', 'ResponseCacheOptions']], RESPONSE_CACHE_DEFAULTS],
   ['memoryStore', [['src/stores/memory.ts', 'MemoryStoreOptions']], MEMORY_STORE_DEFAULTS],
@@ -122,6 +138,6 @@ describe('every @default states the real default', () => {
     expect(literalOf('33554432 (32 MiB)')).toEqual({ value: 33554432 });
     expect(literalOf('false')).toEqual({ value: false });
     expect(literalOf("the runtime's default encoder")).toBeUndefined();
-    expect(documentedDefaults([['src/core/options.ts', 'CompactorOptions']]).get('strategy')).toBe("'relevance'");
+    expect(documentedDefaults([['src/core/options.ts', 'CompactorOptions']]).get('strategy')).toBe("'cache-aware'");
   });
 });

@@ -33,11 +33,11 @@ describe('Express middleware', () => {
     expect(await createCompactor().countTokens(seen().body)).toBe(seen().stats.tokensAfter);
   });
 
-  test('the default preset (relevance) works behind the middleware', async () => {
+  test('the default preset (cache-aware) works behind the middleware', async () => {
     const { server, seen } = app(compaction({ maxInputTokens: 1500 }) as express.RequestHandler);
     const body = locomoRequest(0);
     await request(server).post('/v1/chat/completions').send(body).expect(200);
-    expect(seen().stats.strategies[0]!.name).toBe('relevance');
+    expect(seen().stats.strategies[0]!.name).toBe('cache-aware');
     expect(seen().stats.tokensAfter).toBeLessThanOrEqual(1500);
     expect(seen().body.messages.at(-1)).toEqual(body.messages.at(-1));
   });

@@ -3,6 +3,7 @@ import { describe, expect, test } from 'vitest';
 import { createPreset } from '../src/core/presets.js';
 import { pipeline, truncate, type ChatMessage, type Strategy } from '../src/index.js';
 import { hashEmbedder } from '../src/testing/index.js';
+import { memorySummaryStore, SummaryQueue } from '../src/summarizers/queue.js';
 import { history } from './helpers.js';
 import { guardRepair, protectedIndices, strategyViolation, toolUnits } from './invariants.js';
 
@@ -13,14 +14,19 @@ const RUNS = Number(process.env.INVARIANT_RUNS ?? 1450);
 const preset = (name: string) => () =>
   createPreset(name, {
     relevance: { embedder: hashEmbedder(), awaitDocuments: true },
+    cacheAware: { embedder: hashEmbedder(), awaitDocuments: true },
     summarize: { mode: 'inline', chunkTokens: 50, summaryTokens: 20 },
   });
 
 const strategies: Record<string, () => Strategy> = {
   truncate: preset('truncate'),
   relevance: preset('relevance'),
+  'cache-aware': preset('cache-aware'),
   summarize: preset('summarize'),
   balanced: preset('balanced'),
+  // The live path: nothing awaited, so scores and summaries depend on what a fresh process has.
+  'cache-aware live': () => createPreset('cache-aware', { cacheAware: { embedder: hashEmbedder() } }),
+  'summarize background': () => createPreset('summarize', { summarize: { store: memorySummaryStore(), queue: new SummaryQueue(), summaryTokens: 20 } }),
   'truncate keepFirstUserTurns=2': () => truncate({ keepFirstUserTurns: 2 }),
   'relevance with markers': () => createPreset('relevance', { relevance: { embedder: hashEmbedder(), markers: true, awaitDocuments: true } }),
   'nested pipeline': () => pipeline('nested', [pipeline('inner', [truncate({ keepFirstUserTurns: 1 })]), truncate()]),

@@ -76,6 +76,7 @@ describe('the packed tarball, installed into an empty project', () => {
         'pipeline',
         'truncate',
         'relevance',
+        'cacheAware',
         'summarize',
         'createResponseCache',
         'memoryStore',

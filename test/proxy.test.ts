@@ -139,7 +139,8 @@ describe('proxy with the official @anthropic-ai/sdk client', () => {
     const received = upstream.calls[before]!;
     expect(received.path).toBe('/v1/messages');
     expect(String(received.headers['x-api-key'] ?? received.headers.authorization)).toContain(SECRET);
-    expect(received.body.system).toBe(system);
+    // The system prompt is kept, marked as the end of the stable prefix for Anthropic's cache.
+    expect(received.body.system).toEqual([{ type: 'text', text: system, cache_control: { type: 'ephemeral' } }]);
     const count = (received.body.messages as unknown[]).length;
     expect(count).toBeLessThan(messages.length);
     expect(message.content[0]).toMatchObject({ type: 'text', text: `Received ${count} messages.` });

@@ -8,8 +8,10 @@ import { shippedData } from '../bench/harness/command.js';
 import { noCompaction, presetContender, trimMessagesContender } from '../bench/harness/contenders.js';
 import { loadPrices, priceFor } from '../bench/harness/cost.js';
 import { loadDataset } from '../bench/harness/loaders.js';
-import { htmlReport, type BenchReport } from '../bench/harness/report.js';
-import { runQa, runReplay, type Violation } from '../bench/harness/run.js';
+import { runReplays } from '../bench/harness/replay.js';
+import { htmlReport, recommend, type BenchReport } from '../bench/harness/report.js';
+import type { Violation } from '../bench/harness/run.js';
+import { replayRows, turnRows } from '../bench/harness/summary.js';
 import { createCompactor } from '../src/index.js';
 
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
@@ -30,34 +32,44 @@ const FLAGS = [
 async function smallReport(): Promise<BenchReport> {
   const counter = await createCompactor().tokenCounter('gpt-4o');
   const [locomo] = shippedData();
-  const conversations = loadDataset(locomo!.slice('locomo:'.length), 'locomo').slice(0, 1);
-  const contenders = [noCompaction(), presetContender('truncate'), await trimMessagesContender(counter)];
+  const conversations = loadDataset(locomo!.slice('locomo:'.length), 'locomo')
+    .slice(0, 1)
+    .map((conversation) => ({ ...conversation, qa: conversation.qa!.slice(0, 8) }));
+  const contenders = [
+    noCompaction(),
+    presetContender('truncate', { live: true }),
+    await trimMessagesContender(counter),
+    presetContender('cache-aware', { live: true }),
+  ];
   const violations: Violation[] = [];
-  const qa = await runQa(conversations, contenders, { budgets: [1000, 2000, 4000], model: 'gpt-4o', counter, progress: false, limit: 10 }, violations);
-  const price = priceFor(loadPrices(), 'gpt-4o');
-  const replay = await runReplay(
+  const runs = await runReplays(
     conversations,
     contenders,
-    { budget: 2000, model: 'gpt-4o', counter, price, cacheRule: 'openai', progress: false },
+    { budgets: [2000, 4000], model: 'gpt-4o', counter, qa: true, coldTurns: 1, progress: false },
     violations,
   );
+  const rules = ['gpt-4o', 'gpt-5'].map((name) => ({ name, price: priceFor(loadPrices(), name), cacheRule: 'openai' as const }));
+  const replay = rules.flatMap((rule) => replayRows(runs, rule));
   return {
     meta: {
       machine: 'test',
-      model: 'gpt-4o',
-      budgets: [1000, 2000, 4000],
-      replayBudget: 2000,
-      cacheRule: 'openai',
-      price,
+      budgets: [2000, 4000],
+      qaBudgets: [],
+      rules: rules.map((rule) => ({ name: rule.name, cacheRule: rule.cacheRule, ...rule.price })),
+      path: 'live',
       data: ['conv-26'],
-      contenders: contenders.map((c) => c.name),
+      contenders: contenders.map((contender) => contender.name),
+      conversations: 1,
       command: 'test',
     },
     violations,
     disqualified: [],
-    qa,
-    replay: replay.rows,
-    turns: replay.turns,
+    replay,
+    lengths: [],
+    qa: [],
+    turns: turnRows(runs, 2000),
+    latency: [],
+    recommendation: recommend(replay, [2000, 4000], ['gpt-4o', 'gpt-5']),
   };
 }
 
@@ -75,15 +87,20 @@ describe('HTML report', () => {
     });
     const svgs = dom.match(/<svg[\s\S]*?<\/svg>/g) ?? [];
     expect(svgs.length).toBe(3);
-    // Lines with real path data, points, and bars.
+    // Lines with real path data, and points.
     expect(dom).toMatch(/class="mark-line[^"]*"[^>]*>(<[^>]+>)*<path[^>]* d="M[\d.,-]+L/);
     expect((dom.match(/class="mark-symbol/g) ?? []).length).toBeGreaterThan(0);
-    expect(dom).toMatch(/class="mark-rect[^"]*"[^>]*>(<[^>]+>)*<path[^>]* d="M[\d.,-]+h/);
+    // Every legend names every preset in full: none is cut short.
+    for (const svg of svgs) for (const name of ['truncate', 'trimMessages', 'cache-aware']) expect(svg).toContain(`>${name}</text>`);
+    expect(dom).not.toContain('…</text>');
+    // The decision comes first, before any chart.
+    expect(dom.indexOf('Recommended:')).toBeGreaterThan(-1);
+    expect(dom.indexOf('Recommended:')).toBeLessThan(dom.indexOf('<svg'));
 
     const png = join(folder, 'report.png');
     const shot = spawnSync(
       CHROMIUM!,
-      [...FLAGS, `--user-data-dir=${profile}`, '--window-size=1200,1600', '--hide-scrollbars', `--screenshot=${png}`, `file://${file}`],
+      [...FLAGS, `--user-data-dir=${profile}`, '--window-size=1200,2400', '--hide-scrollbars', `--screenshot=${png}`, `file://${file}`],
       { timeout: 60_000 },
     );
     expect(shot.status).toBe(0);
@@ -95,6 +112,7 @@ describe('HTML report', () => {
       const [r, g, b] = [image.data[offset]!, image.data[offset + 1]!, image.data[offset + 2]!];
       if (Math.max(r, g, b) - Math.min(r, g, b) > 60) coloured++;
     }
-    expect(coloured).toBeGreaterThan(5_000);
+    // The decision box's border alone is under 1,000; the first two charts' marks bring it over 2,500.
+    expect(coloured).toBeGreaterThan(2_500);
   });
 });

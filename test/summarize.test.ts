@@ -47,20 +47,60 @@ describe('summarize strategy', () => {
     expect(String(summaries[0]!.content)).toContain('[Session 1,');
   });
 
-  test('chunking is stable: the next turn gives byte-identical summaries and a stable prefix', async () => {
+  test('the prompt only grows between steps: summaries are appended, and the recent turns are cut in steps', async () => {
     const body = locomoRequest(1);
-    const strategy = pipeline('s', [fresh(), truncate()]);
-    const compactor = createCompactor({ maxInputTokens: 3000, strategy });
-    const first = await compactor.compact({ ...body, messages: body.messages.slice(0, 200) });
-    const next: ChatMessage[] = [...body.messages.slice(0, 200), { role: 'assistant', content: 'ok' }, { role: 'user', content: 'next?' }];
-    const second = await compactor.compact({ ...body, messages: next });
-    const summariesOf = (messages: ChatMessage[]) => messages.filter(isSummary).map((message) => message.content);
-    const a = summariesOf(first.request.messages);
-    const b = summariesOf(second.request.messages);
-    expect(a.length).toBeGreaterThan(0);
-    expect(b.slice(0, a.length)).toEqual(a);
-    // The prompt starts with the same bytes: system prompt, then the same summaries.
-    expect(JSON.stringify(second.request.messages.slice(0, a.length + 1))).toBe(JSON.stringify(first.request.messages.slice(0, a.length + 1)));
+    const budget = 3000;
+    const replay = async (strategy: ReturnType<typeof fresh>) => {
+      const compactor = createCompactor({ maxInputTokens: budget, strategy });
+      let previous: string[] | undefined;
+      let repeats = 0;
+      let cuts = 0;
+      let summaries = 0;
+      for (let end = 120; end <= 260; end += 2) {
+        const messages: ChatMessage[] = [...body.messages.slice(0, end), { role: 'user', content: `question ${end}?` }];
+        const { request, stats } = await compactor.compact({ ...body, messages });
+        expect(stats.tokensAfter).toBeLessThanOrEqual(budget);
+        expect(stats.guard.repaired).toBe(0);
+        const bytes = request.messages.map((message) => JSON.stringify(message));
+        summaries = Math.max(summaries, request.messages.filter(isSummary).length);
+        if (previous) {
+          // The previous request, less its latest question, is where this one starts, unless a step cut it.
+          if (previous.slice(0, -1).every((message, index) => bytes[index] === message)) repeats++;
+          else cuts++;
+        }
+        previous = bytes;
+      }
+      return { repeats, cuts, summaries };
+    };
+    const stepped = await replay(fresh());
+    expect(stepped.summaries).toBeGreaterThan(0);
+    expect(stepped.cuts).toBeGreaterThan(0);
+    expect(stepped.repeats).toBeGreaterThan(3 * stepped.cuts);
+    // Cut one turn at a time, the recent turns rewrite the prompt's front on most requests.
+    const sliding = await replay(fresh({ lowWater: 1 }));
+    expect(sliding.repeats).toBeLessThan(stepped.repeats);
+  });
+
+  test('background mode summarizes the chunks the next step will drop ahead of it', async () => {
+    const body = locomoRequest(1);
+    const store = memorySummaryStore();
+    const queue = new SummaryQueue();
+    const compactor = createCompactor({ maxInputTokens: 3000, strategy: pipeline('s', [summarize({ store, queue }), truncate()]) });
+    let missing = 0;
+    let steps = 0;
+    for (let end = 120; end <= 260; end += 2) {
+      const messages: ChatMessage[] = [...body.messages.slice(0, end), { role: 'user', content: `question ${end}?` }];
+      const { stats } = await compactor.compact({ ...body, messages });
+      const step = [...stats.strategies, ...stats.strategies.flatMap((entry) => entry.steps ?? [])].find((entry) => entry.name === 'summarize' && entry.info);
+      const info = (step?.info ?? { missing: 0 }) as { missing: number };
+      // The first request meets the conversation cold: nothing was summarized yet.
+      if (end > 120) missing += info.missing;
+      steps++;
+      await queue.idle();
+    }
+    // After it, every step finds its summaries made ahead of time.
+    expect(steps).toBeGreaterThan(10);
+    expect(missing).toBe(0);
   });
 
   test('token chunking works without session headers and never splits a tool-call unit', async () => {

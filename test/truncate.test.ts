@@ -18,7 +18,13 @@ describe('truncate', () => {
   test('keeps the newest whole turns that fit, plus the system prompt and the latest question', async () => {
     const messages = deepFreeze(conversation(10));
     // system 3+1+2=6, each message 3+1+2=6, latest 6, priming 3: protected = 15; 3 turns = 36.
-    const compactor = createCompactor({ maxInputTokens: 15 + 36 + 5, tokenizer: wordTokenizer, defaultModel: 'gpt-4o', strategy: 'truncate' });
+    // Cut one turn at a time (a plain sliding window) and nothing set aside for the latest turn.
+    const compactor = createCompactor({
+      maxInputTokens: 15 + 36 + 5,
+      tokenizer: wordTokenizer,
+      defaultModel: 'gpt-4o',
+      strategy: truncate({ lowWater: 1, latestShare: 0 }),
+    });
     const { request, stats } = await compactor.compact({ messages });
     expect(request.messages.map((message) => message.content)).toEqual([
       'be brief',
@@ -41,7 +47,7 @@ describe('truncate', () => {
       tokenizer: wordTokenizer,
       defaultModel: 'gpt-4o',
       strategy: 'truncate',
-      presetOptions: { truncate: { keepFirstUserTurns: 1 } },
+      presetOptions: { truncate: { keepFirstUserTurns: 1, lowWater: 1, latestShare: 0 } },
     });
     const { request } = await compactor.compact({ messages: conversation(10) });
     expect(request.messages.map((message) => message.content)).toEqual([
@@ -54,6 +60,41 @@ describe('truncate', () => {
       'answer 10',
       'latest question',
     ]);
+  });
+
+  test('cuts in steps: between cuts, each request starts with the whole previous one, so its prompt cache keeps hitting', async () => {
+    const full = conversation(60);
+    const budget = 200;
+    const compactor = createCompactor({ maxInputTokens: budget, tokenizer: wordTokenizer, defaultModel: 'gpt-4o', strategy: 'truncate' });
+    const sliding = createCompactor({ maxInputTokens: budget, tokenizer: wordTokenizer, defaultModel: 'gpt-4o', strategy: truncate({ lowWater: 1 }) });
+    const replay = async (target: typeof compactor) => {
+      let previous: ChatMessage[] | undefined;
+      let repeats = 0;
+      let cuts = 0;
+      for (let end = 3; end <= full.length; end += 2) {
+        const { request, stats } = await target.compact({ messages: [...full.slice(0, end - 1), full.at(-1)!] });
+        expect(stats.tokensAfter).toBeLessThanOrEqual(budget);
+        if (previous && stats.tokensBefore > budget) {
+          // The previous request, less its latest question, is where this one starts, or the window was cut.
+          const prefix = previous.slice(0, -1);
+          if (prefix.every((message, index) => request.messages[index] === message)) repeats++;
+          else cuts++;
+        }
+        previous = request.messages;
+      }
+      return { repeats, cuts };
+    };
+    const stepped = await replay(compactor);
+    const slid = await replay(sliding);
+    expect(stepped.cuts).toBeGreaterThan(0);
+    expect(stepped.repeats).toBeGreaterThan(3 * stepped.cuts);
+    // A plain sliding window cuts on nearly every request once full.
+    expect(slid.repeats).toBeLessThan(stepped.repeats);
+    // No state: a fresh compactor computes the same request.
+    const again = await createCompactor({ maxInputTokens: budget, tokenizer: wordTokenizer, defaultModel: 'gpt-4o', strategy: 'truncate' }).compact({
+      messages: full,
+    });
+    expect(again.request.messages).toEqual((await compactor.compact({ messages: full })).request.messages);
   });
 
   test('a request within budget passes through unchanged', async () => {
@@ -213,7 +254,8 @@ describe('real LoCoMo conversation fixture', () => {
     const { request, stats } = await compactor.compact(deepFreeze(body));
     expect(stats.tokensBefore).toBeGreaterThan(10_000);
     expect(await createCompactor().countTokens(request)).toBeLessThanOrEqual(2000);
-    expect(stats.tokensAfter).toBeGreaterThan(1800);
+    // The recent turns sit between the window's low-water mark and its room (the budget less 10% for the latest turn).
+    expect(stats.tokensAfter).toBeGreaterThan(0.6 * 0.9 * 2000);
     expect(request.messages[0]).toEqual(body.messages[0]);
     expect(request.messages.at(-1)).toEqual(body.messages.at(-1));
   });

@@ -89,7 +89,10 @@ describe('bad input gets input.invalid with a pointer to the field', () => {
   test('unknown fields pass through untouched', async () => {
     const body = { model: 'gpt-4o', temperature: 0.2, metadata: { a: 1 }, messages: [{ role: 'user', content: 'x', extra: { keep: true } }] };
     const { request } = await compactor.compact(body);
-    expect(request).toEqual(body);
+    // The one field added is the provider's cache routing key (see omitCacheHints).
+    expect(request).toEqual({ ...body, prompt_cache_key: expect.stringMatching(/^cc-/) });
+    const plain = await createCompactor({ omitCacheHints: true }).compact(body);
+    expect(plain.request).toEqual(body);
   });
 });
 

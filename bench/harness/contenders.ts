@@ -1,6 +1,8 @@
 import { createCompactor, type Compactor } from '../../src/core/compactor.js';
-import { createEmbeddingCache } from '../../src/embedders/memo.js';
+import type { CompactorOptions } from '../../src/core/options.js';
 import type { CompactionStats } from '../../src/core/stats.js';
+import { createEmbeddingCache, type EmbeddingStore } from '../../src/embedders/memo.js';
+import { createRuntime, type Runtime } from '../../src/runtime.js';
 import type { TokenCounter } from '../../src/tokens/counter.js';
 import type { ChatMessage, ChatRequest } from '../../src/core/types.js';
 
@@ -13,6 +15,8 @@ export interface ContenderRun {
    * so a preset that leans on it is disqualified, as if it had broken the invariant itself.
    */
   repaired?: string;
+  /** Indices of the output messages after which the contender marks its stable prefix (cache breakpoints); by default the last message, as a client marks it. */
+  breakpoints?: number[];
 }
 
 /** Something the bench compares: no compaction, one of our presets, or a peer. */
@@ -22,6 +26,10 @@ export interface Contender {
   run(request: ChatRequest, budget: number): Promise<ContenderRun>;
   /** Dollars spent so far on the contender's own model calls (summarizer, embeddings). */
   extraCost?(): number;
+  /** Lets work a server does off the request path finish, as it would while a person types the next message. */
+  settle?(): Promise<void>;
+  /** The same contender in a fresh process: nothing embedded, summarized or memoized yet. */
+  fresh?(): Contender;
 }
 
 /** A guard repair, as a bench violation. */
@@ -34,34 +42,79 @@ export function noCompaction(): Contender {
   return { name: 'none', kind: 'baseline', run: async (request) => ({ messages: request.messages, ms: 0, failures: 0 }) };
 }
 
+/** Presets whose output depends on the model's prices: the bench replays them once per price rule. */
+export const PRICE_AWARE: ReadonlySet<string> = new Set(['cache-aware']);
+
 /**
- * One of our presets; one compactor per budget, reused so memoized work is shared across requests.
- * Embedding deadlines are lifted so results do not depend on the machine's speed: the bench
- * measures retention with every vector available, as on warm traffic. Each preset has its own
- * embedding memo, shared by its budgets, so its ms figures include embedding what it sees,
- * whichever preset ran first.
+ * Vectors the bench has computed, shared by every runtime it makes: a fresh runtime (a new process)
+ * still starts with an empty memo, so what is embedded on the request path or in the background is
+ * as on a server, but a text embedded in an earlier replay is read back instead of re-encoded.
+ * (Timings of a later replay then leave out some encoding: latency is measured apart, in its own
+ * table.)
  */
-export function presetContender(preset: string): Contender {
+const vectors = new Map<string, Float32Array>();
+const sharedVectors: EmbeddingStore = {
+  getMany: async (keys) => keys.map((key) => vectors.get(key)),
+  setMany: async (entries) => {
+    for (const [key, value] of entries) vectors.set(key, value);
+  },
+};
+
+/** A runtime of the bench's own: nothing shared with another contender but the vectors above. */
+function benchRuntime(): Runtime {
+  return { ...createRuntime(), embeddings: createEmbeddingCache({ store: sharedVectors }) };
+}
+
+export interface PresetContenderOptions {
+  /**
+   * The path a deployed server runs: default deadlines, embeddings and summaries in the
+   * background, nothing awaited. Off, embeddings and summaries are awaited (the idealised path:
+   * every vector available, as on a history warmed before the question).
+   */
+  live?: boolean;
+  /** A name other than the preset's (for variants). */
+  name?: string;
+  /** Extra compactor options (presetOptions and the like) for variants. */
+  options?: CompactorOptions;
+}
+
+/**
+ * One of our presets; one compactor per budget, reused so memoized work is shared across
+ * requests, all on one runtime of the contender's own (its embedding memo and summaries are its
+ * own, so its timings include the work it caused). `fresh()` gives the same preset in a new
+ * runtime, as a process that just started.
+ */
+export function presetContender(preset: string, contenderOptions: PresetContenderOptions = {}): Contender {
   const compactors = new Map<number, Compactor<false>>();
-  const embeddings = createEmbeddingCache();
+  const runtime: Runtime = benchRuntime();
+  const idealised: CompactorOptions = {
+    presetOptions: {
+      relevance: { embedTimeoutMs: 600_000, awaitDocuments: true },
+      cacheAware: { embedTimeoutMs: 600_000, awaitDocuments: true },
+      summarize: { mode: 'inline', inlineTimeoutMs: 600_000 },
+    },
+  };
+  const extra = contenderOptions.options ?? {};
+  const base = contenderOptions.live ? extra : { ...extra, presetOptions: { ...idealised.presetOptions, ...extra.presetOptions } };
   return {
-    name: preset,
+    name: contenderOptions.name ?? preset,
     kind: 'preset',
     async run(request, budget) {
       let compactor = compactors.get(budget);
       if (!compactor) {
-        compactor = createCompactor({
-          maxInputTokens: budget,
-          strategy: preset,
-          onBudgetUnreachable: 'pass-through',
-          presetOptions: { relevance: { embedTimeoutMs: 600_000, awaitDocuments: true, embeddings }, summarize: { mode: 'inline', inlineTimeoutMs: 600_000 } },
-        });
+        compactor = createCompactor({ ...base, maxInputTokens: budget, strategy: preset, onBudgetUnreachable: 'pass-through', runtime });
         compactors.set(budget, compactor);
       }
       const started = performance.now();
       const { request: output, stats } = await compactor.compact(request);
-      return { messages: output.messages, ms: performance.now() - started, failures: stats.failures.length, ...guardProblem(stats) };
+      const run: ContenderRun = { messages: output.messages, ms: performance.now() - started, failures: stats.failures.length, ...guardProblem(stats) };
+      if (stats.breakpoints) run.breakpoints = stats.breakpoints;
+      return run;
     },
+    async settle() {
+      await Promise.all([runtime.embeddings.idle(), runtime.summaryQueue.idle()]);
+    },
+    fresh: () => presetContender(preset, contenderOptions),
   };
 }
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { invalidOption } from '../../src/core/errors.js';
-import { PRICES, priceOf, type CacheRule, type ModelPrice, type PriceTable } from '../../src/proxy/prices.js';
+import { PRICES, priceOf, type CacheRule, type ModelPrice, type PriceTable } from '../../src/prices.js';
 
 export type { CacheRule, ModelPrice, PriceTable };
 
@@ -24,36 +24,4 @@ export function loadPrices(file?: string): PriceTable {
 
 export function priceFor(table: PriceTable, model: string): ModelPrice {
   return priceOf(table, model) ?? invalidOption('model', `a model in the price table (${Object.keys(table).join(', ')})`, model);
-}
-
-/** Input tokens billed at the cached rate for a request sharing `prefixTokens` with the previous one. */
-export function cachedTokens(prefixTokens: number, rule: CacheRule): number {
-  if (rule === 'none' || prefixTokens < CACHE_MIN_TOKENS) return 0;
-  if (rule === 'openai') return Math.floor(prefixTokens / OPENAI_CACHE_INCREMENT) * OPENAI_CACHE_INCREMENT;
-  return prefixTokens;
-}
-
-export interface BilledRequest {
-  inputTokens: number;
-  /** Tokens at the start of this request identical to the previous request of the conversation. */
-  prefixTokens: number;
-  outputTokens: number;
-}
-
-/**
- * Dollars billed for one request.
- * - `openai`: a shared prefix of at least 1,024 tokens is cached automatically, in 128-token
- *   steps, and billed at `cachedInput`; the rest at `input`.
- * - `anthropic`: with a cache breakpoint at the end of every request, the shared prefix (at least
- *   1,024 tokens) is read at `cachedInput` and the rest is written to the cache at `cacheWrite`
- *   (default 1.25 × input); a request under the minimum is billed at `input`.
- */
-export function billedCost(request: BilledRequest, price: ModelPrice, rule: CacheRule = price.cacheRule ?? 'openai'): number {
-  const cached = Math.min(cachedTokens(request.prefixTokens, rule), request.inputTokens);
-  let input: number;
-  if (rule === 'anthropic') {
-    if (request.inputTokens < CACHE_MIN_TOKENS) input = request.inputTokens * price.input;
-    else input = cached * price.cachedInput + (request.inputTokens - cached) * (price.cacheWrite ?? price.input * 1.25);
-  } else input = cached * price.cachedInput + (request.inputTokens - cached) * price.input;
-  return (input + request.outputTokens * price.output) / 1_000_000;
 }

@@ -2,7 +2,6 @@ import { messageKey, REPLY_PRIMING_TOKENS, type TokenCounter } from '../../src/t
 import type { ChatMessage, ChatRequest, Messages } from '../../src/core/types.js';
 import { validateRequest } from '../../src/core/validate.js';
 import type { Contender } from './contenders.js';
-import { billedCost, type CacheRule, type ModelPrice } from './cost.js';
 import type { BenchConversation } from './loaders.js';
 import { contentWords, factRetention, mean, outputText, verbatimRetention } from './metrics.js';
 import { Progress } from './progress.js';
@@ -161,44 +160,6 @@ export async function runQa(
   return rows;
 }
 
-export interface ReplayTurn {
-  conversation: string;
-  turn: number;
-  contender: string;
-  tokensBefore: number;
-  tokensAfter: number;
-  prefixTokens: number;
-  ms: number;
-  cache: 'bypass';
-}
-
-export interface ReplayRow {
-  contender: string;
-  budget: number;
-  requests: number;
-  tokensBefore: number;
-  tokensAfter: number;
-  /** Mean fraction of each request's tokens that is a prefix shared with the previous request. */
-  prefixShare: number;
-  /** Dollars for the same requests sent uncompacted (prompt caching counted). */
-  costUncompacted: number;
-  costCompacted: number;
-  /** Summarizer and embedding calls the contender made (local models cost nothing). */
-  costExtra: number;
-  netSaving: number;
-  msP50: number;
-  msP99: number;
-}
-
-export interface ReplayOptions {
-  budget: number;
-  model: string;
-  counter: TokenCounter;
-  price: ModelPrice;
-  cacheRule: CacheRule;
-  progress?: boolean;
-}
-
 /** Tokens at the start of `current` identical, message for message, to the start of `previous`. */
 export function sharedPrefixTokens(previous: Messages | undefined, current: Messages, counter: TokenCounter): number {
   if (!previous) return 0;
@@ -211,87 +172,4 @@ export function sharedPrefixTokens(previous: Messages | undefined, current: Mess
     tokens += counter.message(b);
   }
   return tokens;
-}
-
-/**
- * Replay mode: each conversation is sent turn by turn as a chat client sends it. At every user
- * turn the history so far goes through the contender; the transcript's reply is appended after.
- */
-export async function runReplay(
-  conversations: readonly BenchConversation[],
-  contenders: readonly Contender[],
-  options: ReplayOptions,
-  violations: Violation[],
-): Promise<{ rows: ReplayRow[]; turns: ReplayTurn[] }> {
-  const userTurns = conversations.reduce((sum, conversation) => sum + conversation.messages.filter((message) => message.role === 'user').length, 0);
-  const progress = new Progress('bench replay', userTurns * contenders.length, options.progress ?? true);
-  const rows: ReplayRow[] = [];
-  const turns: ReplayTurn[] = [];
-  for (const contender of contenders) {
-    const extraBefore = contender.extraCost?.() ?? 0;
-    let requests = 0;
-    let tokensBefore = 0;
-    let tokensAfter = 0;
-    let costUncompacted = 0;
-    let costCompacted = 0;
-    const shares: number[] = [];
-    const times: number[] = [];
-    for (const conversation of conversations) {
-      let previousFull: Messages | undefined;
-      let previousOut: Messages | undefined;
-      let turn = 0;
-      for (let index = 0; index < conversation.messages.length; index++) {
-        if (conversation.messages[index]!.role !== 'user') continue;
-        turn++;
-        const history = conversation.messages.slice(0, index + 1);
-        const request: ChatRequest = { model: conversation.model ?? options.model, messages: history };
-        const { messages, ms, repaired } = await contender.run(request, options.budget);
-        const problem = repaired ?? checkOutput(history, messages, contender.kind === 'baseline' ? undefined : options.budget, options.counter);
-        if (problem)
-          violations.push({ contender: contender.name, mode: 'replay', budget: options.budget, conversation: conversation.id, request: turn, problem });
-        const reply = conversation.messages[index + 1];
-        const outputTokens = reply && reply.role === 'assistant' ? options.counter.text(String(reply.content ?? '')) : 0;
-        const before = options.counter.messages(history) + REPLY_PRIMING_TOKENS;
-        const after = options.counter.messages(messages) + REPLY_PRIMING_TOKENS;
-        const fullPrefix = sharedPrefixTokens(previousFull, history, options.counter);
-        const prefix = sharedPrefixTokens(previousOut, messages, options.counter);
-        costUncompacted += billedCost({ inputTokens: before, prefixTokens: fullPrefix, outputTokens }, options.price, options.cacheRule);
-        costCompacted += billedCost({ inputTokens: after, prefixTokens: prefix, outputTokens }, options.price, options.cacheRule);
-        previousFull = history;
-        previousOut = messages;
-        requests++;
-        tokensBefore += before;
-        tokensAfter += after;
-        shares.push(prefix / after);
-        times.push(ms);
-        turns.push({
-          conversation: conversation.id,
-          turn,
-          contender: contender.name,
-          tokensBefore: before,
-          tokensAfter: after,
-          prefixTokens: prefix,
-          ms,
-          cache: 'bypass',
-        });
-        progress.tick(1, contender.name);
-      }
-    }
-    rows.push({
-      contender: contender.name,
-      budget: options.budget,
-      requests,
-      tokensBefore,
-      tokensAfter,
-      prefixShare: mean(shares) ?? 0,
-      costUncompacted,
-      costCompacted,
-      costExtra: (contender.extraCost?.() ?? 0) - extraBefore,
-      netSaving: costUncompacted - costCompacted - ((contender.extraCost?.() ?? 0) - extraBefore),
-      msP50: percentile(times, 50),
-      msP99: percentile(times, 99),
-    });
-  }
-  progress.finish();
-  return { rows, turns };
 }

@@ -19,9 +19,14 @@ export interface CompactFlags {
   pretty?: boolean;
   onBudgetUnreachable?: 'error' | 'pass-through';
   embedTimeout?: number;
+  await?: boolean;
 }
 
-/** The CLI waits for embeddings and summaries (offline work favours quality over latency); servers default to 250 ms and background summaries. */
+/**
+ * With `--await`, the CLI waits this long for embeddings and summaries (the idealised path:
+ * every turn embedded, every summary made). Without it, it runs as a server does: 250 ms
+ * deadlines, background embeddings and summaries, so its output is what a deployed server sends.
+ */
 export const CLI_EMBED_TIMEOUT_MS = 60_000;
 
 async function buildTable(flags: CompactFlags): Promise<RouteTable> {
@@ -30,17 +35,27 @@ async function buildTable(flags: CompactFlags): Promise<RouteTable> {
   if (flags.reserve !== undefined) overrides.reserveOutputTokens = flags.reserve;
   if (flags.preset !== undefined) overrides.strategy = flags.preset;
   if (flags.onBudgetUnreachable !== undefined) overrides.onBudgetUnreachable = flags.onBudgetUnreachable;
-  // The embedding timeout: a flag wins, then the config file, then the CLI's own default.
+  // The live path by default, as a server runs; `--await` for the idealised one. The embedding
+  // timeout: a flag wins, then the config file, then the path's default.
   const deadline = (options: CompactorOptions): CompactorOptions => {
     const relevance = options.presetOptions?.relevance ?? {};
-    const embedTimeoutMs = flags.embedTimeout ?? relevance.embedTimeoutMs ?? CLI_EMBED_TIMEOUT_MS;
+    const cacheAware = options.presetOptions?.cacheAware ?? {};
     const summarize = options.presetOptions?.summarize ?? {};
+    if (!flags.await) {
+      if (flags.embedTimeout === undefined) return options;
+      const embedTimeoutMs = flags.embedTimeout;
+      return {
+        ...options,
+        presetOptions: { ...options.presetOptions, relevance: { ...relevance, embedTimeoutMs }, cacheAware: { ...cacheAware, embedTimeoutMs } },
+      };
+    }
+    const embedTimeoutMs = flags.embedTimeout ?? relevance.embedTimeoutMs ?? CLI_EMBED_TIMEOUT_MS;
     return {
       ...options,
       presetOptions: {
         ...options.presetOptions,
         relevance: { awaitDocuments: true, ...relevance, embedTimeoutMs },
-        // One-shot CLI runs have no next turn to use background summaries: make them inline.
+        cacheAware: { awaitDocuments: true, ...cacheAware, embedTimeoutMs: flags.embedTimeout ?? cacheAware.embedTimeoutMs ?? CLI_EMBED_TIMEOUT_MS },
         summarize: { mode: 'inline', inlineTimeoutMs: embedTimeoutMs, ...summarize },
       },
     };

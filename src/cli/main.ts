@@ -38,7 +38,11 @@ export function buildProgram(): Command {
     .option('--config <file>', 'JSON config: { defaults, routes: [{ path, model, preset, options }] }')
     .option('--route <path>', 'route path used to pick a rule from --config')
     .addOption(new Option('--on-budget-unreachable <mode>', 'when protected messages alone exceed the budget').choices(['error', 'pass-through']))
-    .option('--embed-timeout <ms>', `ms to wait for embeddings before relevance falls back to BM25 (default ${CLI_EMBED_TIMEOUT_MS})`, integer)
+    .option(
+      '--await',
+      `the idealised path: wait up to --embed-timeout (default ${CLI_EMBED_TIMEOUT_MS}) for every turn's embedding and every summary; by default the CLI runs as a server does (250 ms deadlines, background work)`,
+    )
+    .option('--embed-timeout <ms>', 'ms to wait for embeddings before scoring falls back to BM25 (default: 250, or 60000 with --await)', integer)
     .option('--stats', 'write stats JSON to stderr, one line per request')
     .option('--batch', 'JSON Lines in and out, one request per line; a bad line yields {"error":{...}} and the batch goes on')
     .option('--pretty', 'indent the output JSON (single request only)')
@@ -53,7 +57,7 @@ export function buildProgram(): Command {
     .option('--upstream <url>', 'OpenAI-compatible origin (default: OPENAI_BASE_URL, else https://api.openai.com)')
     .option('--anthropic-upstream <url>', 'Anthropic origin (default https://api.anthropic.com)')
     .option('--budget <tokens>', 'max prompt tokens (default 8000)', integer)
-    .option('--preset <name>', `compaction preset: ${presetNames().join(', ')} (default: relevance)`)
+    .option('--preset <name>', `compaction preset: ${presetNames().join(', ')} (default: ${DEFAULT_PRESET})`)
     .option('--cache <store>', 'response cache: memory, redis or off (default memory)')
     .option('--redis-url <url>', 'Redis URL for --cache redis (default: REDIS_URL)')
     .action(serveCommand);

@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { CacheLookup, CacheTicket, ResponseCache } from '../cache/response-cache.js';
 import { resolveFormat } from '../formats/registry.js';
 import type { CachedResponse, FormatName, Replay } from '../formats/wire-format.js';
-import { REPLY_PRIMING_TOKENS, TokenCounter } from '../tokens/counter.js';
+import { messageKey, REPLY_PRIMING_TOKENS, TokenCounter } from '../tokens/counter.js';
+import { priceOf } from '../prices.js';
 import { lookupModel, type ModelInfo } from '../tokens/models.js';
 import type { EncodingName } from '../tokens/tokenizer.js';
 import { CompactorError, rethrowIfAborted, throwIfAborted } from './errors.js';
@@ -10,7 +12,7 @@ import { enforce } from './guard.js';
 import { resolveOptions, resolveBudget, type CompactorOptions, type ResolvedOptions } from './options.js';
 import { failuresOf, type CacheStats, type CompactionStats } from './stats.js';
 import { createStrategyContext, failureOf, runStrategy } from './strategy.js';
-import type { ChatRequest, Messages } from './types.js';
+import type { ChatMessage, ChatRequest, Messages } from './types.js';
 
 export interface CompactOptions {
   signal?: AbortSignal;
@@ -75,6 +77,31 @@ export interface Compactor<HasCache extends boolean = boolean> {
   /** The memoized token counter the compactor uses for a model (for benches and custom strategies). */
   tokenCounter(model?: string): Promise<TokenCounter>;
   readonly options: Readonly<ResolvedOptions>;
+}
+
+/**
+ * Where the provider's cache breakpoints go: where the strategy says its stable part ends, else
+ * at the end of the prompt, as clients mark it: the next request of the conversation repeats it
+ * all before its new turn.
+ */
+function breakpointsOf(messages: Messages, chosen: readonly ChatMessage[] | undefined): ChatMessage[] {
+  const present = new Set(messages);
+  const marks = (chosen ?? []).filter((message) => present.has(message));
+  if (marks.length > 0) return marks;
+  return messages.length > 0 ? [messages[messages.length - 1]!] : [];
+}
+
+/** A key stable across a conversation's requests: its tenant, system prompt and first user message. */
+function cacheKey(request: ChatRequest, tenant: string | undefined): string {
+  const hash = createHash('sha256').update(tenant ?? '');
+  for (const message of request.messages) {
+    if (message.role === 'system' || message.role === 'developer') hash.update(`\u0000s${messageKey(message)}`);
+    else if (message.role === 'user') {
+      hash.update(`\u0000u${messageKey(message)}`);
+      break;
+    }
+  }
+  return `cc-${hash.digest('base64url').slice(0, 22)}`;
 }
 
 /** Whether options configure a response cache, as far as their type tells. */
@@ -203,9 +230,14 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
         }
         if (lookup?.status === 'miss') commit = committer(lookup.ticket);
       }
-      const finish = (messages: Messages): Compacted<T> => {
+      const finish = (messages: Messages, breakpoints?: readonly ChatMessage[]): Compacted<T> => {
         stats.ms = settings.clock() - started;
-        const restored = conversion.restore(messages) as T;
+        const marks = breakpointsOf(messages, breakpoints);
+        stats.breakpoints = marks.map((message) => messages.indexOf(message));
+        // The key goes only to models the price table knows as OpenAI's: other OpenAI-compatible servers may refuse a field they do not know.
+        const openai = priceOf(settings.prices, model)?.cacheRule === 'openai';
+        const hints = settings.omitCacheHints ? undefined : { breakpoints: marks, key: openai ? cacheKey(canonical, compactOptions.tenant) : undefined };
+        const restored = conversion.restore(messages, hints) as T;
         return commit ? { kind: 'compacted', request: restored, stats, commit } : { kind: 'compacted', request: restored, stats };
       };
       if (budget === null) {
@@ -229,6 +261,7 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
         tenant: compactOptions.tenant,
         embedder: settings.embedder,
         runtime: settings.runtime,
+        price: priceOf(settings.prices, model),
       });
       const ran = await runStrategy(settings.strategy, input, context);
       const steps = ran.stats.steps ? [...ran.stats.steps] : [ran.stats];
@@ -252,7 +285,7 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
       if (guarded.passThrough) stats.passThrough = 'budget-unreachable';
       stats.tokensAfter = guarded.tokens;
       stats.messagesAfter = guarded.messages.length;
-      return finish(guarded.messages);
+      return finish(guarded.messages, ran.breakpoints);
     },
   };
   return compactor as Compactor<HasCache<O>>;

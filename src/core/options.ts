@@ -1,5 +1,6 @@
 import type { ResponseCache } from '../cache/response-cache.js';
 import type { Embedder } from '../embedders/types.js';
+import { type ModelPrice, PRICES, type PriceTable } from '../prices.js';
 import { defaultRuntime, type Runtime } from '../runtime.js';
 import { DEFAULT_IMAGE_TOKENS } from '../tokens/images.js';
 import { KNOWN_MODELS, type ModelInfo } from '../tokens/models.js';
@@ -37,7 +38,7 @@ export interface CompactorOptions {
   defaultModel?: string;
   /**
    * The compaction strategy: a preset name or any strategy (a pipeline is a strategy).
-   * @default 'relevance'
+   * @default 'cache-aware'
    */
   strategy?: string | Strategy;
   /** Options for the preset named by `strategy`. */
@@ -85,6 +86,22 @@ export interface CompactorOptions {
    */
   cache?: ResponseCache;
   /**
+   * Leave out the hints for the provider's prompt cache. By default a compacted request carries
+   * Anthropic `cache_control` breakpoints where its stable part ends, and an OpenAI
+   * `prompt_cache_key` stable across the conversation, unless the client set its own.
+   * @default false
+   */
+  omitCacheHints?: boolean;
+  /**
+   * Extra or overriding entries for the shipped, dated price table, by model-name prefix (the
+   * longest prefix wins), in US dollars per million tokens: price-aware strategies size what they
+   * rewrite every turn by the model's cache discount, and OpenAI cache keys go only to models the
+   * table knows as OpenAI's.
+   * @default {}
+   * @example { 'my-finetune': { input: 3, cachedInput: 0.3, output: 12, cacheRule: 'openai' } }
+   */
+  prices?: PriceTable;
+  /**
    * What compactions share across requests: the embedding memo, the summary store and queue, and
    * the default sentence encoder. One per process unless you give your own (`createRuntime()`),
    * for instance to keep tests or benches apart.
@@ -115,6 +132,8 @@ export interface ResolvedOptions {
   embedder: Embedder | undefined;
   cache: ResponseCache | undefined;
   runtime: Runtime;
+  omitCacheHints: boolean;
+  prices: PriceTable;
   tokenizer: TokenizerFactory;
   approximateTokenMultiplier: number;
   imageTokens: number;
@@ -133,6 +152,7 @@ export const COMPACTOR_DEFAULTS = {
   imageTokens: DEFAULT_IMAGE_TOKENS,
   onBudgetUnreachable: 'error' as OnBudgetUnreachable,
   tokenCacheBytes: 32 * 1024 * 1024,
+  omitCacheHints: false,
 };
 
 function positiveInteger(option: string, value: unknown, minimum = 1): void {
@@ -191,6 +211,19 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
   const runtime = merged.runtime ?? defaultRuntime();
   if (typeof runtime !== 'object' || runtime === null || typeof runtime.defaultEmbedder !== 'function')
     invalidOption('runtime', 'a Runtime (createRuntime())', runtime);
+  if (typeof merged.omitCacheHints !== 'boolean') invalidOption('omitCacheHints', 'a boolean', merged.omitCacheHints);
+  if (merged.prices !== undefined && (typeof merged.prices !== 'object' || merged.prices === null))
+    invalidOption('prices', 'a price table { model: { input, cachedInput, output } }', merged.prices);
+  for (const [name, price] of Object.entries(merged.prices ?? {})) {
+    for (const field of ['input', 'cachedInput', 'output'] as const) {
+      const value = (price as unknown as Partial<Record<string, unknown>> | null)?.[field];
+      if (typeof value !== 'number' || !(value >= 0)) invalidOption(`prices.${name}.${field}`, 'a number >= 0 (dollars per million tokens)', value);
+    }
+    const rule = (price as ModelPrice).cacheRule;
+    if (rule !== undefined && rule !== 'openai' && rule !== 'anthropic' && rule !== 'none')
+      invalidOption(`prices.${name}.cacheRule`, '"openai", "anthropic" or "none"', rule);
+  }
+  const prices = { ...PRICES, ...merged.prices };
   const limits = { ...DEFAULT_LIMITS, ...merged.limits };
   positiveInteger('limits.maxMessages', limits.maxMessages);
   positiveInteger('limits.maxPartsPerMessage', limits.maxPartsPerMessage);
@@ -205,6 +238,8 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
     embedder: merged.embedder,
     cache,
     runtime,
+    omitCacheHints: merged.omitCacheHints,
+    prices,
     tokenizer,
     approximateTokenMultiplier: merged.approximateTokenMultiplier,
     imageTokens: merged.imageTokens,

@@ -37,6 +37,11 @@ export interface CompactionStats {
   passThrough?: 'within-budget' | 'no-budget' | 'budget-unreachable';
   /** The response cache's verdict, when the compactor has a cache. */
   cache?: CacheStats;
+  /**
+   * Indices of the output messages after which the prompt's stable part ends: where the provider's
+   * cache breakpoints went (Anthropic), and where a bill counts the cached prefix to.
+   */
+  breakpoints?: number[];
 }
 
 /** Every failure in a tree of strategy stats, depth first. */

@@ -1,4 +1,5 @@
 import type { Embedder } from '../embedders/types.js';
+import type { ModelPrice } from '../prices.js';
 import type { Runtime } from '../runtime.js';
 import type { TokenCounter } from '../tokens/counter.js';
 import { CompactorError, rethrowIfAborted, throwIfAborted } from './errors.js';
@@ -25,6 +26,8 @@ export interface StrategyContext {
   readonly embedder?: Embedder | undefined;
   /** What compactions share across requests: the embedding memo, the summary store and queue, the default encoder. */
   readonly runtime: Runtime;
+  /** The request model's list price, when the price table knows it (price-aware strategies read its cache discount). */
+  readonly price?: ModelPrice | undefined;
   /** Units of a message list, memoized per list object. */
   partition(messages: Messages): Partition;
 }
@@ -37,6 +40,12 @@ export interface StrategyResult {
   readonly failures?: readonly FailureRecord[];
   /** Free-form, JSON-serialisable details for stats. */
   readonly info?: Readonly<Record<string, unknown>>;
+  /**
+   * Messages of the output after which the prompt's stable part ends (its cached prefix, then the
+   * region that grows by appending), for providers' cache breakpoints. Without them, the compactor
+   * marks the end of the history before the latest turn.
+   */
+  readonly breakpoints?: readonly ChatMessage[];
 }
 
 /**
@@ -105,7 +114,11 @@ export function failureOf(strategy: string, error: unknown): FailureRecord {
  * recorded as a failure and its input passes on unchanged, so a failing step means less
  * compaction, never a broken request.
  */
-export async function runStrategy(strategy: Strategy, messages: Messages, context: StrategyContext): Promise<{ messages: Messages; stats: StrategyStats }> {
+export async function runStrategy(
+  strategy: Strategy,
+  messages: Messages,
+  context: StrategyContext,
+): Promise<{ messages: Messages; stats: StrategyStats; breakpoints?: readonly ChatMessage[] }> {
   throwIfAborted(context.signal);
   const started = context.clock();
   const tokensBefore = context.counter.messages(messages);
@@ -131,7 +144,7 @@ export async function runStrategy(strategy: Strategy, messages: Messages, contex
   };
   if (result.info) stats.info = result.info;
   if (result.steps) stats.steps = result.steps;
-  return { messages: result.messages, stats };
+  return result.breakpoints ? { messages: result.messages, stats, breakpoints: result.breakpoints } : { messages: result.messages, stats };
 }
 
 /**
@@ -158,12 +171,17 @@ export function pipeline(name: string, strategies: readonly Strategy[]): Strateg
     async apply(messages, context) {
       let current = messages;
       const stats: StrategyStats[] = [];
+      let breakpoints: readonly ChatMessage[] | undefined;
       for (const step of steps) {
         const ran = await runStrategy(step, current, context);
         current = ran.messages;
         stats.push(ran.stats);
+        // The last step that knows its layout says where it is stable.
+        if (ran.breakpoints) breakpoints = ran.breakpoints;
       }
-      return { messages: current, steps: stats };
+      const kept = new Set(current);
+      const present = breakpoints?.filter((message) => kept.has(message));
+      return present && present.length > 0 ? { messages: current, steps: stats, breakpoints: present } : { messages: current, steps: stats };
     },
   };
 }

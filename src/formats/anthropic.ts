@@ -3,7 +3,7 @@ import type { ChatMessage, ChatRequest, ContentPart, Messages, ToolDefinition } 
 import { validateRequest } from '../core/validate.js';
 import { shownMessage } from './openai.js';
 import type { SseEvent } from './sse.js';
-import type { CachedResponse, WireFormat } from './wire-format.js';
+import type { CachedResponse, CacheHints, WireFormat } from './wire-format.js';
 
 /** An Anthropic Messages API request body. Unknown fields pass through untouched. */
 export interface AnthropicRequest {
@@ -66,8 +66,8 @@ interface Origin {
 
 export interface AnthropicConversion {
   readonly canonical: ChatRequest;
-  /** Build the Anthropic request back from (a subset of) the canonical messages. */
-  restore(messages: Messages): AnthropicRequest;
+  /** Build the Anthropic request back from (a subset of) the canonical messages, with cache breakpoints where the hints say (unless the client marked its own). */
+  restore(messages: Messages, hints?: CacheHints): AnthropicRequest;
   /** Map a canonical pointer such as `messages[4].content` to the Anthropic body's own path. */
   pointer(canonicalPointer: string): string;
 }
@@ -182,19 +182,23 @@ export function fromAnthropic(request: AnthropicRequest): AnthropicConversion {
       if (!match) return canonicalPointer;
       return pointers[Number(match[1])] ?? canonicalPointer;
     },
-    restore(output) {
+    restore(output, hints) {
       const restored: AnthropicMessage[] = [];
+      // Where each canonical message landed: an index into `restored`, or -1 for the system prompt.
+      const landed = new Map<ChatMessage, number>();
       let position = 0;
       while (position < output.length) {
         const message = output[position]!;
         const origin = origins.get(message);
         if (origin === undefined) {
           // A message a strategy made (a summary or a marker).
+          landed.set(message, restored.length);
           restored.push({ role: message.role === 'assistant' ? 'assistant' : 'user', content: textOf(message) });
           position++;
           continue;
         }
         if (origin.source === -1) {
+          landed.set(message, -1);
           position++;
           continue;
         }
@@ -206,6 +210,7 @@ export function fromAnthropic(request: AnthropicRequest): AnthropicConversion {
           if (next === undefined || next.source !== origin.source) break;
           if (next.blocks === null) whole = true;
           else for (const block of next.blocks) blocks.add(block);
+          landed.set(output[position]!, restored.length);
           position++;
         }
         const original = request.messages[origin.source]!;
@@ -215,9 +220,51 @@ export function fromAnthropic(request: AnthropicRequest): AnthropicConversion {
           if (content.length > 0) restored.push({ ...original, content });
         }
       }
-      return { ...request, messages: restored };
+      const result: AnthropicRequest = { ...request, messages: restored };
+      if (hints && hints.breakpoints.length > 0 && !hasCacheControl(request))
+        addBreakpoints(
+          result,
+          hints.breakpoints.map((message) => landed.get(message)),
+        );
+      return result;
     },
   };
+}
+
+/** Whether the client marked cache breakpoints of its own (then it manages its cache, and no hint is added). */
+function hasCacheControl(request: AnthropicRequest): boolean {
+  const marked = (blocks: unknown) => Array.isArray(blocks) && blocks.some((block) => typeof block === 'object' && block !== null && 'cache_control' in block);
+  return marked(request.system) || marked(request.tools) || request.messages.some((message) => marked(message.content));
+}
+
+/**
+ * The block list of a content (a string becomes one text block), with `cache_control` on its last
+ * block that may carry one (thinking blocks and empty text may not), or undefined when none may.
+ */
+function withBreakpoint(content: string | AnthropicBlock[]): AnthropicBlock[] | undefined {
+  const blocks: AnthropicBlock[] = typeof content === 'string' ? [{ type: 'text', text: content }] : [...content];
+  const at = blocks.findLastIndex(
+    (block) =>
+      block.type !== 'thinking' && block.type !== 'redacted_thinking' && !(block.type === 'text' && String((block as { text?: unknown }).text ?? '') === ''),
+  );
+  if (at < 0) return undefined;
+  blocks[at] = { ...blocks[at]!, cache_control: { type: 'ephemeral' } };
+  return blocks;
+}
+
+/** Anthropic takes at most 4 breakpoints; the last ones cover the most. `-1` is the system prompt. */
+function addBreakpoints(request: AnthropicRequest, positions: (number | undefined)[]): void {
+  const unique = [...new Set(positions.filter((position): position is number => position !== undefined))].sort((a, b) => a - b).slice(-4);
+  for (const position of unique) {
+    if (position === -1) {
+      const system = request.system === undefined ? undefined : withBreakpoint(request.system);
+      if (system) request.system = system;
+      continue;
+    }
+    const message = request.messages[position];
+    const content = message ? withBreakpoint(message.content) : undefined;
+    if (message && content) request.messages[position] = { ...message, content };
+  }
 }
 
 function textOf(message: ChatMessage): string {

@@ -151,7 +151,15 @@ export const openaiFormat: WireFormat = {
   toCanonical(body, limits) {
     validateRequest(body, limits);
     const canonical = body as ChatRequest;
-    return { canonical, restore: (messages) => ({ ...canonical, messages: [...messages] }) };
+    return {
+      canonical,
+      restore(messages, hints) {
+        const restored: ChatRequest = { ...canonical, messages: [...messages] };
+        // OpenAI routes requests with the same key to the same cache; a client's own key stays.
+        if (hints?.key && canonical.prompt_cache_key === undefined) restored.prompt_cache_key = hints.key;
+        return restored;
+      },
+    };
   },
   uncacheableReason(response, cacheToolCalls) {
     if (!response.events) {

@@ -1,5 +1,5 @@
 import type { CompactorError } from '../core/errors.js';
-import type { ChatRequest, Messages } from '../core/types.js';
+import type { ChatMessage, ChatRequest, Messages } from '../core/types.js';
 import type { InputLimits } from '../core/validate.js';
 import type { SseEvent } from './sse.js';
 
@@ -17,11 +17,22 @@ export interface CachedResponse {
 /** A cached response in the form a caller asked for: one JSON body, or a stream of events. */
 export type Replay = { kind: 'json'; body: unknown } | { kind: 'sse'; events: SseEvent[] };
 
+/**
+ * Hints for the provider's prompt cache, added to a request that carries none of its own: where its
+ * stable prefix ends, and a key that routes a conversation's requests to the same cache.
+ */
+export interface CacheHints {
+  /** Messages of the compacted list after which a cache breakpoint belongs (Anthropic `cache_control`; at most 4 are used, the last ones). */
+  breakpoints: readonly ChatMessage[];
+  /** A key stable across a conversation's requests (OpenAI `prompt_cache_key`), for models known to take one. */
+  key?: string | undefined;
+}
+
 /** A wire request in the canonical (chat-completions) shape, and the way back. */
 export interface Conversion {
   readonly canonical: ChatRequest;
-  /** The request in its own wire shape, with these (a subset of the canonical, plus any new) messages. */
-  restore(messages: Messages): object;
+  /** The request in its own wire shape, with these (a subset of the canonical, plus any new) messages, and the cache hints its format uses. */
+  restore(messages: Messages, hints?: CacheHints): object;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 import type { CompactionStats } from '../core/stats.js';
 import type { ResponseCache } from '../cache/response-cache.js';
-import { priceOf, type ModelPrice, type PriceTable } from './prices.js';
+import { priceOf, type ModelPrice, type PriceTable } from '../prices.js';
 
 /** Seconds: compaction and lookups take from well under a millisecond to a second. */
 const OVERHEAD_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
@@ -54,7 +54,7 @@ export class ProxyMetrics {
     });
     this.dollarsSaved = new Counter({
       name: 'context_compactor_dollars_saved_total',
-      help: 'Estimated US dollars saved at list input price (cache hits also save the output tokens they replay)',
+      help: 'Estimated US dollars saved at list input price, before provider prompt caching, which discounts both bills (cache hits also save the output tokens they replay); the bench bills with caching',
       labelNames: ['route'],
       registers,
     });

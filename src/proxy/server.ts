@@ -6,12 +6,13 @@ import pino, { type Logger } from 'pino';
 import { errorReply, exchange, type Reply } from '../adapters/exchange.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import { CompactorError, invalidOption } from '../core/errors.js';
+import { DEFAULT_PRESET } from '../core/presets.js';
 import { createRouteTable, isRouteTable, withSharedCache, type RouteTable, type RouteTableOptions } from '../core/routes.js';
 import { FORMATS } from '../formats/registry.js';
 import type { FormatName } from '../formats/wire-format.js';
 import { defaultRuntime, type Runtime } from '../runtime.js';
 import { ProxyMetrics } from './metrics.js';
-import { PRICES, type PriceTable } from './prices.js';
+import { PRICES, type PriceTable } from '../prices.js';
 import { createUpstream, type UpstreamTarget } from './upstream.js';
 
 export interface ProxyOptions {
@@ -33,7 +34,7 @@ export interface ProxyOptions {
   /**
    * Compaction per route: a route table, or its options (`{ defaults, routes }`). Routes match
    * the request path and the body's model.
-   * @default { defaults: { maxInputTokens: 8000, strategy: 'relevance', onBudgetUnreachable: 'pass-through' } }
+   * @default { defaults: { maxInputTokens: 8000, strategy: 'cache-aware', onBudgetUnreachable: 'pass-through' } }
    */
   routes?: RouteTable | RouteTableOptions;
   /**
@@ -75,7 +76,7 @@ export interface ProxyOptions {
    * @default defaultRuntime()
    */
   runtime?: Runtime;
-  /** Price table for the dollars-saved metric. @default the shipped table (`PRICES`, dated) */
+  /** Extra or overriding entries for the shipped, dated price table, for the dollars-saved metric (as `createCompactor({ prices })`). @default {} */
   prices?: PriceTable;
 }
 
@@ -206,12 +207,12 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
     ? settings.routes
     : createRouteTable(
         withSharedCache(
-          settings.routes ?? { defaults: { maxInputTokens: DEFAULT_PROXY_BUDGET, strategy: 'relevance', onBudgetUnreachable: 'pass-through', runtime } },
+          settings.routes ?? { defaults: { maxInputTokens: DEFAULT_PROXY_BUDGET, strategy: DEFAULT_PRESET, onBudgetUnreachable: 'pass-through', runtime } },
           cache,
         ),
       );
   const metrics = new ProxyMetrics(
-    settings.prices ?? PRICES,
+    { ...PRICES, ...settings.prices },
     () => (cache ? [cache] : []),
     () => runtime.backgroundFailures(),
   );

@@ -1,5 +1,7 @@
 import { invalidOption } from '../../src/core/errors.js';
-import { selectMessages, type Strategy } from '../../src/core/strategy.js';
+import type { Strategy } from '../../src/core/strategy.js';
+import { stableHistory } from '../../src/core/window.js';
+import { keepLatestExchange } from '../../src/core/nets.js';
 
 export interface TruncateOptions {
   /**
@@ -8,14 +10,30 @@ export interface TruncateOptions {
    * @default 0
    */
   keepFirstUserTurns?: number;
+  /**
+   * When the recent turns outgrow their room, they are cut down to this share of it at once, then
+   * grow by appending until the room is full again: between cuts each prompt starts with the
+   * previous one's bytes, which providers bill at their cached rate. `1` cuts one turn at a time,
+   * as a plain sliding window does, and rewrites the start of the prompt on every request.
+   * @default 0.6
+   */
+  lowWater?: number;
+  /**
+   * Share of the budget set aside for the latest turn, so that the room of the recent turns (and
+   * so the points where they are cut) does not change with the length of each new question.
+   * @default 0.1
+   */
+  latestShare?: number;
 }
 
-export const TRUNCATE_DEFAULTS = { keepFirstUserTurns: 0 } satisfies Required<TruncateOptions>;
+export const TRUNCATE_DEFAULTS = { keepFirstUserTurns: 0, lowWater: 0.6, latestShare: 0.1 } satisfies Required<TruncateOptions>;
 
 /**
- * Recency truncation: keeps the newest whole turns that fit the budget, plus the protected
- * messages (system and developer prompts, the latest user turn) and optionally the first turns.
- * It stops at the first turn that does not fit, so what it keeps is one contiguous recent span.
+ * Recency truncation that keeps the provider's prompt cache: the protected messages (system and
+ * developer prompts, the latest turn), optionally the first turns, and the most recent turns in a
+ * window that is cut in steps (see `lowWater`) at points derived from the history alone, so every
+ * request and every instance computes the same ones. The latest answer and the message it answers
+ * are kept when they fit in half the budget.
  *
  * @example
  * createCompactor({ maxInputTokens: 4000, strategy: truncate({ keepFirstUserTurns: 1 }) })
@@ -25,30 +43,31 @@ export function truncate(options: TruncateOptions = {}): Strategy {
   if (!Number.isInteger(settings.keepFirstUserTurns) || settings.keepFirstUserTurns < 0) {
     invalidOption('keepFirstUserTurns', 'an integer >= 0', settings.keepFirstUserTurns);
   }
+  if (typeof settings.lowWater !== 'number' || !(settings.lowWater > 0 && settings.lowWater <= 1))
+    invalidOption('lowWater', 'a number in (0, 1]', settings.lowWater);
+  if (typeof settings.latestShare !== 'number' || !(settings.latestShare >= 0 && settings.latestShare < 1))
+    invalidOption('latestShare', 'a number in [0, 1)', settings.latestShare);
   return {
     name: 'truncate',
     async apply(messages, context) {
       const parts = context.partition(messages);
       if (context.fixedTokens + parts.tokens <= context.budget) return { messages };
-      const turnTokens = parts.turnTokens;
-      let remaining = context.budget - context.fixedTokens - parts.protectedTokens;
-      const keepTurn = new Uint8Array(parts.turns + 1);
-      for (let turn = 1; turn <= Math.min(settings.keepFirstUserTurns, parts.turns); turn++) {
-        if (turnTokens[turn]! > remaining) break;
-        keepTurn[turn] = 1;
-        remaining -= turnTokens[turn]!;
-      }
-      for (let turn = parts.turns; turn >= 0; turn--) {
-        if (keepTurn[turn] || turnTokens[turn] === 0) continue;
-        if (turnTokens[turn]! > remaining) break;
-        keepTurn[turn] = 1;
-        remaining -= turnTokens[turn]!;
-      }
-      const keepIndex = new Uint8Array(messages.length);
-      for (const unit of parts.units) {
-        if (unit.protected || keepTurn[unit.turn]) for (const index of unit.indices) keepIndex[index] = 1;
-      }
-      return { messages: selectMessages(messages, keepIndex) };
+      const layout = stableHistory(messages, parts, {
+        budget: context.budget,
+        fixedTokens: context.fixedTokens,
+        reserve: Math.ceil(settings.latestShare * context.budget),
+        lowWater: settings.lowWater,
+        firstTurns: settings.keepFirstUserTurns,
+      });
+      const nets: Record<string, unknown> = {};
+      const net = keepLatestExchange(messages, parts, layout.keep, layout.left, context.budget);
+      if (net.added > 0) nets.latestAnswer = net.added;
+      const output = messages.filter((_, index) => layout.keep[parts.unitOf[index]!]);
+      // The whole prompt is stable: the next request repeats it before its new turn.
+      const breakpoints = [layout.prefixEnd, output[output.length - 1]].filter((message) => message !== undefined);
+      const info: Record<string, unknown> = { trimmed: layout.trimmed };
+      if (Object.keys(nets).length > 0) info.nets = nets;
+      return { messages: output, breakpoints, info };
     },
   };
 }
