@@ -1,6 +1,7 @@
 import { createResponseCache, type ResponseCacheOptions } from '../cache/response-cache.js';
 import type { CompactorOptions } from '../core/options.js';
 import { invalidOption } from '../core/errors.js';
+import { DEFAULT_PRESET } from '../core/presets.js';
 import { createProxy, DEFAULT_PROXY_BUDGET } from '../proxy/server.js';
 import { createRouteTable, loadConfig, withSharedCache, type RouteTableOptions } from '../core/routes.js';
 import { memoryStore } from '../stores/memory.js';
@@ -51,7 +52,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   const overrides: CompactorOptions = {};
   if (flags.budget !== undefined) overrides.maxInputTokens = flags.budget;
   if (flags.preset !== undefined) overrides.strategy = flags.preset;
-  const base: CompactorOptions = { maxInputTokens: DEFAULT_PROXY_BUDGET, strategy: 'relevance', onBudgetUnreachable: 'pass-through', runtime };
+  const base: CompactorOptions = { maxInputTokens: DEFAULT_PROXY_BUDGET, strategy: DEFAULT_PRESET, onBudgetUnreachable: 'pass-through', runtime };
   const table = createRouteTable(
     withSharedCache(
       {
