@@ -1,5 +1,6 @@
 /**
- * Load bench for the proxy: throughput and latency through the proxy (truncate, cache off) against
+ * Load bench for the proxy: throughput and latency through the proxy (truncate, cache off, proxy-key
+ * authentication and the path allow-list on, as a proxy holding the upstream key runs) against
  * the same fake upstream called directly, at 50 and 200 connections, then RSS of the proxy before
  * and after a 60-second soak at 200 connections. Upstream, proxy and load generator each run in
  * their own process. Prints figures; asserts nothing. Run: npm run bench:proxy
@@ -11,8 +12,6 @@
 import autocannon from 'autocannon';
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { locomoMessages, parseLocomo } from './datasets/locomo.js';
@@ -20,6 +19,7 @@ import { readFileSync } from 'node:fs';
 import { shippedLocomoPath } from './paths.js';
 import { createProxy } from '../src/proxy/server.js';
 import { createRouteTable } from '../src/core/routes.js';
+import { fakeModel } from './harness/fake-model.js';
 import { machine, markdownTable, ms, table } from './harness/stats.js';
 
 const DURATION = Number(process.env.DURATION ?? 10);
@@ -28,31 +28,11 @@ const DELAYS = (process.env.UPSTREAM_DELAY_MS ?? '0,200').split(',').map(Number)
 const CONNECTIONS = (process.env.CONNECTIONS ?? '50,200').split(',').map(Number);
 const markdown = process.argv.includes('--md');
 const self = fileURLToPath(import.meta.url);
+const PROXY_KEY = 'pk-load-bench-key';
 
 async function runUpstream(delay: number): Promise<void> {
-  const answer = JSON.stringify({
-    id: 'chatcmpl-load',
-    object: 'chat.completion',
-    created: 1,
-    model: 'gpt-4o-mini',
-    choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
-    usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-  });
-  const server = createServer((request, response) => {
-    request.resume();
-    request.on('end', () => {
-      const send = () => {
-        response.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(answer) });
-        response.end(answer);
-      };
-      if (delay > 0) setTimeout(send, delay);
-      else send();
-    });
-  });
-  server.keepAliveTimeout = 60_000;
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  process.send!({ port: (server.address() as AddressInfo).port });
+  const { port } = await fakeModel(delay);
+  process.send!({ port });
 }
 
 async function runProxy(upstreamPort: number): Promise<void> {
@@ -60,6 +40,9 @@ async function runProxy(upstreamPort: number): Promise<void> {
     upstream: `http://127.0.0.1:${upstreamPort}`,
     routes: createRouteTable({ defaults: { maxInputTokens: 1000, strategy: 'truncate', onBudgetUnreachable: 'pass-through' } }),
     cache: false,
+    // As deployed with the server's key: callers authenticate with a proxy key, and only the chat endpoint is served.
+    apiKey: 'sk-upstream-load',
+    keys: [{ key: PROXY_KEY, tenant: 'load' }],
     logger: pino({ level: 'silent' }),
   });
   const port = await proxy.listen(0);
@@ -96,7 +79,7 @@ async function load(url: string, connections: number, duration: number, payload:
   const result = await autocannon({
     url: `${url}/v1/chat/completions`,
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-load' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${PROXY_KEY}` },
     body: payload,
     connections,
     duration,
@@ -138,7 +121,7 @@ async function main(): Promise<void> {
       const result = await autocannon({
         url: `${through}/v1/chat/completions`,
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${PROXY_KEY}` },
         body: payload,
         connections: 200,
         duration: SOAK,
@@ -166,7 +149,9 @@ async function main(): Promise<void> {
       `\nSoak: ${SOAK} s at 200 connections through the proxy: ${soak.requests.toLocaleString('en')} requests, ${soak.errors} errors; proxy RSS ${mib(soak.before)} before, ${mib(soak.after)} after.`,
     );
   }
-  console.log(`\nRequest: 62 real LoCoMo messages (~2,300 tokens) compacted to 1,000 tokens with truncate; cache off. ${DURATION} s per run. ${machine()}`);
+  console.log(
+    `\nRequest: 62 real LoCoMo messages (~2,300 tokens) compacted to 1,000 tokens with truncate; cache off; proxy-key authentication and the path allow-list on (the proxy holds the upstream key). ${DURATION} s per run. ${machine()}`,
+  );
 }
 
 const [role, argument] = process.argv.slice(2);

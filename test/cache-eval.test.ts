@@ -110,3 +110,21 @@ describe('verifier features', () => {
     expect(feature('Why is the sky blue?', 'How is the sky blue?', 'question_word_mismatch')).toBe(1);
   });
 });
+
+describe('cache-eval: spelling variants', () => {
+  test('every case, whitespace, trailing-punctuation and NFKC variant of a cached QQP test question hits with its own answer', async () => {
+    const { createResponseCache } = await import('../src/cache/response-cache.js');
+    const { hashEmbedder } = await import('../src/testing/index.js');
+    const { probePairs, spellingVariants, variantHits } = await import('../bench/cache-eval/evaluate.js');
+    expect(spellingVariants('How do I reset my password?')).toEqual(
+      expect.arrayContaining(['how do i reset my password?', 'HOW DO I RESET MY PASSWORD?', 'How do I reset my password', 'Ｈow do I reset my password？']),
+    );
+    const pairs = splitByQuestion(readPairs(shippedDataPath('cache-pairs/qqp_pairs.jsonl'))).test.slice(0, 1500);
+    // The shipped verifier and threshold; the hash embedder keeps the test fast (variants are the exact layer's job).
+    const cache = createResponseCache({ embedder: hashEmbedder(64), minCosine: -1 });
+    await probePairs(cache, pairs);
+    const { hits, total } = await variantHits(cache, pairs);
+    expect(total).toBeGreaterThan(4000);
+    expect(hits).toBe(total);
+  });
+});

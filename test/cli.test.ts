@@ -69,11 +69,11 @@ describe('CLI: compact', () => {
     expect(output.messages.length).toBeLessThan(messages.length);
   });
 
-  test('--batch: JSON Lines in order, a bad line yields an error object and the batch goes on', () => {
+  test('--batch: JSON Lines in order, a bad line yields an error object and the batch goes on (exit 2 at the end)', () => {
     const good = JSON.stringify(locomoRequest(1));
     const input = [good, '{"messages": [', JSON.stringify({ messages: [{ role: 'robot', content: 'x' }] }), good].join('\n');
     const { code, stdout, stderr } = run(['compact', '--batch', '--budget', '1500', '--stats', '--preset', 'truncate'], input);
-    expect(code).toBe(0);
+    expect(code).toBe(2);
     const lines = stdout
       .trim()
       .split('\n')
@@ -83,7 +83,9 @@ describe('CLI: compact', () => {
     expect(lines[1].error.code).toBe('input.invalid');
     expect(lines[2].error).toMatchObject({ code: 'input.invalid', pointer: 'messages[0].role' });
     expect(lines[3]).toEqual(lines[0]);
-    expect(stderr.trim().split('\n')).toHaveLength(4);
+    // Four stats lines, then the one line that says how many failed.
+    expect(stderr.trim().split('\n')).toHaveLength(5);
+    expect(stderr).toMatch(/2 of 4 lines failed/);
   });
 
   test('Anthropic bodies come back in the Anthropic shape', () => {

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { gzipSync } from 'node:zlib';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -8,7 +9,14 @@ export interface Recorded {
   body: Record<string, unknown>;
 }
 
-export type Behaviour = 'ok' | 'error-500' | 'hang' | 'drop' | 'slow-stream';
+export type Behaviour = 'ok' | 'error-500' | 'hang' | 'drop' | 'slow-stream' | 'gzip' | 'slow';
+
+/** The credential a request carries, in whichever header. */
+export function credentialIn(headers: IncomingMessage['headers']): string | undefined {
+  const value = headers.authorization ?? headers['x-api-key'] ?? headers['api-key'];
+  const text = Array.isArray(value) ? value[0] : value;
+  return text?.replace(/^bearer\s+/i, '');
+}
 
 /**
  * A local stand-in for OpenAI and Anthropic that records what it received. The answer names how
@@ -20,18 +28,30 @@ export async function fakeUpstream(): Promise<{
   behaviour: Behaviour;
   server: Server;
   aborted: number;
+  /** Credentials answered with a 401, as a revoked key is. */
+  revoked: Set<string>;
+  /** The answer's text for a call (default: how many messages it got). */
+  answer: ((call: Recorded) => string) | undefined;
   nextAbort(): Promise<void>;
   close(): Promise<void>;
 }> {
-  const state = { behaviour: 'ok' as Behaviour, aborted: 0 };
+  const state = { behaviour: 'ok' as Behaviour, aborted: 0, answer: undefined as ((call: Recorded) => string) | undefined };
+  const revoked = new Set<string>();
   const abortWaiters: (() => void)[] = [];
   const calls: Recorded[] = [];
   const server = createServer(async (request, response) => {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>) : {};
-    calls.push({ path: request.url ?? '', headers: request.headers, body });
+    const call = { path: request.url ?? '', headers: request.headers, body };
+    calls.push(call);
     const behaviour = state.behaviour;
+    const credential = credentialIn(request.headers);
+    if (credential !== undefined && revoked.has(credential)) {
+      response.writeHead(401, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ error: { message: 'Incorrect API key provided', type: 'invalid_request_error', code: 'invalid_api_key' } }));
+      return;
+    }
     if (behaviour === 'hang') return; // never answers
     if (behaviour === 'error-500') {
       response.writeHead(500, { 'content-type': 'application/json' });
@@ -39,7 +59,7 @@ export async function fakeUpstream(): Promise<{
       return;
     }
     const count = Array.isArray(body.messages) ? body.messages.length : 0;
-    const text = `Received ${count} messages.`;
+    const text = state.answer ? state.answer(call) : `Received ${count} messages.`;
     const anthropic = request.url?.endsWith('/v1/messages') ?? false;
     if (body.stream === true) {
       // A caller that goes away mid-stream shows up here as a response closed before its end.
@@ -66,28 +86,32 @@ export async function fakeUpstream(): Promise<{
       response.destroy();
       return;
     }
-    response.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'fake' });
+    if (behaviour === 'slow') await new Promise((resolve) => setTimeout(resolve, 200));
+    const encode = behaviour === 'gzip' ? (text: string) => gzipSync(text) : (text: string) => text;
+    response.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'fake', ...(behaviour === 'gzip' ? { 'content-encoding': 'gzip' } : {}) });
     response.end(
-      JSON.stringify(
-        anthropic
-          ? {
-              id: 'msg_1',
-              type: 'message',
-              role: 'assistant',
-              model: body.model,
-              content: [{ type: 'text', text }],
-              stop_reason: 'end_turn',
-              stop_sequence: null,
-              usage: { input_tokens: 10, output_tokens: 5 },
-            }
-          : {
-              id: 'chatcmpl-1',
-              object: 'chat.completion',
-              created: 1,
-              model: body.model,
-              choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop', logprobs: null }],
-              usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
-            },
+      encode(
+        JSON.stringify(
+          anthropic
+            ? {
+                id: 'msg_1',
+                type: 'message',
+                role: 'assistant',
+                model: body.model,
+                content: [{ type: 'text', text }],
+                stop_reason: 'end_turn',
+                stop_sequence: null,
+                usage: { input_tokens: 10, output_tokens: 5 },
+              }
+            : {
+                id: 'chatcmpl-1',
+                object: 'chat.completion',
+                created: 1,
+                model: body.model,
+                choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop', logprobs: null }],
+                usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
+              },
+        ),
       ),
     );
   });
@@ -100,6 +124,13 @@ export async function fakeUpstream(): Promise<{
     server,
     get aborted() {
       return state.aborted;
+    },
+    revoked,
+    get answer() {
+      return state.answer;
+    },
+    set answer(value) {
+      state.answer = value;
     },
     /** Resolves when the next caller goes away mid-stream. */
     nextAbort: () => new Promise<void>((resolve) => abortWaiters.push(resolve)),

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { locomoMessages, parseLocomo, type LocomoConversation } from '../bench/datasets/locomo.js';
 import { shippedLocomoPath } from '../bench/paths.js';
 import type { CompactResult, Compacted } from '../src/core/compactor.js';
@@ -106,3 +107,15 @@ export const history: fc.Arbitrary<ChatMessage[]> = fc
       }),
     );
   });
+
+/** A TCP port nothing listens on right now (for servers a test starts and stops itself). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}

@@ -131,7 +131,13 @@ describe('proxy fault tolerance', () => {
     const store = redisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 200 });
     cleanup.push(() => store.close());
     const cache = createResponseCache({ store, embedder: hashEmbedder(128), verifier: cosineVerifier(), threshold: 0.97 });
-    const { client, base, upstream } = await start({ cache, routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'truncate', cache } }) });
+    // Both instances know the caller by a proxy key: a credential the upstream checks is vouched for per instance (credentialTtlMs).
+    const keys = [{ key: 'sk-faults', tenant: 'team' }];
+    const { client, base, upstream } = await start({
+      cache,
+      keys,
+      routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'truncate', cache } }),
+    });
     // The store connects in the background from its construction; the outage below starts from a connected store.
     await connected(store);
     const ask = async (question: string) => {
@@ -166,6 +172,7 @@ describe('proxy fault tolerance', () => {
     await connected(otherStore);
     const second = await start({
       cache: otherCache,
+      keys,
       routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'truncate', cache: otherCache } }),
     });
     const { data, response } = await second.client.chat.completions

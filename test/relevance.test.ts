@@ -80,8 +80,8 @@ describe('BM25 against a textbook implementation', () => {
 });
 
 test('the interned vocabulary is bounded: past its limit it is cleared, and scores stay right', () => {
-  const flood = Array.from({ length: 40 }, (_, chunk) =>
-    Array.from({ length: Math.ceil((VOCABULARY_LIMIT + 1000) / 40) }, (_, index) => `zq${chunk}x${index}`).join(' '),
+  const flood = Array.from({ length: 200 }, (_, chunk) =>
+    Array.from({ length: Math.ceil((VOCABULARY_LIMIT + 1000) / 200) }, (_, index) => `zq${chunk}x${index}`).join(' '),
   );
   for (const text of flood) terms(text);
   expect(vocabularySize()).toBeGreaterThan(VOCABULARY_LIMIT);

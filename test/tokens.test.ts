@@ -1,6 +1,8 @@
 import { describe, expect, test } from 'vitest';
 import { createCompactor } from '../src/index.js';
-import { messageKey } from '../src/tokens/counter.js';
+import { countingSlices, messageKey } from '../src/tokens/counter.js';
+import { builtinTokenizer } from '../src/tokens/tokenizer.js';
+import { locomoRequest } from './helpers.js';
 import { imageTokens, tilesTokens } from '../src/tokens/images.js';
 import { wordTokenizer } from '../src/testing/index.js';
 
@@ -151,5 +153,37 @@ describe('token accounting', () => {
     const long = 'x'.repeat(10_000);
     expect(messageKey({ role: 'user', content: long })).toMatch(/^#/);
     expect(messageKey({ role: 'user', content: long }).length).toBeLessThan(40);
+  });
+});
+
+describe('long texts are counted in slices, exactly', () => {
+  // Real conversation text, a few hundred kilobytes of it, with its punctuation, digits and newlines.
+  const text = locomoRequest(0)
+    .messages.map((message) => String(message.content))
+    .join('\n')
+    .repeat(3);
+
+  test.each(['o200k_base', 'cl100k_base'] as const)('%s: the slices add up to the whole text’s count', async (encoding) => {
+    expect(text.length).toBeGreaterThan(200_000);
+    const tokenizer = await builtinTokenizer('gpt-tokenizer')(encoding);
+    const slices = countingSlices(text, 8 * 1024);
+    expect(slices.length).toBeGreaterThan(20);
+    expect(slices.join('')).toBe(text);
+    expect(slices.reduce((sum, slice) => sum + tokenizer.count(slice), 0)).toBe(tokenizer.count(text));
+  });
+
+  test('a request with a multi-megabyte message counts the same through the yielding path as message by message', async () => {
+    const compactor = createCompactor();
+    const request = {
+      model: 'gpt-4o',
+      messages: [
+        { role: 'user' as const, content: text.repeat(4) },
+        { role: 'user' as const, content: 'and?' },
+      ],
+    };
+    const direct = (await compactor.tokenCounter('gpt-4o')).request(request);
+    const fresh = await createCompactor().tokenCounter('gpt-4o');
+    await fresh.prewarm(request.messages);
+    expect(fresh.request(request)).toBe(direct);
   });
 });

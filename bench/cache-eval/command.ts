@@ -1,5 +1,5 @@
 import { createResponseCache } from '../../src/cache/response-cache.js';
-import { probePairs, scoreProbes, sweepThresholds } from './evaluate.js';
+import { probePairs, scoreProbes, sweepThresholds, variantHits } from './evaluate.js';
 import { readPairs, splitByQuestion } from './pairs.js';
 import { cosineVerifier, DEFAULT_VERIFIER_THRESHOLD, defaultVerifier } from '../../src/cache/verifier.js';
 import { createEmbeddingCache } from '../../src/embedders/memo.js';
@@ -120,6 +120,11 @@ export async function cacheEvalCommand(flags: CacheEvalFlags): Promise<void> {
           `| ${row.threshold.toFixed(3)} | ${percent(row.trueHitRate)} | ${percent(row.falseHitRate.hard_miss)} | ${percent(row.falseHitRate.miss)} | ${percent(row.precision)} | ${percent(row.retrievalAccuracy)} |`,
       ),
     ];
+    const variants = await variantHits(cache, pairs);
+    lines.push(
+      '',
+      `Spelling variants of cached questions (case, whitespace, trailing punctuation, NFKC forms): ${variants.hits} of ${variants.total} hit with their own answer (${percent(variants.hits / Math.max(1, variants.total))}).`,
+    );
     await write(process.stdout, `${lines.join('\n')}\n`);
   } finally {
     await store.close();

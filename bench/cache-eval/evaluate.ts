@@ -1,6 +1,6 @@
 import type { ChatRequest } from '../../src/core/types.js';
 import type { LabelledPair, PairLabel } from './pairs.js';
-import type { ResponseCache } from '../../src/cache/response-cache.js';
+import { normalQuestion, type ResponseCache } from '../../src/cache/response-cache.js';
 
 /** One row of `cache-eval --json`. */
 export interface CacheEvalResult {
@@ -96,6 +96,42 @@ export async function probePairs(cache: ResponseCache, pairs: readonly LabelledP
     options.onProgress?.('probe', probes.length, pairs.length);
   }
   return probes;
+}
+
+/**
+ * Spellings of one question that mean nothing else: lower and upper case, no or other trailing
+ * punctuation, runs of whitespace, and compatibility forms (fullwidth "？", "Ｈ") that NFKC folds.
+ */
+export function spellingVariants(question: string): string[] {
+  const bare = question.replace(/[\s.?!]+$/u, '');
+  const fullwidth = (text: string) => text.replace(/[A-Za-z]/, (letter) => String.fromCharCode(letter.charCodeAt(0) + 0xfee0));
+  return [
+    ...new Set([question.toLowerCase(), question.toUpperCase(), bare, `${bare}?!`, `  ${question.replace(/ /g, '   ')}\t`, `${fullwidth(bare)}？`]),
+  ].filter((variant) => variant !== question);
+}
+
+/**
+ * How many spelling variants of cached questions the cache answers (with the question's own
+ * answer, or the answer of a cached question spelled the same up to normalization): run after
+ * `probePairs`, which stored every `a`. Returns hits and variants looked up.
+ */
+export async function variantHits(cache: ResponseCache, pairs: readonly LabelledPair[]): Promise<{ hits: number; total: number }> {
+  const questions = [...new Set(pairs.map((pair) => pair.a))];
+  let hits = 0;
+  let total = 0;
+  for (const [index, question] of questions.entries()) {
+    for (const variant of spellingVariants(question)) {
+      total++;
+      const found = await cache.lookup(request(variant), { tenant: 'cache-eval' });
+      const content =
+        found.status === 'hit' ? (found.response.body as { choices?: { message?: { content?: string } }[] }).choices?.[0]?.message?.content : undefined;
+      // Two cached questions that differ only in spelling share one key (the later answer stands): either answer is right.
+      const answered = content?.startsWith('answer:') ? questions[Number(content.slice(7))] : undefined;
+      if (content === `answer:${index}` || (answered !== undefined && normalQuestion(answered) === normalQuestion(question))) hits++;
+      else if (found.status === 'miss') cache.release(found.ticket);
+    }
+  }
+  return { hits, total };
 }
 
 /** Rates at one threshold (a probe is a hit when its score reaches it). */

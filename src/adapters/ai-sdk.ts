@@ -188,7 +188,13 @@ export function compaction(source: CompactorSource, options: AiSdkCompactionOpti
         const { content, finishReason } = cachedContent(outcome.replay.body);
         return { content, finishReason, usage: emptyUsage, warnings: [], providerMetadata: { contextCompactor: { cache: 'hit' } } };
       }
-      const result: LanguageModelV3GenerateResult = await doGenerate();
+      let result: LanguageModelV3GenerateResult;
+      try {
+        result = await doGenerate();
+      } finally {
+        // Whatever is not committed below releases identical requests waiting on this one.
+        queueMicrotask(() => (outcome?.kind === 'forward' ? outcome.release() : undefined));
+      }
       const stored = outcome?.kind === 'forward' && outcome.commit ? asCompletion(result.content, result.finishReason) : undefined;
       if (stored && outcome?.kind === 'forward') void outcome.commit?.(stored).catch(() => undefined);
       return result;
@@ -217,7 +223,13 @@ export function compaction(source: CompactorSource, options: AiSdkCompactionOpti
           }),
         };
       }
-      const result = await doStream();
+      let result: Awaited<ReturnType<typeof doStream>>;
+      try {
+        result = await doStream();
+      } catch (error) {
+        if (outcome?.kind === 'forward') outcome.release();
+        throw error;
+      }
       if (outcome?.kind !== 'forward' || !outcome.commit) return result;
       const content: LanguageModelV3Content[] = [];
       let text = '';
@@ -227,9 +239,10 @@ export function compaction(source: CompactorSource, options: AiSdkCompactionOpti
           if (part.type === 'text-delta') text += part.delta;
           else if (part.type === 'tool-call') content.push(part);
           else if (part.type === 'file' || part.type === 'error' || part.type === 'source' || part.type === 'reasoning-delta') complete = false;
-          else if (part.type === 'finish' && complete) {
-            const stored = asCompletion([{ type: 'text', text }, ...content], part.finishReason);
+          else if (part.type === 'finish') {
+            const stored = complete ? asCompletion([{ type: 'text', text }, ...content], part.finishReason) : undefined;
             if (stored) void outcome.commit?.(stored).catch(() => undefined);
+            else outcome.release();
           }
           controller.enqueue(part);
         },

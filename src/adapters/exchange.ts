@@ -90,6 +90,42 @@ export interface Reply {
 const JSON_TYPE = 'application/json';
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' };
 
+/**
+ * A cached answer as this request's own: a new `id`, `created` now, and a `usage` of zeros, since
+ * nothing reached the model (`x-compactor-cache: hit` says where it came from). Streams get the
+ * same in every chunk.
+ */
+export function freshReplay(replay: Replay, now: number): Replay {
+  const suffix = `cached${now.toString(36)}${Math.random().toString(36).slice(2, 10)}`;
+  const zero = (usage: unknown): unknown => {
+    if (typeof usage === 'number') return 0;
+    if (typeof usage !== 'object' || usage === null || Array.isArray(usage)) return usage;
+    return Object.fromEntries(Object.entries(usage).map(([key, value]) => [key, zero(value)]));
+  };
+  const fresh = (value: unknown): unknown => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+    const copy: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+    if (typeof copy.id === 'string') copy.id = `${/^[a-z]+[-_]/i.exec(copy.id)?.[0] ?? ''}${suffix}`;
+    if (typeof copy.created === 'number') copy.created = Math.floor(now / 1000);
+    if (copy.usage !== undefined && copy.usage !== null) copy.usage = zero(copy.usage);
+    // Anthropic's stream opens with the message itself.
+    if (typeof copy.message === 'object' && copy.message !== null) copy.message = fresh(copy.message);
+    return copy;
+  };
+  if (replay.kind === 'json') return { kind: 'json', body: fresh(replay.body) };
+  return {
+    kind: 'sse',
+    events: replay.events.map((event) => {
+      if (event.data.trim() === '[DONE]') return event;
+      try {
+        return { ...event, data: JSON.stringify(fresh(JSON.parse(event.data))) };
+      } catch {
+        return event;
+      }
+    }),
+  };
+}
+
 /** A replay as bytes on the wire. */
 export function replyOf(replay: Replay, headers: Record<string, string> = {}): Reply {
   if (replay.kind === 'sse') return { status: 200, headers: { ...headers, ...SSE_HEADERS }, body: encodeSse(replay.events) };
@@ -108,12 +144,19 @@ export interface Recorder {
   push(chunk: Uint8Array | string): void;
   /** The response is complete: store it if the cache takes it. */
   end(): void;
+  /** The response was cut short: store nothing, and let identical requests waiting on it go ahead. */
+  abandon(): void;
 }
 
 /** Largest response body collected for the cache. The cache applies its own, smaller, bound on what it stores. */
 const MAX_RECORDED_BYTES = 8 * 1024 * 1024;
 
-function recorder(format: FormatName, contentType: string | null | undefined, commit: (response: CachedResponse) => Promise<boolean>): Recorder {
+function recorder(
+  format: FormatName,
+  contentType: string | null | undefined,
+  commit: (response: CachedResponse) => Promise<boolean>,
+  release: () => void,
+): Recorder {
   const sse = (contentType ?? '').includes('text/event-stream') ? sseCollector() : undefined;
   const decoder = new TextDecoder();
   let text = '';
@@ -132,15 +175,24 @@ function recorder(format: FormatName, contentType: string | null | undefined, co
       if (sse) sse.push(piece);
       else text += piece;
     },
-    end() {
-      if (overflow || ended) return;
+    abandon() {
       ended = true;
+      release();
+    },
+    end() {
+      if (ended) return;
+      ended = true;
+      if (overflow) {
+        release();
+        return;
+      }
       let response: CachedResponse;
       if (sse) response = { format, events: sse.events };
       else {
         try {
           response = { format, body: JSON.parse(text + decoder.decode()) };
         } catch {
+          release();
           return;
         }
       }
@@ -155,7 +207,10 @@ export interface ExchangeOptions {
   compactor: Compactor | RouteTable;
   format: 'auto' | FormatName;
   route: string | undefined;
-  tenant: string | undefined;
+  /** The tenant, or a function of the parsed body that gives it (the proxy divides a caller's scope by the body's `user`). */
+  tenant: string | undefined | ((body: object) => string | undefined);
+  /** False when the caller may not be answered from the cache yet (its answer can still be stored). @default true */
+  serveFromCache?: boolean;
   signal?: AbortSignal | undefined;
   /** Reads a request header (for the cache-bypass headers). */
   header: (name: string) => string | null | undefined;
@@ -168,9 +223,9 @@ export interface PreparedCached {
   kind: 'cached';
   format: WireFormat;
   stats: CompactionStats;
-  /** The answer in the form the request asked for, as bytes on the wire. */
+  /** The answer in the form the request asked for, as bytes on the wire, with a fresh id and zero usage (`freshReplay`). */
   reply: Reply;
-  /** The same answer, as a value (for adapters that do not speak the wire: the AI SDK). */
+  /** The answer as stored, as a value (for adapters that do not speak the wire, and for metrics that read its usage). */
   replay: Replay;
 }
 
@@ -185,16 +240,45 @@ export interface PreparedForward {
   headers: Record<string, string>;
   /** Store a completed answer given as a value; present when the cache missed. */
   commit?: (response: CachedResponse) => Promise<boolean>;
+  /**
+   * The request ended without an answer to store (the model failed, the client left): identical
+   * requests waiting on this one go ahead. A no-op after `commit`, and when nothing missed.
+   */
+  release(): void;
   /** Record an answer as it is relayed; undefined when it cannot be cached (no miss to fill, not a 200). */
   record(status: number, contentType: string | null | undefined): Recorder | undefined;
 }
 
 export type Prepared = PreparedCached | PreparedForward;
 
+/** Deepest nesting of arrays and objects a request body may have (tool schemas included). */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Refuse a body nested deeper than `MAX_JSON_DEPTH` (a 5,000-deep `response_format` would
+ * otherwise overflow the stack of whatever walks it), naming the field where it goes too deep.
+ * Iterative, so the check itself cannot overflow.
+ */
+export function checkDepth(body: unknown, limit = MAX_JSON_DEPTH): void {
+  const stack: [unknown, number, string][] = [[body, 1, 'body']];
+  while (stack.length > 0) {
+    const [value, depth, at] = stack.pop()!;
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth > limit) {
+      const shown = at.length > 120 ? `${at.slice(0, 120)}…` : at;
+      throw new CompactorError('input.invalid', `${shown}: nested more than ${limit} deep`, { pointer: at });
+    }
+    if (Array.isArray(value)) {
+      for (let index = 0; index < value.length; index++) stack.push([value[index], depth + 1, `${at}[${index}]`]);
+    } else for (const [key, item] of Object.entries(value)) if (typeof item === 'object' && item !== null) stack.push([item, depth + 1, `${at}.${key}`]);
+  }
+}
+
 /** Validate and compact a parsed body, and look it up in the cache. Errors are thrown (adapters render them). */
 export async function prepare(body: unknown, options: ExchangeOptions): Promise<Prepared> {
   if (typeof body !== 'object' || body === null || Array.isArray(body))
     throw new CompactorError('input.invalid', 'body: must be a JSON object', { pointer: 'body' });
+  checkDepth(body);
   const format = resolveFormat(options.format, body);
   let compactor: Compactor;
   if (isRouteTable(options.compactor)) {
@@ -204,13 +288,16 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
   const result = await compactor.compact(body, {
     signal: options.signal,
     route: options.route,
-    tenant: options.tenant,
+    tenant: typeof options.tenant === 'function' ? options.tenant(body) : options.tenant,
     format: format.name,
     bypassCache: bypassRequested(options.header),
+    serveFromCache: options.serveFromCache !== false,
   });
   const headers = options.headers ? compactionHeaders(result.stats) : {};
-  if (result.kind === 'cached') return { kind: 'cached', format, stats: result.stats, replay: result.reply, reply: replyOf(result.reply, headers) };
+  if (result.kind === 'cached')
+    return { kind: 'cached', format, stats: result.stats, replay: result.reply, reply: replyOf(freshReplay(result.reply, Date.now()), headers) };
   const commit = result.commit;
+  const release = result.release ?? (() => undefined);
   return {
     kind: 'forward',
     format,
@@ -218,10 +305,17 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
     request: result.request,
     headers,
     ...(commit ? { commit } : {}),
+    release,
     // Only complete 200s are offered to the cache; the format decides whether the body is a finished answer.
-    record: (status, contentType) => (commit && status === 200 ? recorder(format.name, contentType, commit) : undefined),
+    record(status, contentType) {
+      if (commit && status === 200) return recorder(format.name, contentType, commit, release);
+      release();
+      return undefined;
+    },
   };
 }
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Read a JSON body from its chunks, up to `limit` bytes. */
 export async function readJson(chunks: AsyncIterable<Uint8Array | string> | null | undefined, limit: number, declaredLength?: number | null): Promise<unknown> {
@@ -238,8 +332,17 @@ export async function readJson(chunks: AsyncIterable<Uint8Array | string> | null
       parts.push(bytes);
     }
   }
+  let text: string;
   try {
-    return JSON.parse(Buffer.concat(parts).toString('utf8'));
+    // Invalid UTF-8 is refused, not replaced with U+FFFD and sent on as if the caller had written it.
+    text = utf8.decode(Buffer.concat(parts));
+  } catch {
+    throw new CompactorError('input.invalid', 'body: is not valid UTF-8', { pointer: 'body' });
+  }
+  // Decoding and parsing megabytes are two long steps: other requests get a turn between them.
+  if (size > 256 * 1024) await new Promise((resolve) => setImmediate(resolve));
+  try {
+    return JSON.parse(text);
   } catch {
     throw new CompactorError('input.invalid', 'body: is not valid JSON', { pointer: 'body' });
   }
@@ -274,12 +377,18 @@ export type ExchangeResult<U extends Upstream> =
     };
 
 async function* recorded(body: AsyncIterable<Uint8Array>, sink: Recorder): AsyncIterable<Uint8Array> {
-  for await (const chunk of body) {
-    sink.push(chunk);
-    yield chunk;
+  let complete = false;
+  try {
+    for await (const chunk of body) {
+      sink.push(chunk);
+      yield chunk;
+    }
+    complete = true;
+    sink.end();
+  } finally {
+    // A stream cut short (or a reader that stopped) is never stored.
+    if (!complete) sink.abandon();
   }
-  // Reached only when the whole body was read: a stream cut short is never stored.
-  sink.end();
 }
 
 export interface ExchangeInput extends ExchangeOptions {
@@ -302,10 +411,20 @@ export async function exchange<U extends Upstream>(
   let prepared: Prepared | undefined;
   try {
     const body = await readJson(input.body, input.maxBodyBytes, input.contentLength);
+    // A large body took tens of milliseconds to parse: let other requests in before compacting it.
+    if (input.contentLength === null || input.contentLength === undefined || input.contentLength > 256 * 1024)
+      await new Promise((resolve) => setImmediate(resolve));
     prepared = await prepare(body, input);
     if (prepared.kind === 'cached') return { kind: 'reply', reply: prepared.reply, replay: prepared.replay, stats: prepared.stats };
-    const upstream = await forward(JSON.stringify(prepared.request), prepared);
+    let upstream: U;
+    try {
+      upstream = await forward(JSON.stringify(prepared.request), prepared);
+    } catch (error) {
+      prepared.release();
+      throw error;
+    }
     const sink = prepared.record(upstream.status, upstream.contentType);
+    if (sink && !upstream.body) sink.abandon();
     return {
       kind: 'forwarded',
       upstream,

@@ -95,6 +95,8 @@ export function compaction<Req extends ExpressRequest = ExpressRequest>(
  * closed with `res.end`, and hand a complete 200 to the cache.
  */
 function record(response: ExpressResponse, prepared: PreparedForward): void {
+  // A response that ends without a stored answer lets identical requests waiting on it go ahead.
+  response.on?.('close', () => prepared.release());
   const json = response.json.bind(response);
   let viaJson = false;
   response.json = (body: unknown) => {

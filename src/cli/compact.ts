@@ -119,4 +119,6 @@ export async function compactCommand(file: string | undefined, flags: CompactFla
     if (progress && count % 100 === 0) process.stderr.write(`\rcompacted ${count} requests (${failed} failed)`);
   }
   if (progress) process.stderr.write(`\rcompacted ${count} requests (${failed} failed)\n`);
+  // Every line has its answer or its error in the output; the exit status still says some failed.
+  if (failed > 0) throw new CompactorError('input.invalid', `${failed} of ${count} lines failed; their errors are in the output`, { pointer: 'batch' });
 }

@@ -10,10 +10,23 @@ import { serveCommand } from './serve.js';
 /** Commands that live in the repository's bench/ (they read bench/data, which the package does not ship). */
 export const BENCH_COMMANDS: readonly string[] = ['bench', 'demo', 'cache-eval'];
 
-/** A whole number >= 1, for commander. */
+/** A whole number >= 1 in decimal digits (not `0x10`, `1e3` or ` 5`), for commander. */
 export function integer(value: string): number {
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 1) throw new InvalidArgumentError('must be a whole number >= 1');
+  const parsed = /^[0-9]+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(parsed) || parsed < 1) throw new InvalidArgumentError('must be a whole number >= 1');
+  return parsed;
+}
+
+/** A preset's name. */
+export function preset(value: string): string {
+  if (!presetNames().includes(value)) throw new InvalidArgumentError(`must be one of ${presetNames().join(', ')}`);
+  return value;
+}
+
+/** A TCP port, 1 to 65535. */
+export function port(value: string): number {
+  const parsed = /^[0-9]+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isInteger(parsed) || parsed < 1 || parsed > 65535) throw new InvalidArgumentError('must be a port from 1 to 65535');
   return parsed;
 }
 
@@ -34,7 +47,7 @@ export function buildProgram(): Command {
     .option('--budget <tokens>', 'max prompt tokens (default: the model window minus the reply reserve)', integer)
     .option('--reserve <tokens>', 'tokens reserved for the reply when the budget comes from the model window', integer)
     .option('--model <name>', `count and budget for this model (default: the request's model, else ${CLI_DEFAULT_MODEL})`)
-    .option('--preset <name>', `compaction preset: ${presetNames().join(', ')} (default: ${DEFAULT_PRESET})`)
+    .option('--preset <name>', `compaction preset: ${presetNames().join(', ')} (default: ${DEFAULT_PRESET})`, preset)
     .option('--config <file>', 'JSON config: { defaults, routes: [{ path, model, preset, options }] }')
     .option('--route <path>', 'route path used to pick a rule from --config')
     .addOption(new Option('--on-budget-unreachable <mode>', 'when protected messages alone exceed the budget').choices(['error', 'pass-through']))
@@ -52,12 +65,12 @@ export function buildProgram(): Command {
     .command('serve')
     .description('run the OpenAI-compatible (and Anthropic Messages) proxy until SIGTERM')
     .option('--config <file>', 'JSON config: { defaults, routes, proxy: { upstream, anthropicUpstream, port, host, maxBodyBytes, upstreamTimeoutMs, cache } }')
-    .option('--port <n>', 'port (default 8787)', integer)
+    .option('--port <n>', 'port (default 8787)', port)
     .option('--host <address>', 'address to bind (default 127.0.0.1)')
     .option('--upstream <url>', 'OpenAI-compatible origin (default: OPENAI_BASE_URL, else https://api.openai.com)')
     .option('--anthropic-upstream <url>', 'Anthropic origin (default https://api.anthropic.com)')
     .option('--budget <tokens>', 'max prompt tokens (default 8000)', integer)
-    .option('--preset <name>', `compaction preset: ${presetNames().join(', ')} (default: ${DEFAULT_PRESET})`)
+    .option('--preset <name>', `compaction preset: ${presetNames().join(', ')} (default: ${DEFAULT_PRESET})`, preset)
     .option('--cache <store>', 'response cache: memory, redis or off (default memory)')
     .option('--redis-url <url>', 'Redis URL for --cache redis (default: REDIS_URL)')
     .action(serveCommand);

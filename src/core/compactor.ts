@@ -37,6 +37,13 @@ export interface CompactOptions {
    * @default false
    */
   bypassCache?: boolean;
+  /**
+   * Whether this caller may be answered from the response cache. False looks nothing up but still
+   * lets its answer be stored (the proxy sets it for a caller whose own key the upstream has not
+   * accepted recently, so a revoked key gets no cached answers).
+   * @default true
+   */
+  serveFromCache?: boolean;
 }
 
 /** The request, compacted (or passed through) for the model. */
@@ -51,6 +58,12 @@ export interface Compacted<T = ChatRequest> {
    * was already committed once.
    */
   readonly commit?: (response: CachedResponse) => Promise<boolean>;
+  /**
+   * Present with `commit`: call it when the request ends without an answer to commit (the model
+   * failed), so identical requests waiting on this one go ahead at once. `commit` releases them
+   * too; they give up waiting after the cache's `coalesceMs` anyway.
+   */
+  readonly release?: () => void;
 }
 
 /** The request, answered by the response cache: nothing needs to reach the model. */
@@ -149,6 +162,7 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
         route: compactOptions.route,
         format,
         bypass: compactOptions.bypassCache === true,
+        writeOnly: compactOptions.serveFromCache === false,
         signal: compactOptions.signal,
       });
     } catch (error) {
@@ -161,18 +175,28 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
       verdict.layer = lookup.layer;
       if (lookup.score !== undefined) verdict.score = Number(lookup.score.toFixed(4));
     } else if (lookup.status === 'bypass') verdict.reason = lookup.reason;
+    else if (lookup.writeOnly) verdict.reason = 'write-only';
+    else if (lookup.coalesced) verdict.reason = 'coalesced';
     if (lookup && lookup.status !== 'hit' && lookup.failure) stats.failures.push({ strategy: 'cache', code: 'upstream.failed', message: lookup.failure });
     stats.cache = verdict;
     return lookup;
   }
 
-  function committer(ticket: CacheTicket): (response: CachedResponse) => Promise<boolean> {
-    let committed = false;
-    return async (response) => {
-      // One answer per request: a second commit (a retry loop, say) is ignored.
-      if (committed) return false;
-      committed = true;
-      return settings.cache!.commit(ticket, response);
+  /** A miss's commit and release: whichever comes first settles it, the other is then ignored. */
+  function committer(ticket: CacheTicket): { commit: (response: CachedResponse) => Promise<boolean>; release: () => void } {
+    let settled = false;
+    return {
+      async commit(response) {
+        // One answer per request: a second commit (a retry loop, say) is ignored.
+        if (settled) return false;
+        settled = true;
+        return settings.cache!.commit(ticket, response);
+      },
+      release() {
+        if (settled) return;
+        settled = true;
+        settings.cache!.release(ticket);
+      },
     };
   }
 
@@ -200,6 +224,8 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
       const info = infoFor(model);
       const counter = await counterFor(info);
       const input = canonical.messages;
+      // Counted in slices with yields first: a multi-megabyte history must not hold the event loop.
+      await counter.prewarm(input, signal);
       const fixedTokens = REPLY_PRIMING_TOKENS + counter.tools(canonical);
       const tokensBefore = fixedTokens + counter.messages(input);
       const budget = resolveBudget(settings, info, canonical);
@@ -219,6 +245,7 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
       };
 
       let commit: Compacted['commit'];
+      let release: Compacted['release'];
       if (settings.cache) {
         const lookup = await lookUp(canonical, format.name, compactOptions, stats);
         if (lookup?.status === 'hit') {
@@ -228,64 +255,76 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
           const reply = format.replay(lookup.response, canonical.stream === true);
           return { kind: 'cached', response: lookup.response, reply, stats };
         }
-        if (lookup?.status === 'miss') commit = committer(lookup.ticket);
+        if (lookup?.status === 'miss') {
+          ({ commit, release } = committer(lookup.ticket));
+        }
       }
-      const finish = (messages: Messages, breakpoints?: readonly ChatMessage[]): Compacted<T> => {
-        stats.ms = settings.clock() - started;
-        const marks = breakpointsOf(messages, breakpoints);
-        stats.breakpoints = marks.map((message) => messages.indexOf(message));
-        // The key goes only to models the price table knows as OpenAI's: other OpenAI-compatible servers may refuse a field they do not know.
-        const openai = priceOf(settings.prices, model)?.cacheRule === 'openai';
-        const hints = settings.omitCacheHints ? undefined : { breakpoints: marks, key: openai ? cacheKey(canonical, compactOptions.tenant) : undefined };
-        const restored = conversion.restore(messages, hints) as T;
-        return commit ? { kind: 'compacted', request: restored, stats, commit } : { kind: 'compacted', request: restored, stats };
-      };
-      if (budget === null) {
-        stats.passThrough = 'no-budget';
-        return finish(input);
-      }
-      if (tokensBefore <= budget) {
-        stats.passThrough = 'within-budget';
-        return finish(input);
+      try {
+        return await compactMissed();
+      } catch (error) {
+        // Nothing will be committed: identical requests waiting on this one go ahead.
+        release?.();
+        throw error;
       }
 
-      const context = createStrategyContext({
-        counter,
-        budget,
-        fixedTokens,
-        model,
-        request: canonical,
-        signal,
-        clock: settings.clock,
-        route: compactOptions.route,
-        tenant: compactOptions.tenant,
-        embedder: settings.embedder,
-        runtime: settings.runtime,
-        price: priceOf(settings.prices, model),
-      });
-      const ran = await runStrategy(settings.strategy, input, context);
-      const steps = ran.stats.steps ? [...ran.stats.steps] : [ran.stats];
-      stats.strategies.push(...steps);
-      stats.failures.push(...failuresOf(steps));
-      // A pipeline that threw records its failure on itself, not on a step.
-      if (ran.stats.steps) stats.failures.push(...ran.stats.failures);
+      async function compactMissed(): Promise<Compacted<T>> {
+        const finish = (messages: Messages, breakpoints?: readonly ChatMessage[]): Compacted<T> => {
+          stats.ms = settings.clock() - started;
+          const marks = breakpointsOf(messages, breakpoints);
+          stats.breakpoints = marks.map((message) => messages.indexOf(message));
+          // The key goes only to models the price table knows as OpenAI's: other OpenAI-compatible servers may refuse a field they do not know.
+          const openai = priceOf(settings.prices, model)?.cacheRule === 'openai';
+          const hints = settings.omitCacheHints ? undefined : { breakpoints: marks, key: openai ? cacheKey(canonical, compactOptions.tenant) : undefined };
+          const restored = conversion.restore(messages, hints) as T;
+          return commit && release ? { kind: 'compacted', request: restored, stats, commit, release } : { kind: 'compacted', request: restored, stats };
+        };
+        if (budget === null) {
+          stats.passThrough = 'no-budget';
+          return finish(input);
+        }
+        if (tokensBefore <= budget) {
+          stats.passThrough = 'within-budget';
+          return finish(input);
+        }
 
-      throwIfAborted(signal);
-      const guarded = enforce({
-        input,
-        partition: context.partition(input),
-        output: ran.messages,
-        budget,
-        fixedTokens,
-        tokensOf: (message) => counter.message(message),
-        onBudgetUnreachable: settings.onBudgetUnreachable,
-      });
-      stats.guard = { repaired: guarded.repaired, droppedForBudget: guarded.droppedForBudget };
-      if (guarded.violation) stats.guard.violation = guarded.violation;
-      if (guarded.passThrough) stats.passThrough = 'budget-unreachable';
-      stats.tokensAfter = guarded.tokens;
-      stats.messagesAfter = guarded.messages.length;
-      return finish(guarded.messages, ran.breakpoints);
+        const context = createStrategyContext({
+          counter,
+          budget,
+          fixedTokens,
+          model,
+          request: canonical,
+          signal,
+          clock: settings.clock,
+          route: compactOptions.route,
+          tenant: compactOptions.tenant,
+          embedder: settings.embedder,
+          runtime: settings.runtime,
+          price: priceOf(settings.prices, model),
+        });
+        const ran = await runStrategy(settings.strategy, input, context);
+        const steps = ran.stats.steps ? [...ran.stats.steps] : [ran.stats];
+        stats.strategies.push(...steps);
+        stats.failures.push(...failuresOf(steps));
+        // A pipeline that threw records its failure on itself, not on a step.
+        if (ran.stats.steps) stats.failures.push(...ran.stats.failures);
+
+        throwIfAborted(signal);
+        const guarded = enforce({
+          input,
+          partition: context.partition(input),
+          output: ran.messages,
+          budget,
+          fixedTokens,
+          tokensOf: (message) => counter.message(message),
+          onBudgetUnreachable: settings.onBudgetUnreachable,
+        });
+        stats.guard = { repaired: guarded.repaired, droppedForBudget: guarded.droppedForBudget };
+        if (guarded.violation) stats.guard.violation = guarded.violation;
+        if (guarded.passThrough) stats.passThrough = 'budget-unreachable';
+        stats.tokensAfter = guarded.tokens;
+        stats.messagesAfter = guarded.messages.length;
+        return finish(guarded.messages, ran.breakpoints);
+      }
     },
   };
   return compactor as Compactor<HasCache<O>>;

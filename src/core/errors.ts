@@ -11,6 +11,10 @@
  * | `upstream.timeout` | 504 | the model did not answer within the proxy's deadline |
  * | `aborted` | 499 | the caller's AbortSignal fired |
  * | `unavailable` | 503 | the server is draining (shutting down) and takes no new requests |
+ * | `unauthorized` | 401 | the proxy needs a key of its own and the request had none, or an unknown one |
+ * | `rate.limited` | 429 | the proxy key is over its requests or tokens for the window (`details.retryAfterMs`) |
+ * | `not-found` | 404 | the proxy does not serve this method and path |
+ * | `loop.detected` | 508 | the request already went through this proxy (its upstream points back at it) |
  * | `dependency.missing` | 500 | an optional package a feature needs is not installed (the message names it) |
  * | `internal` | 500 | a bug; please report it |
  */
@@ -23,6 +27,10 @@ export type CompactorErrorCode =
   | 'upstream.timeout'
   | 'aborted'
   | 'unavailable'
+  | 'unauthorized'
+  | 'rate.limited'
+  | 'not-found'
+  | 'loop.detected'
   | 'dependency.missing'
   | 'internal';
 
@@ -35,6 +43,10 @@ const STATUS: Record<CompactorErrorCode, number> = {
   'upstream.timeout': 504,
   aborted: 499,
   unavailable: 503,
+  unauthorized: 401,
+  'rate.limited': 429,
+  'not-found': 404,
+  'loop.detected': 508,
   'dependency.missing': 500,
   internal: 500,
 };
@@ -88,13 +100,83 @@ export class CompactorError extends Error {
 export function invalidOption(option: string, expected: string, received: unknown): never {
   let shown: string;
   try {
-    shown = typeof received === 'function' ? 'a function' : (JSON.stringify(received) ?? String(received));
+    shown =
+      typeof received === 'function'
+        ? 'a function'
+        : typeof received === 'number' && !Number.isFinite(received)
+          ? String(received)
+          : (JSON.stringify(received) ?? String(received));
   } catch {
     shown = String(received);
   }
   throw new CompactorError('options.invalid', `option "${option}" must be ${expected}; received ${shown}`, {
     pointer: option,
   });
+}
+
+/** Edit distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** The known name closest to a mistyped one, if it is close enough to be what was meant. */
+export function closest(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const candidate of known) {
+    const d = distance(name, candidate);
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+/**
+ * Throws `options.invalid` for the first key of `value` not in `known`, with its path and the
+ * closest known name: a typo (`stratgy`) must not be ignored silently.
+ */
+export function rejectUnknownKeys(value: object, known: readonly string[], path = ''): void {
+  for (const key of Object.keys(value)) {
+    if (known.includes(key)) continue;
+    const at = path ? `${path}.${key}` : key;
+    const guess = closest(key, known);
+    throw new CompactorError(
+      'options.invalid',
+      `unknown option "${at}"${guess ? `; did you mean "${path ? `${path}.` : ''}${guess}"?` : ''} (known: ${known.join(', ')})`,
+      {
+        pointer: at,
+      },
+    );
+  }
+}
+
+/** Rethrow an `options.invalid` error with its option under `path` (`defaults.`, `proxy.cache.`): errors name what the user wrote. */
+export function underPath<T>(path: string, build: () => T): T {
+  const rename = (error: unknown): never => {
+    if (CompactorError.isInstance(error) && error.code === 'options.invalid' && error.pointer !== undefined && !error.pointer.startsWith(path)) {
+      const pointer = `${path}${error.pointer}`;
+      throw new CompactorError('options.invalid', error.message.replaceAll(`"${error.pointer}`, `"${pointer}`), { pointer, cause: error });
+    }
+    throw error;
+  };
+  try {
+    const result = build();
+    return (result instanceof Promise ? result.catch(rename) : result) as T;
+  } catch (error) {
+    return rename(error);
+  }
 }
 
 export function isAbortError(error: unknown): boolean {

@@ -5,7 +5,7 @@ import { defaultRuntime, type Runtime } from '../runtime.js';
 import { DEFAULT_IMAGE_TOKENS } from '../tokens/images.js';
 import { KNOWN_MODELS, type ModelInfo } from '../tokens/models.js';
 import { builtinTokenizer, type TokenizerBackend, type TokenizerFactory } from '../tokens/tokenizer.js';
-import { invalidOption } from './errors.js';
+import { invalidOption, rejectUnknownKeys } from './errors.js';
 import { requireInstalled } from './optional.js';
 import type { OnBudgetUnreachable } from './guard.js';
 import { createPreset, DEFAULT_PRESET, type PresetOptions } from './presets.js';
@@ -160,8 +160,31 @@ function positiveInteger(option: string, value: unknown, minimum = 1): void {
 }
 
 /** Validate options once; per-request code never re-parses them. */
+/** Every option `createCompactor` takes: any other key is a typo, and an error. */
+export const COMPACTOR_OPTION_NAMES: readonly (keyof CompactorOptions)[] = [
+  'maxInputTokens',
+  'reserveOutputTokens',
+  'models',
+  'defaultModel',
+  'strategy',
+  'presetOptions',
+  'embedder',
+  'tokenizer',
+  'approximateTokenMultiplier',
+  'imageTokens',
+  'onBudgetUnreachable',
+  'cache',
+  'omitCacheHints',
+  'prices',
+  'runtime',
+  'limits',
+  'tokenCacheBytes',
+  'clock',
+];
+
 export function resolveOptions(options: CompactorOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
+  rejectUnknownKeys(options, COMPACTOR_OPTION_NAMES);
   const merged = { ...COMPACTOR_DEFAULTS, ...options };
   if (merged.maxInputTokens !== undefined) positiveInteger('maxInputTokens', merged.maxInputTokens);
   positiveInteger('reserveOutputTokens', merged.reserveOutputTokens, 0);

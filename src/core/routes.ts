@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { CompactorError, invalidOption } from './errors.js';
+import { CompactorError, invalidOption, rejectUnknownKeys, underPath } from './errors.js';
 import { createCompactor, type Compactor } from './compactor.js';
 import type { CompactorOptions } from './options.js';
 
@@ -11,6 +11,8 @@ export type JsonCompactorOptions = Omit<CompactorOptions, 'strategy' | 'tokenize
 };
 
 export interface RouteRule {
+  /** The rule's name: the proxy's `/metrics` label for the requests it matches. @example "support" */
+  name?: string;
   /** Path pattern; `*` matches any run of characters. Omitted: any path. @example "/v1/chat/*" */
   path?: string;
   /** Model pattern; `*` matches any run of characters. Omitted: any model. @example "gpt-4o*" */
@@ -31,6 +33,8 @@ export interface RouteTableOptions {
 export interface RouteTable {
   /** The compactor for a path and model (compactors are built once, at construction). */
   select(where: { path?: string; model?: string }): Compactor;
+  /** The name of the rule that matches, if it has one (metrics label requests by it). */
+  nameOf?(where: { path?: string; model?: string }): string | undefined;
 }
 
 function globToRegExp(pattern: string): RegExp {
@@ -50,12 +54,16 @@ function globToRegExp(pattern: string): RegExp {
  */
 export function createRouteTable(options: RouteTableOptions): RouteTable {
   if (typeof options !== 'object' || options === null) invalidOption('routes', 'an object', options);
+  rejectUnknownKeys(options, ['defaults', 'routes']);
   const defaults = options.defaults ?? {};
-  const fallback = createCompactor(defaults);
+  const fallback = underPath('defaults.', () => createCompactor(defaults));
   const rules = (options.routes ?? []).map((rule, index) => {
     if (typeof rule !== 'object' || rule === null) invalidOption(`routes[${index}]`, 'an object', rule);
+    rejectUnknownKeys(rule, ['name', 'path', 'model', 'options', 'preset'], `routes[${index}]`);
     if (rule.path !== undefined && typeof rule.path !== 'string') invalidOption(`routes[${index}].path`, 'a string pattern', rule.path);
     if (rule.model !== undefined && typeof rule.model !== 'string') invalidOption(`routes[${index}].model`, 'a string pattern', rule.model);
+    if (rule.name !== undefined && (typeof rule.name !== 'string' || !/^[\w.-]{1,64}$/.test(rule.name)))
+      invalidOption(`routes[${index}].name`, 'a name of 1 to 64 letters, digits, "_", "." or "-"', rule.name);
     const merged: CompactorOptions = { ...defaults, ...rule.options };
     if (rule.preset !== undefined) merged.strategy = rule.preset;
     let compactor: Compactor;
@@ -71,20 +79,17 @@ export function createRouteTable(options: RouteTableOptions): RouteTable {
       throw error;
     }
     return {
+      name: rule.name,
       path: rule.path === undefined ? undefined : globToRegExp(rule.path),
       model: rule.model === undefined ? undefined : globToRegExp(rule.model),
       compactor,
     };
   });
+  const match = ({ path, model }: { path?: string; model?: string }) =>
+    rules.find((rule) => (!rule.path || (path !== undefined && rule.path.test(path))) && (!rule.model || (model !== undefined && rule.model.test(model))));
   return {
-    select({ path, model }) {
-      for (const rule of rules) {
-        if (rule.path && !(path !== undefined && rule.path.test(path))) continue;
-        if (rule.model && !(model !== undefined && rule.model.test(model))) continue;
-        return rule.compactor;
-      }
-      return fallback;
-    },
+    select: (where) => match(where)?.compactor ?? fallback,
+    nameOf: (where) => match(where)?.name,
   };
 }
 
@@ -116,6 +121,10 @@ export async function loadConfig(file: string): Promise<RouteTableOptions> {
     throw new CompactorError('options.invalid', `config: ${file} is not valid JSON: ${(error as Error).message}`, { pointer: 'config', cause: error });
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) invalidOption('config', 'a JSON object { defaults, routes }', parsed);
+  rejectUnknownKeys(parsed, ['defaults', 'routes', 'proxy']);
+  const defaults = (parsed as { defaults?: unknown }).defaults;
+  if (defaults !== undefined && (typeof defaults !== 'object' || defaults === null || Array.isArray(defaults)))
+    invalidOption('defaults', 'an object', defaults);
   const config = parsed as RouteTableOptions;
   if (config.routes !== undefined && !Array.isArray(config.routes)) invalidOption('config.routes', 'an array', config.routes);
   return config;

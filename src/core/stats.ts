@@ -6,8 +6,8 @@ import type { FailureRecord, StrategyStats } from './strategy.js';
 export interface CacheStats {
   status: 'hit' | 'miss' | 'bypass';
   layer?: 'exact' | 'semantic';
-  /** Why the cache was bypassed (`header`, `tool-results`, `store-failed`, `failed`…). */
-  reason?: BypassReason | 'failed';
+  /** Why the cache was bypassed (`header`, `tool-results`, `store-failed`, `failed`…), or for a miss: `write-only` (not served from the cache), `coalesced` (waited for an identical request). */
+  reason?: BypassReason | 'failed' | 'write-only' | 'coalesced';
   /** Verifier score of a semantic hit. */
   score?: number;
   /** Milliseconds the lookup took. */

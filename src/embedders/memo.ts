@@ -48,6 +48,9 @@ export interface EmbeddingCache {
   readonly backgroundFailures: number;
 }
 
+/** Texts hashed between two yields to the event loop when warming. */
+const WARM_SLICE = 512;
+
 /**
  * Memo of embeddings keyed by (embedder id, SHA-1 of the text), bounded by bytes. Concurrent
  * requests for the same text share one in-flight promise, so a new turn costs only its new text.
@@ -117,8 +120,13 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
       while (inFlight.size > 0 || writes.size > 0) await Promise.allSettled([...inFlight.values(), ...writes]);
     },
     warm(embedder, texts) {
-      const missing = texts.filter((text) => !memo.has(keyOf(embedder, text)));
-      if (missing.length > 0) cache.embed(embedder, missing).catch(() => void backgroundFailures++);
+      // A long history is hashed in slices that yield to the event loop: this runs off the request's path.
+      const slice = (start: number): void => {
+        const missing = texts.slice(start, start + WARM_SLICE).filter((text) => !memo.has(keyOf(embedder, text)));
+        if (missing.length > 0) cache.embed(embedder, missing).catch(() => void backgroundFailures++);
+        if (start + WARM_SLICE < texts.length) setImmediate(() => slice(start + WARM_SLICE));
+      };
+      slice(0);
     },
     async embed(embedder, texts, embedOptions = {}) {
       const results: Promise<Float32Array>[] = new Array(texts.length);

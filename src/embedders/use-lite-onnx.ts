@@ -287,6 +287,18 @@ export async function loadUseLiteOnnx(options: UseLiteOnnxOptions = {}): Promise
     return Array.from({ length: batch }, (_, row) => data.slice(row * 512, (row + 1) * 512));
   };
 
+  // One chunk at a time across every caller: tokenizing is on the event loop, and concurrent calls
+  // resuming together would otherwise tokenize their next chunks back to back in one long turn.
+  let queue: Promise<unknown> = Promise.resolve();
+  const turn = <T>(work: () => Promise<T>): Promise<T> => {
+    const result = queue.then(async () => {
+      await new Promise((resolve) => setImmediate(resolve));
+      return work();
+    });
+    queue = result.catch(() => undefined);
+    return result;
+  };
+
   return {
     alive: () => alive,
     close: () => runner.close(),
@@ -306,7 +318,7 @@ export async function loadUseLiteOnnx(options: UseLiteOnnxOptions = {}): Promise
           end++;
         }
         const slice = order.slice(start, end);
-        const out = await run(slice.map((index) => tokenize(texts[index]!)));
+        const out = await turn(() => run(slice.map((index) => tokenize(texts[index]!))));
         slice.forEach((index, position) => {
           vectors[index] = out[position]!;
         });

@@ -455,7 +455,20 @@ export const anthropicFormat: WireFormat = {
   },
   errorBody(error) {
     const status = error.status;
-    const type = status === 413 ? 'request_too_large' : status < 500 ? 'invalid_request_error' : status === 504 ? 'timeout_error' : 'api_error';
+    const type =
+      status === 413
+        ? 'request_too_large'
+        : status === 401
+          ? 'authentication_error'
+          : status === 429
+            ? 'rate_limit_error'
+            : status === 404
+              ? 'not_found_error'
+              : status < 500
+                ? 'invalid_request_error'
+                : status === 504
+                  ? 'timeout_error'
+                  : 'api_error';
     return { type: 'error', error: { type, message: shownMessage(error), code: error.code } };
   },
   outputTokens(body) {

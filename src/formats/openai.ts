@@ -137,7 +137,7 @@ function streamChunks(response: CachedResponse): Record<string, unknown>[] | und
 }
 
 /** Codes whose message is shown although their status is 5xx: it says what went wrong upstream, or that the server is draining. */
-const SHOWN_CODES = new Set(['upstream.failed', 'upstream.timeout', 'unavailable']);
+const SHOWN_CODES = new Set(['upstream.failed', 'upstream.timeout', 'unavailable', 'loop.detected']);
 
 /** Whether an error's message may reach the API caller. */
 export function shownMessage(error: CompactorError): string {
@@ -183,7 +183,8 @@ export const openaiFormat: WireFormat = {
     return { kind: 'json', body: assembleChatCompletion(streamChunks(response) ?? []) };
   },
   errorBody(error) {
-    const type = error.status < 500 ? 'invalid_request_error' : 'server_error';
+    const type =
+      error.status === 401 ? 'authentication_error' : error.status === 429 ? 'rate_limit_error' : error.status < 500 ? 'invalid_request_error' : 'server_error';
     return { error: { message: shownMessage(error), type, code: error.code, param: error.pointer ?? null } };
   },
   outputTokens(body) {

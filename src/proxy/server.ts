@@ -1,11 +1,11 @@
-import { createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { errorReply, exchange, type Reply } from '../adapters/exchange.js';
+import { errorReply, exchange, type ExchangeResult, type Reply } from '../adapters/exchange.js';
 import type { ResponseCache } from '../cache/response-cache.js';
-import { CompactorError, invalidOption } from '../core/errors.js';
+import { CompactorError, invalidOption, rejectUnknownKeys } from '../core/errors.js';
 import { DEFAULT_PRESET } from '../core/presets.js';
 import { createRouteTable, isRouteTable, withSharedCache, type RouteTable, type RouteTableOptions } from '../core/routes.js';
 import { FORMATS } from '../formats/registry.js';
@@ -13,7 +13,10 @@ import type { FormatName } from '../formats/wire-format.js';
 import { defaultRuntime, type Runtime } from '../runtime.js';
 import { ProxyMetrics } from './metrics.js';
 import { PRICES, type PriceTable } from '../prices.js';
-import { createUpstream, type UpstreamTarget } from './upstream.js';
+import { Access, CredentialCheck, type Caller, type ProxyKey, type TenantSource } from './auth.js';
+import { createUpstream, HOP_HEADER, type UpstreamResponse, type UpstreamTarget } from './upstream.js';
+
+export type { Caller, ProxyKey, TenantSource } from './auth.js';
 
 export interface ProxyOptions {
   /**
@@ -27,10 +30,57 @@ export interface ProxyOptions {
    * @default 'https://api.anthropic.com'
    */
   anthropicUpstream?: string;
-  /** API key sent upstream when the caller sends none (`Authorization: Bearer` / `x-api-key`). */
+  /**
+   * API key sent upstream for callers that authenticated with a proxy key and sent no credential
+   * of their own. Holding one requires `keys` (or `allowUnauthenticated`).
+   */
   apiKey?: string;
-  /** Anthropic API key sent upstream when the caller sends none. */
+  /** Anthropic API key, as `apiKey`. */
   anthropicApiKey?: string;
+  /**
+   * Keys callers present to the proxy itself (as a Bearer token, `x-api-key`, or `x-compactor-key`
+   * next to a credential of their own), each with an optional tenant and per-window limits of
+   * requests and tokens: over them, a 429 `rate.limited` with `retry-after`. With keys set, a
+   * request without a valid one gets a 401 `unauthorized`.
+   * @default []
+   */
+  keys?: ProxyKey[];
+  /**
+   * Serve callers that present neither a proxy key nor a credential of their own although the
+   * proxy holds an upstream key: anyone who can reach the port spends it. For a private network only.
+   * @default false
+   */
+  allowUnauthenticated?: boolean;
+  /**
+   * What divides a caller's cache scope: the body's `user` (Anthropic: `metadata.user_id`), a
+   * header (`header:x-end-user`), `none`, or a function of the request and its body. The scope
+   * itself always comes from the credentials (the proxy key's tenant, and a fingerprint of the
+   * caller's own upstream key), so no value a caller sends reaches another caller's entries.
+   * @default 'user'
+   */
+  tenant?: TenantSource | ((request: IncomingMessage, body: unknown) => string | undefined);
+  /**
+   * A caller's own upstream key gets cached answers only if the upstream accepted it within this
+   * many milliseconds; until then its requests go upstream (and their answers are still stored).
+   * A revoked key stops getting cached answers once this passes.
+   * @default 300000 (5 minutes)
+   */
+  credentialTtlMs?: number;
+  /**
+   * Requests relayed untouched besides the compacted endpoints, as "METHOD /path" with `*`
+   * wildcards (`"GET /v1/models"`, `"POST /v1/embeddings"`, `"* /v1/files*"`). Anything else is a
+   * 404 `not-found`: the proxy is no open relay for its key.
+   * @default []
+   */
+  passThrough?: string[];
+  /**
+   * Bodies larger than this many bytes are heavy: at most `heavyConcurrency` of them are parsed and
+   * compacted at a time, so they cannot starve small requests and `/healthz`.
+   * @default 262144 (256 KiB)
+   */
+  heavyBodyBytes?: number;
+  /** Heavy requests compacted at once; the rest wait their turn. @default 1 */
+  heavyConcurrency?: number;
   /**
    * Compaction per route: a route table, or its options (`{ defaults, routes }`). Routes match
    * the request path and the body's model.
@@ -43,12 +93,6 @@ export interface ProxyOptions {
    * @default false
    */
   cache?: ResponseCache | false;
-  /**
-   * The tenant of a request. The default is a hash of its API key, so callers with different
-   * keys never share cache entries.
-   * @default tenantFromApiKey
-   */
-  tenant?: (request: IncomingMessage) => string | undefined;
   /**
    * Largest request body, in bytes; larger ones get a 413 (`input.too-large`).
    * @default 4194304 (4 MiB)
@@ -99,6 +143,12 @@ export const PROXY_DEFAULTS = {
   upstreamTimeoutMs: 120_000,
   streamIdleTimeoutMs: 60_000,
   logContent: false,
+  allowUnauthenticated: false,
+  tenant: 'user' as TenantSource,
+  credentialTtlMs: 300_000,
+  passThrough: [] as string[],
+  heavyBodyBytes: 256 * 1024,
+  heavyConcurrency: 1,
 };
 
 /**
@@ -109,36 +159,115 @@ export const PROXY_DEFAULTS = {
  */
 export const DEFAULT_PROXY_BUDGET = 8000;
 
+/** The options a JSON config file's `proxy` section passes to `createProxy` as they are. */
+export const JSON_PROXY_OPTIONS = [
+  'maxBodyBytes',
+  'upstreamTimeoutMs',
+  'streamIdleTimeoutMs',
+  'keys',
+  'allowUnauthenticated',
+  'tenant',
+  'credentialTtlMs',
+  'passThrough',
+  'heavyBodyBytes',
+  'heavyConcurrency',
+] as const satisfies readonly (keyof ProxyOptions)[];
+
+/** Every option `createProxy` takes. */
+export const PROXY_OPTION_NAMES: readonly (keyof ProxyOptions)[] = [
+  ...JSON_PROXY_OPTIONS,
+  'upstream',
+  'anthropicUpstream',
+  'apiKey',
+  'anthropicApiKey',
+  'routes',
+  'cache',
+  'logger',
+  'logContent',
+  'runtime',
+  'prices',
+];
+
 /** Pino redaction paths: anything that can carry a key, wherever a log call puts it. */
 export const REDACT_PATHS = [
   'authorization',
   'apiKey',
+  'key',
   'headers.authorization',
   'headers["x-api-key"]',
+  'headers["api-key"]',
+  'headers["x-compactor-key"]',
   'req.headers.authorization',
   'req.headers["x-api-key"]',
+  'req.headers["api-key"]',
+  'req.headers["x-compactor-key"]',
   '*.authorization',
   '*.apiKey',
   '*["x-api-key"]',
+  '*["api-key"]',
 ];
 
-function apiKeyOf(request: IncomingMessage): string | undefined {
-  const authorization = request.headers.authorization;
-  if (typeof authorization === 'string' && authorization.toLowerCase().startsWith('bearer ')) return authorization.slice(7).trim();
-  const key = request.headers['x-api-key'];
-  return typeof key === 'string' ? key : undefined;
+/** The endpoints the proxy compacts, with their `/metrics` label. */
+const ENDPOINTS: readonly { pattern: RegExp; format: FormatName; label: string }[] = [
+  { pattern: /^\/(v1\/)?chat\/completions$/, format: 'openai', label: 'chat.completions' },
+  { pattern: /^\/openai\/deployments\/[^/]+\/chat\/completions$/, format: 'openai', label: 'azure.chat.completions' },
+  { pattern: /^\/v1\/messages$/, format: 'anthropic', label: 'messages' },
+];
+
+/** A pass-through entry ("GET /v1/models", "* /v1/files*") as a matcher. */
+function passThroughRule(entry: unknown, index: number): (method: string, path: string) => boolean {
+  const match = typeof entry === 'string' ? /^(\*|[A-Z]+)\s+(\/\S*)$/.exec(entry.trim()) : null;
+  if (!match) invalidOption(`passThrough[${index}]`, 'a string "METHOD /path" (METHOD or *, and * in the path for any run of characters)', entry);
+  const method = match[1]!;
+  const path = new RegExp(`^${match[2]!.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
+  return (requestMethod, requestPath) => (method === '*' || method === requestMethod) && path.test(requestPath);
 }
 
-/** The default tenant: a short hash of the caller's API key (never the key itself). */
-export function tenantFromApiKey(request: IncomingMessage): string | undefined {
-  const key = apiKeyOf(request);
-  return key ? `key:${createHash('sha256').update(key).digest('base64url').slice(0, 16)}` : undefined;
-}
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '::1', '[::1]', '0.0.0.0', '::', '[::]']);
+/** Most proxies a request may have gone through; past this it is taken for a loop. */
+const MAX_HOPS = 8;
 
 const header = (request: IncomingMessage, name: string): string | undefined => {
   const value = request.headers[name];
   return Array.isArray(value) ? value.join(', ') : value;
 };
+
+/** A counting semaphore: at most `limit` holders at once, the rest wait in order. */
+function semaphore(limit: number): { acquire(signal: AbortSignal): Promise<() => void> } {
+  let held = 0;
+  const waiting: (() => void)[] = [];
+  const releaser = (): (() => void) => {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = waiting.shift();
+      if (next) next();
+      else held--;
+    };
+  };
+  return {
+    acquire(signal) {
+      if (held < limit) {
+        held++;
+        return Promise.resolve(releaser());
+      }
+      return new Promise((resolve, reject) => {
+        const turn = () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(releaser());
+        };
+        const onAbort = () => {
+          const at = waiting.indexOf(turn);
+          if (at >= 0) waiting.splice(at, 1);
+          reject(new CompactorError('aborted', 'the client went away'));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        waiting.push(turn);
+      });
+    },
+  };
+}
 
 function send(response: ServerResponse, reply: Reply, extra: Record<string, string> = {}): void {
   if (response.headersSent) {
@@ -182,25 +311,48 @@ interface Provider {
 
 /**
  * An OpenAI-compatible (and Anthropic Messages) proxy: every request goes through its route's
- * cache and compaction, then on to the upstream, streamed back chunk by chunk.
+ * cache and compaction, then on to the upstream, streamed back chunk by chunk. It serves the
+ * compacted endpoints (`/v1/chat/completions`, Azure's `/openai/deployments/NAME/chat/completions`,
+ * `/v1/messages`) and the `passThrough` list; everything else is a 404.
  *
  * @example
  * const proxy = createProxy({ upstream: 'https://api.openai.com' })
  * await proxy.listen(8787)
- * // new OpenAI({ baseURL: 'http://localhost:8787/v1' })
+ * // new OpenAI({ baseURL: 'http://localhost:8787/v1' }) with the caller's own key
  */
 export function createProxy(options: ProxyOptions = {}): ProxyServer {
+  if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
+  rejectUnknownKeys(options, PROXY_OPTION_NAMES);
   const settings = { ...PROXY_DEFAULTS, ...options };
   for (const name of ['upstream', 'anthropicUpstream'] as const) {
+    let url: URL | undefined;
     try {
-      new URL(settings[name]);
+      url = new URL(settings[name]);
     } catch {
-      invalidOption(name, 'an http(s) URL', settings[name]);
+      url = undefined;
     }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) invalidOption(name, 'an http(s) URL', settings[name]);
   }
-  for (const name of ['maxBodyBytes', 'upstreamTimeoutMs', 'streamIdleTimeoutMs'] as const) {
+  for (const name of ['maxBodyBytes', 'upstreamTimeoutMs', 'streamIdleTimeoutMs', 'credentialTtlMs', 'heavyBodyBytes', 'heavyConcurrency'] as const) {
     if (!Number.isInteger(settings[name]) || settings[name] < 1) invalidOption(name, 'an integer >= 1', settings[name]);
   }
+  for (const name of ['apiKey', 'anthropicApiKey'] as const)
+    if (settings[name] !== undefined && (typeof settings[name] !== 'string' || settings[name] === '')) invalidOption(name, 'a non-empty string', '[redacted]');
+  if (typeof settings.allowUnauthenticated !== 'boolean') invalidOption('allowUnauthenticated', 'a boolean', settings.allowUnauthenticated);
+  if (!Array.isArray(settings.passThrough)) invalidOption('passThrough', 'an array of "METHOD /path" strings', settings.passThrough);
+  const passThrough = settings.passThrough.map(passThroughRule);
+  const clock = () => Date.now();
+  const access = new Access({
+    keys: settings.keys,
+    holdsUpstreamKey: Boolean(settings.apiKey || settings.anthropicApiKey),
+    allowUnauthenticated: settings.allowUnauthenticated,
+    tenant: settings.tenant,
+    clock,
+  });
+  const accepted = new CredentialCheck(settings.credentialTtlMs, clock);
+  const heavy = semaphore(settings.heavyConcurrency);
+  // Appended to the hop header of every request this proxy sends: seeing it come back is a loop.
+  const instance = randomBytes(6).toString('hex');
   const cache = settings.cache || undefined;
   const runtime = settings.runtime ?? defaultRuntime();
   const table: RouteTable = isRouteTable(settings.routes)
@@ -217,7 +369,6 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
     () => runtime.backgroundFailures(),
   );
   const logger = settings.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } });
-  const tenantOf = settings.tenant ?? tenantFromApiKey;
   const upstream = createUpstream({ timeoutMs: settings.upstreamTimeoutMs, idleTimeoutMs: settings.streamIdleTimeoutMs });
   const providers: Record<FormatName, Provider> = {
     openai: { format: 'openai', origin: settings.upstream, authHeader: 'authorization', apiKey: settings.apiKey },
@@ -226,40 +377,79 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
   const active = new Set<Promise<void>>();
   let closing = false;
 
-  const targetOf = (provider: Provider, path: string, search: string): UpstreamTarget => {
+  const targetOf = (provider: Provider, path: string, search: string, caller: Caller, hops: string): UpstreamTarget => {
     const url = new URL(provider.origin);
     url.pathname = joinPath(url.pathname, path);
     url.search = search;
-    return { url, authHeader: provider.authHeader, apiKey: provider.apiKey };
+    return { url, authHeader: provider.authHeader, apiKey: caller.useServerKey ? provider.apiKey : undefined, strip: caller.strip, hops };
   };
 
-  /** A compacted endpoint: cache, compaction, then the upstream. */
-  async function handleCompletion(request: IncomingMessage, response: ServerResponse, provider: Provider, path: string): Promise<void> {
+  /** The metrics label of a compacted request: its route rule's name, else its endpoint's. */
+  const labelOf = (endpoint: string, path: string, body: unknown): string => {
+    const model = (body as { model?: unknown } | null)?.model;
+    return table.nameOf?.({ path, model: typeof model === 'string' ? model : undefined }) ?? endpoint;
+  };
+
+  /** A compacted endpoint: authentication, cache, compaction, then the upstream. */
+  async function handleCompletion(
+    request: IncomingMessage,
+    response: ServerResponse,
+    provider: Provider,
+    path: string,
+    search: string,
+    endpoint: string,
+    caller: Caller,
+    hops: string,
+  ): Promise<void> {
     const started = performance.now();
     const abort = abortOnClientClose(response);
-    const route = path;
+    let route = endpoint;
     let upstreamStarted = 0;
-    const result = await exchange(
-      {
-        body: request,
-        contentLength: request.headers['content-length'] === undefined ? null : Number(request.headers['content-length']),
-        maxBodyBytes: settings.maxBodyBytes,
-        compactor: table,
-        format: provider.format,
-        route,
-        tenant: tenantOf(request),
-        signal: abort.signal,
-        header: (name) => header(request, name),
-        headers: true,
-      },
-      (body, prepared) => {
-        metrics.overheadSeconds.observe({ route }, (performance.now() - started) / 1000);
-        metrics.record(route, prepared.stats);
-        if (settings.logContent) logger.debug({ route, messages: (prepared.request as { messages?: unknown }).messages }, 'compacted request');
-        upstreamStarted = performance.now();
-        return upstream.send(request, targetOf(provider, path, ''), body, abort);
-      },
-    );
+    const declared = request.headers['content-length'] === undefined ? null : Number(request.headers['content-length']);
+    // A heavy body (or one of unknown size) waits its turn, so a few large requests cannot hold the event loop for everyone.
+    const release = declared === null || declared > settings.heavyBodyBytes ? await heavy.acquire(abort.signal).catch(() => undefined) : () => undefined;
+    if (!release) {
+      response.destroy();
+      metrics.requests.inc({ route, status: '499' });
+      return;
+    }
+    // Cached answers go to a caller the proxy vouched for (a proxy key), or whose own key the upstream accepted lately.
+    const serveFromCache = caller.keyTenant !== undefined || caller.credential === undefined || accepted.isFresh(caller.credential);
+    let result: ExchangeResult<UpstreamResponse>;
+    try {
+      result = await exchange(
+        {
+          body: request,
+          contentLength: declared,
+          maxBodyBytes: settings.maxBodyBytes,
+          compactor: table,
+          format: provider.format,
+          route: path,
+          tenant: (body) => {
+            route = labelOf(endpoint, path, body);
+            return access.tenant(caller, request, body);
+          },
+          serveFromCache,
+          signal: abort.signal,
+          header: (name) => header(request, name),
+          headers: true,
+        },
+        (body, prepared) => {
+          release();
+          caller.charge(prepared.stats.tokensAfter);
+          metrics.overheadSeconds.observe({ route }, (performance.now() - started) / 1000);
+          metrics.record(route, prepared.stats);
+          if (settings.logContent) logger.debug({ route, messages: (prepared.request as { messages?: unknown }).messages }, 'compacted request');
+          upstreamStarted = performance.now();
+          return upstream.send(request, targetOf(provider, path, search, caller, hops), body, abort).then((answer) => {
+            if (caller.credential) accepted.observe(caller.credential, answer.status);
+            return answer;
+          });
+        },
+      );
+    } finally {
+      release();
+    }
     let status: number;
     let failure: CompactorError | undefined;
     if (result.kind === 'reply') {
@@ -320,8 +510,16 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
     );
   }
 
-  /** Any other path: relayed untouched to the provider it belongs to. */
-  async function handlePassThrough(request: IncomingMessage, response: ServerResponse, provider: Provider, path: string, search: string): Promise<void> {
+  /** A path on the pass-through list: relayed untouched to the provider it belongs to. */
+  async function handlePassThrough(
+    request: IncomingMessage,
+    response: ServerResponse,
+    provider: Provider,
+    path: string,
+    search: string,
+    caller: Caller,
+    hops: string,
+  ): Promise<void> {
     const abort = abortOnClientClose(response);
     let status = 500;
     try {
@@ -337,7 +535,7 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
         }
         body = Buffer.concat(chunks);
       }
-      const answer = await upstream.send(request, targetOf(provider, path, search), body, abort);
+      const answer = await upstream.send(request, targetOf(provider, path, search, caller, hops), body, abort);
       status = answer.status;
       response.writeHead(status, answer.headers);
       response.flushHeaders();
@@ -348,7 +546,8 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
         response.destroy();
         return;
       }
-      const reply = errorReply(error, 'openai');
+      if (!request.readableEnded) request.resume();
+      const reply = errorReply(error, provider.format);
       status = reply.status;
       send(response, reply);
     } finally {
@@ -356,18 +555,31 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
     }
   }
 
+  /** Answer with an error before the body is read (the rest of it is discarded). */
+  function refuse(request: IncomingMessage, response: ServerResponse, error: CompactorError, format: FormatName, label: string): void {
+    const extra: Record<string, string> = {};
+    const retryAfterMs = (error.details as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+    if (typeof retryAfterMs === 'number') extra['retry-after'] = String(Math.max(1, Math.ceil(retryAfterMs / 1000)));
+    if (error.code === 'unavailable') extra.connection = 'close';
+    request.resume();
+    send(response, errorReply(error, format), extra);
+    metrics.requests.inc({ route: label, status: String(error.status) });
+    if (error.code !== 'unavailable') logger.info({ route: label, status: error.status, code: error.code, message: error.message }, 'request rejected');
+  }
+
   const server = createServer((request, response) => {
     const url = new URL(request.url ?? '/', 'http://proxy');
     const path = url.pathname;
-    if (request.method === 'GET' && path === '/healthz') {
+    const method = request.method ?? 'GET';
+    if (method === 'GET' && path === '/healthz') {
       send(response, {
         status: closing ? 503 : 200,
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...(closing ? { connection: 'close' } : {}) },
         body: JSON.stringify({ status: closing ? 'draining' : 'ok' }),
       });
       return;
     }
-    if (request.method === 'GET' && path === '/metrics') {
+    if (method === 'GET' && path === '/metrics') {
       metrics.registry.metrics().then(
         (text) => {
           response.writeHead(200, { 'content-type': metrics.registry.contentType });
@@ -377,13 +589,51 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
       );
       return;
     }
+    const endpoint = method === 'POST' ? ENDPOINTS.find((candidate) => candidate.pattern.test(path)) : undefined;
+    const format: FormatName = endpoint?.format ?? (path.startsWith('/v1/messages') ? 'anthropic' : 'openai');
+    const relayed = !endpoint && passThrough.some((allowed) => allowed(method, path));
+    const label = endpoint?.label ?? (relayed ? 'passthrough' : 'unknown');
     if (closing) {
-      send(response, errorReply(new CompactorError('unavailable', 'server is shutting down'), 'openai'), { connection: 'close' });
+      refuse(request, response, new CompactorError('unavailable', 'server is shutting down'), format, label);
       return;
     }
-    const provider = path.startsWith('/v1/messages') ? providers.anthropic : providers.openai;
-    const compacted = request.method === 'POST' && (/\/chat\/completions$/.test(path) || /\/v1\/messages$/.test(path));
-    const work = compacted ? handleCompletion(request, response, provider, path) : handlePassThrough(request, response, provider, path, url.search);
+    if (!endpoint && !relayed) {
+      refuse(
+        request,
+        response,
+        new CompactorError('not-found', `${method} ${path.length > 80 ? `${path.slice(0, 80)}…` : path}: not served by this proxy`),
+        format,
+        label,
+      );
+      return;
+    }
+    const previous = header(request, HOP_HEADER) ?? '';
+    const seen = previous
+      .split(',')
+      .map((hop) => hop.trim())
+      .filter(Boolean);
+    if (seen.includes(instance) || seen.length >= MAX_HOPS) {
+      refuse(
+        request,
+        response,
+        new CompactorError('loop.detected', `the request came back to this proxy (${seen.length} hops): its upstream points at itself`),
+        format,
+        label,
+      );
+      return;
+    }
+    const hops = [...seen, instance].join(', ');
+    let caller: Caller;
+    try {
+      caller = access.authenticate(request);
+    } catch (error) {
+      refuse(request, response, CompactorError.isInstance(error) ? error : new CompactorError('internal', String(error)), format, label);
+      return;
+    }
+    const provider = providers[format];
+    const work = endpoint
+      ? handleCompletion(request, response, provider, path, url.search, endpoint.label, caller, hops)
+      : handlePassThrough(request, response, provider, path, url.search, caller, hops);
     const tracked = work.catch((error: unknown) => {
       logger.error({ message: error instanceof Error ? error.message : String(error) }, 'unhandled proxy error');
       if (!response.headersSent) send(response, errorReply(error, provider.format));
@@ -401,15 +651,26 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
     async listen(port = 8787, host = '127.0.0.1') {
       server.listen(port, host);
       await once(server, 'listening');
-      return (server.address() as AddressInfo).port;
+      const bound = (server.address() as AddressInfo).port;
+      // An upstream that is this very proxy would forward each request to itself until it falls over.
+      for (const name of ['upstream', 'anthropicUpstream'] as const) {
+        const target = new URL(settings[name]);
+        const targetPort = Number(target.port || (target.protocol === 'https:' ? 443 : 80));
+        if (targetPort === bound && (LOOPBACK.has(target.hostname) || target.hostname === host)) {
+          await new Promise<void>((resolve) => server.close(() => resolve()));
+          invalidOption(name, `another server than this proxy (it listens on ${host}:${bound})`, settings[name]);
+        }
+      }
+      return bound;
     },
     async close(drainMs = 30_000) {
+      // Draining: still listening, so health checks see a 503 and new requests a coded refusal.
       closing = true;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([Promise.allSettled([...active]), new Promise((resolve) => (timer = setTimeout(resolve, drainMs)))]);
       clearTimeout(timer);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;
       await upstream.close();

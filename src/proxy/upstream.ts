@@ -1,4 +1,6 @@
 import type { IncomingMessage } from 'node:http';
+import type { Transform } from 'node:stream';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import type { Upstream } from '../adapters/exchange.js';
 import { CompactorError } from '../core/errors.js';
@@ -8,8 +10,16 @@ export interface UpstreamTarget {
   url: URL;
   /** `authorization` (a Bearer token) or `x-api-key`. */
   authHeader: 'authorization' | 'x-api-key';
+  /** The proxy's own key, to add: only for a caller with no credential of its own. */
   apiKey: string | undefined;
+  /** Caller headers that stay here (a proxy key). */
+  strip?: readonly string[];
+  /** The hop header's value (the proxies this request went through, this one last). */
+  hops?: string;
 }
+
+/** The header each proxy appends its instance id to, so a request that comes back is refused. */
+export const HOP_HEADER = 'x-compactor-hops';
 
 /** An upstream's answer, with the headers to relay. */
 export interface UpstreamResponse extends Upstream {
@@ -36,8 +46,13 @@ const HOP_BY_HOP = new Set([
   'content-length',
   'expect',
 ]);
-// The proxy asks for identity encoding, so any encoding and length headers no longer describe what it relays.
-const DROP_FROM_RESPONSE = new Set([...HOP_BY_HOP, 'content-encoding']);
+/** Encodings the proxy decodes (it asks for identity, but not every server listens). */
+const DECODERS: Record<string, () => Transform> = {
+  gzip: createGunzip,
+  'x-gzip': createGunzip,
+  deflate: createInflate,
+  br: createBrotliDecompress,
+};
 
 /** The caller's headers to send on: hop-by-hop and `x-compactor-*` stay behind, and the proxy's key fills in for a caller without one. */
 function forwardedHeaders(request: IncomingMessage, target: UpstreamTarget): Record<string, string> {
@@ -45,11 +60,15 @@ function forwardedHeaders(request: IncomingMessage, target: UpstreamTarget): Rec
   for (const [name, value] of Object.entries(request.headers)) {
     // accept-encoding stays behind: the proxy reads (and caches) what it relays, so it asks for identity.
     if (HOP_BY_HOP.has(name) || name === 'accept-encoding' || name.startsWith('x-compactor-') || value === undefined) continue;
+    if (target.strip?.includes(name)) continue;
     headers[name] = Array.isArray(value) ? value.join(', ') : value;
   }
-  if (target.apiKey && headers.authorization === undefined && headers['x-api-key'] === undefined) {
+  // The proxy's key never joins a credential the caller sent itself, in whichever header.
+  if (target.apiKey && headers.authorization === undefined && headers['x-api-key'] === undefined && headers['api-key'] === undefined) {
     headers[target.authHeader] = target.authHeader === 'authorization' ? `Bearer ${target.apiKey}` : target.apiKey;
   }
+  if (target.hops) headers[HOP_HEADER] = target.hops;
+  headers['accept-encoding'] = 'identity';
   return headers;
 }
 
@@ -73,7 +92,7 @@ export function createUpstream(options: UpstreamOptions): {
     return new CompactorError('upstream.failed', `${what}: ${(error as Error).message}`, { cause: error });
   };
 
-  async function* relayed(body: Dispatcher.ResponseData['body'], abort: AbortController): AsyncIterable<Uint8Array> {
+  async function* relayed(body: AsyncIterable<Uint8Array>, source: Dispatcher.ResponseData['body'], abort: AbortController): AsyncIterable<Uint8Array> {
     let idle: NodeJS.Timeout | undefined;
     const arm = () => {
       clearTimeout(idle);
@@ -93,7 +112,7 @@ export function createUpstream(options: UpstreamOptions): {
     } finally {
       clearTimeout(idle);
       // Reached early when the caller stopped reading (it went away): release the connection.
-      if (!body.readableEnded) body.destroy();
+      if (!source.readableEnded) source.destroy();
     }
   }
 
@@ -118,13 +137,26 @@ export function createUpstream(options: UpstreamOptions): {
         clearTimeout(timeout);
       }
       const headers: Record<string, string | string[]> = {};
-      for (const [name, value] of Object.entries(upstream.headers)) if (value !== undefined && !DROP_FROM_RESPONSE.has(name)) headers[name] = value;
+      for (const [name, value] of Object.entries(upstream.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
       const contentType = upstream.headers['content-type'];
+      // A body encoded although the proxy asked for identity is decoded, so what it relays and
+      // caches is what its headers say; an encoding it cannot decode is relayed with its header.
+      const encoding = String(upstream.headers['content-encoding'] ?? 'identity')
+        .trim()
+        .toLowerCase();
+      let decoded: AsyncIterable<Uint8Array> = upstream.body;
+      if (encoding === 'identity' || encoding === '') delete headers['content-encoding'];
+      else if (DECODERS[encoding]) {
+        delete headers['content-encoding'];
+        const decoder = DECODERS[encoding]();
+        upstream.body.on('error', (error) => decoder.destroy(error));
+        decoded = upstream.body.pipe(decoder);
+      }
       return {
         status: upstream.statusCode,
         headers,
         contentType: Array.isArray(contentType) ? contentType[0] : contentType,
-        body: relayed(upstream.body, abort),
+        body: relayed(decoded, upstream.body, abort),
       };
     },
     close: () => agent.close().catch(() => undefined),

@@ -44,6 +44,13 @@ export interface RedisStoreOptions {
    * @default 1
    */
   seed?: number;
+  /**
+   * Called once when Redis becomes unreachable (at start or later) and once when it is back, with
+   * the error that took it down. Meanwhile every operation fails at once (the cache is bypassed
+   * and the failure counted) instead of waiting `timeoutMs`, and the client reconnects in the
+   * background. The proxy's `serve` logs these.
+   */
+  onConnectionChange?: (connected: boolean, error?: Error) => void;
 }
 
 export const REDIS_STORE_DEFAULTS = {
@@ -54,7 +61,7 @@ export const REDIS_STORE_DEFAULTS = {
   lshBits: 10,
   candidates: 32,
   seed: 1,
-} satisfies Required<RedisStoreOptions>;
+} satisfies Required<Omit<RedisStoreOptions, 'onConnectionChange'>>;
 
 /**
  * Redis store, with the official `redis` client. Values carry TTLs; vectors are indexed with
@@ -80,6 +87,8 @@ export function redisStore(options: RedisStoreOptions = {}): Store & { readonly 
     if (!Number.isInteger(value) || value < min || value > max) invalidOption(name, `an integer from ${min} to ${max}`, value);
   }
   if (!Number.isInteger(settings.seed)) invalidOption('seed', 'an integer', settings.seed);
+  if (options.onConnectionChange !== undefined && typeof options.onConnectionChange !== 'function')
+    invalidOption('onConnectionChange', 'a function', options.onConnectionChange);
   // redis is an optional peer: say so here, at construction, not on the first request.
   requireInstalled('redis', 'redisStore()');
 
@@ -90,6 +99,13 @@ export function redisStore(options: RedisStoreOptions = {}): Store & { readonly 
   let client: Client | undefined;
   let lastError: unknown;
   let connecting: Promise<unknown> | undefined;
+  // Known to be unreachable: operations fail at once until the client's background reconnection succeeds.
+  let down = false;
+  const markDown = (error: unknown) => {
+    if (down) return;
+    down = true;
+    options.onConnectionChange?.(false, error instanceof Error ? error : new Error(String(error)));
+  };
   const lsh = new Map<number, HyperplaneLsh>();
   const p = settings.prefix;
 
@@ -105,6 +121,12 @@ export function redisStore(options: RedisStoreOptions = {}): Store & { readonly 
       // Without a listener, node-redis rethrows connection errors as uncaught: the process would die.
       client.on('error', (error: unknown) => {
         lastError = error;
+        if (!client?.isReady) markDown(error);
+      });
+      client.on('ready', () => {
+        if (!down) return;
+        down = false;
+        options.onConnectionChange?.(true);
       });
     }
     if (client.isReady) return client;
@@ -121,6 +143,12 @@ export function redisStore(options: RedisStoreOptions = {}): Store & { readonly 
   ready().catch(() => undefined);
 
   async function run<T>(what: string, operation: (redis: Client) => Promise<T>): Promise<T> {
+    if (down && !client?.isReady) {
+      throw new CompactorError(
+        'upstream.failed',
+        `redis ${what} skipped: Redis is unreachable (${(lastError as Error)?.message ?? 'no connection'}); reconnecting in the background`,
+      );
+    }
     try {
       return await withDeadline(
         ready().then((redis) => operation(redis)),

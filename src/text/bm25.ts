@@ -32,10 +32,17 @@ const termsMemo = new LRUCache<string, TermEntry>({
   sizeCalculation: (value, key) => key.length * 2 + value.words.length * 20 + 96,
 });
 
+/**
+ * Longest text analysed whole. A longer one (a pasted log, a document) is represented by its head
+ * and tail: its terms are for ranking, and a megabyte of them would cost a second of CPU per request.
+ */
+export const ANALYSED_CHARS = 32 * 1024;
+
 function entry(text: string): TermEntry {
   const cached = termsMemo.get(text);
   if (cached) return cached;
-  const words = (text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []).filter((word) => !STOPWORDS.has(word) && !CHAT_FILLERS.has(word)).map(stem);
+  const analysed = text.length > ANALYSED_CHARS ? `${text.slice(0, ANALYSED_CHARS / 2)} ${text.slice(-ANALYSED_CHARS / 2)}` : text;
+  const words = (analysed.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []).filter((word) => !STOPWORDS.has(word) && !CHAT_FILLERS.has(word)).map(stem);
   const ids = new Int32Array(words.length);
   words.forEach((word, index) => {
     let id = vocabulary.get(word);
@@ -48,6 +55,24 @@ function entry(text: string): TermEntry {
   const value = { words, ids };
   termsMemo.set(text, value);
   return value;
+}
+
+/**
+ * Analyse the texts not in the memo yet, yielding to the event loop every few milliseconds, so that
+ * scoring a history of thousands of turns does not hold the server's other requests. Scoring then
+ * finds every text's terms in the memo.
+ */
+export async function prepareTerms(texts: readonly (string | undefined)[], signal?: AbortSignal): Promise<void> {
+  let turn = performance.now();
+  for (const text of texts) {
+    if (text === undefined || termsMemo.has(text)) continue;
+    entry(text);
+    if (performance.now() - turn > 8) {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (signal?.aborted) return;
+      turn = performance.now();
+    }
+  }
 }
 
 /** Distinct terms interned so far (diagnostics and tests; bounded by `VOCABULARY_LIMIT`). */

@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import type { LRUCache } from 'lru-cache';
 import type { ChatMessage, ChatRequest, FunctionDefinition, Messages, ToolDefinition } from '../core/types.js';
+import { throwIfAborted } from '../core/errors.js';
 import { imageTokens } from './images.js';
 import type { TextTokenizer } from './tokenizer.js';
 
@@ -35,6 +36,40 @@ export function messageKey(message: ChatMessage): string {
   const raw = plain ? `${message.role}\u0001${message.name ?? ''}\u0001${message.content as string}` : JSON.stringify(message);
   return raw.length <= 512 ? raw : `#${hash('sha1', raw, 'base64')}`;
 }
+
+/** Characters of text counted between two yields to the event loop (a few milliseconds of BPE). */
+export const COUNT_SLICE_CHARS = 64 * 1024;
+
+/**
+ * Cut a long text into slices of about `size` characters whose token counts add up to the whole's:
+ * each cut falls before a space that sits between two letters ("…word| word…"), where every
+ * tiktoken encoding's pre-tokenizer already splits, so no token spans a cut. A text with no such
+ * place is one slice.
+ */
+export function countingSlices(text: string, size = COUNT_SLICE_CHARS): string[] {
+  if (text.length <= size) return [text];
+  const slices: string[] = [];
+  let start = 0;
+  while (text.length - start > size) {
+    let cut = -1;
+    for (let at = start + size; at < Math.min(text.length - 1, start + size * 2); at++) {
+      if (text.charCodeAt(at) === 32 && isLetter(text[at - 1]!) && isLetter(text[at + 1]!)) {
+        cut = at;
+        break;
+      }
+    }
+    if (cut < 0) break;
+    slices.push(text.slice(start, cut));
+    start = cut;
+  }
+  slices.push(text.slice(start));
+  return slices;
+}
+
+const LETTER = /\p{L}/u;
+const isLetter = (char: string): boolean => (char >= 'a' && char <= 'z') || (char >= 'A' && char <= 'Z') || (char > '\u007f' && LETTER.test(char));
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function stripPeriod(text: string): string {
   return text.endsWith('.') ? text.slice(0, -1) : text;
@@ -83,6 +118,49 @@ export class TokenCounter {
     }
     this.#identity.set(message, count);
     return count;
+  }
+
+  /**
+   * Count the messages not counted yet, yielding to the event loop between slices of long texts
+   * and every few milliseconds, so a multi-megabyte request does not stall every other request of
+   * the server. Counts land in the memo: the synchronous `message()` then finds them. Exactly the
+   * counts `message()` would give.
+   */
+  async prewarm(messages: Messages, signal?: AbortSignal): Promise<void> {
+    let turn = performance.now();
+    for (const message of messages) {
+      if (this.#identity.has(message)) continue;
+      const long = typeof message.content === 'string' && message.content.length > COUNT_SLICE_CHARS;
+      // Keying a long message hashes all of it: a turn of its own.
+      if (long) await nextTurn();
+      const key = this.#prefix + messageKey(message);
+      const known = this.#memo.get(key);
+      if (known !== undefined) {
+        this.#identity.set(message, known);
+        continue;
+      }
+      if (long) {
+        let content = 0;
+        await nextTurn();
+        for (const slice of countingSlices(message.content as string)) {
+          content += this.#count(slice);
+          await nextTurn();
+          throwIfAborted(signal);
+        }
+        const rest = this.#messageRaw({ ...message, content: '' });
+        const count = this.#scale(rest + content);
+        this.#memo.set(key, count);
+        this.#identity.set(message, count);
+        turn = performance.now();
+        continue;
+      }
+      this.message(message);
+      if (performance.now() - turn > 8) {
+        await nextTurn();
+        throwIfAborted(signal);
+        turn = performance.now();
+      }
+    }
   }
 
   /** Tokens of a list of messages, without reply priming or tools. */

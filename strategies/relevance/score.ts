@@ -7,7 +7,7 @@ import { dotMany } from '../../src/embedders/dot-many.js';
 import type { EmbeddingCache } from '../../src/embedders/memo.js';
 import type { Embedder } from '../../src/embedders/types.js';
 import { encoderUnavailable } from '../../src/runtime.js';
-import { bm25Scores } from '../../src/text/bm25.js';
+import { bm25Scores, prepareTerms } from '../../src/text/bm25.js';
 import { messageText } from '../../src/text/message-text.js';
 
 /** How units are scored against the latest message: shared by the strategies that pick by relevance. */
@@ -125,6 +125,9 @@ export interface Scores {
  * discounted score to its neighbours. The query is embedded on the request path; units without a
  * vector are embedded in the background (unless `awaitDocuments`), so the next request has them.
  */
+/** Texts looked up in the embedding memo between two yields to the event loop. */
+const PEEK_SLICE = 512;
+
 export async function scoreUnits(
   messages: Messages,
   parts: Partition,
@@ -160,6 +163,7 @@ export async function scoreUnits(
   }
 
   const failures: FailureRecord[] = [];
+  await prepareTerms([query, ...texts, ...previousText], context.signal);
   const sparseStarted = performance.now();
   const sparse = bm25Scores(query, texts, settings.previousContext > 0 ? { previous: previousText } : {});
   const sparseMs = performance.now() - sparseStarted;
@@ -183,7 +187,12 @@ export async function scoreUnits(
         queryVector = all[0]!;
         documentVectors = all.slice(1);
       } else {
-        documentVectors = cache.peek(embedder, paired);
+        // In slices: hashing thousands of texts at once would hold the event loop.
+        documentVectors = [];
+        for (let start = 0; start < paired.length; start += PEEK_SLICE) {
+          if (start > 0) await new Promise((resolve) => setImmediate(resolve));
+          documentVectors.push(...cache.peek(embedder, paired.slice(start, start + PEEK_SLICE)));
+        }
         const missing = paired.filter((_, index) => documentVectors[index] === undefined);
         // The query first: in-process encoders run one batch at a time.
         const pending = cache.embed(embedder, [query], { signal: context.signal });

@@ -1,0 +1,269 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { LRUCache } from 'lru-cache';
+import { CompactorError, invalidOption, rejectUnknownKeys } from '../core/errors.js';
+
+/**
+ * Who is calling the proxy, and whether it may: proxy keys with their tenants and limits, the
+ * caller's own upstream credentials, and the tenant every cache scope is built from.
+ */
+
+/** A key callers present to the proxy itself. */
+export interface ProxyKey {
+  /** The key, as callers send it. Give this or `sha256`. */
+  key?: string;
+  /** The key's SHA-256, in hex, to keep the key itself out of the config file. */
+  sha256?: string;
+  /** The tenant its requests belong to. @default 'key:' and the start of the key's hash */
+  tenant?: string;
+  /** Most requests per window. @default no limit */
+  requests?: number;
+  /** Most prompt tokens sent upstream (after compaction) per window. @default no limit */
+  tokens?: number;
+  /** Window of `requests` and `tokens`, in milliseconds. @default 60000 */
+  windowMs?: number;
+}
+
+/**
+ * Where the part of the tenant that the caller chooses comes from, inside the scope its
+ * credentials give it: `none`, the request body's `user` field (`metadata.user_id` for Anthropic),
+ * or a header (`header:x-end-user`). A caller can only divide its own scope, never reach another's.
+ */
+export type TenantSource = 'none' | 'user' | `header:${string}`;
+
+/** The headers a caller's upstream credential can come in. */
+export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'api-key'] as const;
+/** The header a caller presents a proxy key in when it also sends its own upstream credential. */
+export const PROXY_KEY_HEADER = 'x-compactor-key';
+
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+function headerValue(request: IncomingMessage, name: string): string | undefined {
+  const value = request.headers[name];
+  const text = Array.isArray(value) ? value[0] : value;
+  return typeof text === 'string' && text.length > 0 ? text : undefined;
+}
+
+/** The caller's credential: `Authorization: Bearer`, `x-api-key` (Anthropic) or `api-key` (Azure). */
+export function credentialOf(request: IncomingMessage): { header: (typeof CREDENTIAL_HEADERS)[number]; value: string } | undefined {
+  const authorization = headerValue(request, 'authorization');
+  if (authorization !== undefined) {
+    const match = /^bearer\s+(.+)$/i.exec(authorization.trim());
+    return { header: 'authorization', value: match ? match[1]!.trim() : authorization.trim() };
+  }
+  for (const header of ['x-api-key', 'api-key'] as const) {
+    const value = headerValue(request, header);
+    if (value !== undefined) return { header, value: value.trim() };
+  }
+  return undefined;
+}
+
+/** A short, non-reversible name for a credential (never the credential itself). */
+export function fingerprint(secret: string): string {
+  return createHash('sha256').update(secret).digest('base64url').slice(0, 16);
+}
+
+interface KeyEntry {
+  hash: Buffer;
+  tenant: string;
+  requests: number;
+  tokens: number;
+  windowMs: number;
+}
+
+interface Usage {
+  windowStart: number;
+  requests: number;
+  tokens: number;
+}
+
+/** Who a request comes from, once authenticated. */
+export interface Caller {
+  /** The proxy key's tenant, when the caller presented one. */
+  keyTenant: string | undefined;
+  /** The caller's own upstream credential's fingerprint, when it sent one (it goes upstream as is). */
+  credential: string | undefined;
+  /** True when the proxy's own upstream key is to be added (a proxy-key caller without a credential of its own). */
+  useServerKey: boolean;
+  /** Headers to leave out of the upstream request (the proxy key). */
+  strip: string[];
+  /** The tenant the cache is scoped by, from the credentials alone (see `Access.tenant` for the whole). */
+  base: string;
+  /** Count what the request sent upstream against its key's window. */
+  charge(tokens: number): void;
+}
+
+export interface AccessOptions {
+  keys: ProxyKey[] | undefined;
+  /** Whether the proxy holds upstream keys of its own. */
+  holdsUpstreamKey: boolean;
+  /** Accept callers with neither a proxy key nor a credential of their own although the proxy holds an upstream key. */
+  allowUnauthenticated: boolean;
+  tenant: TenantSource | ((request: IncomingMessage, body: unknown) => string | undefined);
+  clock: () => number;
+}
+
+/** Checks proxy keys, applies their limits and builds each request's tenant. */
+export class Access {
+  readonly #keys: KeyEntry[];
+  readonly #usage = new LRUCache<string, Usage>({ max: 100_000 });
+  readonly #options: AccessOptions;
+
+  constructor(options: AccessOptions) {
+    this.#options = options;
+    if (options.keys !== undefined && !Array.isArray(options.keys))
+      invalidOption('keys', 'an array of { key | sha256, tenant?, requests?, tokens?, windowMs? }', options.keys);
+    this.#keys = (options.keys ?? []).map((entry, index) => {
+      const at = `keys[${index}]`;
+      if (typeof entry !== 'object' || entry === null) invalidOption(at, 'an object { key | sha256, tenant?, requests?, tokens?, windowMs? }', entry);
+      rejectUnknownKeys(entry, ['key', 'sha256', 'tenant', 'requests', 'tokens', 'windowMs'], at);
+      if ((entry.key === undefined) === (entry.sha256 === undefined)) invalidOption(at, 'exactly one of "key" and "sha256"', entry);
+      if (entry.key !== undefined && (typeof entry.key !== 'string' || entry.key.length < 8))
+        invalidOption(`${at}.key`, 'a string of at least 8 characters', '[redacted]');
+      if (entry.sha256 !== undefined && (typeof entry.sha256 !== 'string' || !/^[0-9a-f]{64}$/i.test(entry.sha256)))
+        invalidOption(`${at}.sha256`, 'a SHA-256 in hex (64 characters)', entry.sha256);
+      if (entry.tenant !== undefined && (typeof entry.tenant !== 'string' || entry.tenant.length === 0))
+        invalidOption(`${at}.tenant`, 'a non-empty string', entry.tenant);
+      for (const field of ['requests', 'tokens', 'windowMs'] as const) {
+        const value = entry[field];
+        if (value !== undefined && (!Number.isInteger(value) || value < 1)) invalidOption(`${at}.${field}`, 'an integer >= 1', value);
+      }
+      const hex = entry.sha256?.toLowerCase() ?? sha256(entry.key!);
+      return {
+        hash: Buffer.from(hex, 'hex'),
+        tenant: entry.tenant ?? `key:${hex.slice(0, 16)}`,
+        requests: entry.requests ?? Number.POSITIVE_INFINITY,
+        tokens: entry.tokens ?? Number.POSITIVE_INFINITY,
+        windowMs: entry.windowMs ?? 60_000,
+      };
+    });
+    if (options.holdsUpstreamKey && this.#keys.length === 0 && !options.allowUnauthenticated) {
+      invalidOption(
+        'keys',
+        'set when the proxy holds an upstream API key, so that only callers with a proxy key spend it (or set allowUnauthenticated: true to serve anyone who can reach the port)',
+        undefined,
+      );
+    }
+    const tenant = options.tenant;
+    if (typeof tenant !== 'function' && tenant !== 'none' && tenant !== 'user' && !(typeof tenant === 'string' && /^header:[a-z0-9-]+$/i.test(tenant)))
+      invalidOption('tenant', '"none", "user", "header:NAME" or a function', tenant);
+  }
+
+  get requiresKey(): boolean {
+    return this.#keys.length > 0;
+  }
+
+  #find(secret: string): KeyEntry | undefined {
+    const hash = Buffer.from(sha256(secret), 'hex');
+    return this.#keys.find((entry) => timingSafeEqual(entry.hash, hash));
+  }
+
+  /**
+   * Authenticate a request from its headers, before its body is read: throws `unauthorized` (no or
+   * unknown proxy key where one is needed) or `rate.limited`.
+   */
+  authenticate(request: IncomingMessage): Caller {
+    const strip: string[] = [];
+    let entry: KeyEntry | undefined;
+    let credential = credentialOf(request);
+    const presented = headerValue(request, PROXY_KEY_HEADER);
+    if (presented !== undefined) {
+      entry = this.#find(presented.trim());
+      strip.push(PROXY_KEY_HEADER);
+      if (!entry) throw new CompactorError('unauthorized', `${PROXY_KEY_HEADER}: not a key of this proxy`, { pointer: PROXY_KEY_HEADER });
+    } else if (credential && this.#keys.length > 0) {
+      // A proxy key in the usual credential header: it stays here, and the proxy's own key goes upstream.
+      entry = this.#find(credential.value);
+      if (entry) {
+        strip.push(credential.header);
+        credential = undefined;
+      }
+    }
+    if (this.#keys.length > 0 && !entry) {
+      throw new CompactorError('unauthorized', `this proxy needs a key of its own: send it as a Bearer token, in x-api-key, or in ${PROXY_KEY_HEADER}`, {
+        pointer: 'authorization',
+      });
+    }
+    if (!entry && !credential && this.#options.holdsUpstreamKey && !this.#options.allowUnauthenticated) {
+      throw new CompactorError('unauthorized', 'no credentials', { pointer: 'authorization' });
+    }
+    const now = this.#options.clock();
+    let usage: Usage | undefined;
+    if (entry) {
+      const id = entry.hash.toString('hex');
+      usage = this.#usage.get(id);
+      if (!usage || now - usage.windowStart >= entry.windowMs) {
+        usage = { windowStart: now, requests: 0, tokens: 0 };
+        this.#usage.set(id, usage);
+      }
+      const retryAfterMs = usage.windowStart + entry.windowMs - now;
+      if (usage.requests >= entry.requests || usage.tokens >= entry.tokens) {
+        throw new CompactorError(
+          'rate.limited',
+          `over this key's ${usage.requests >= entry.requests ? 'requests' : 'tokens'} for the window; retry in ${Math.ceil(retryAfterMs / 1000)} s`,
+          {
+            details: { retryAfterMs },
+          },
+        );
+      }
+      usage.requests++;
+    }
+    const parts: string[] = [];
+    if (entry) parts.push(entry.tenant);
+    const fingerprinted = credential ? `cred:${fingerprint(credential.value)}` : undefined;
+    if (fingerprinted) parts.push(fingerprinted);
+    if (!entry && !credential) parts.push('anonymous');
+    const charged = usage;
+    return {
+      keyTenant: entry?.tenant,
+      credential: fingerprinted,
+      useServerKey: !credential,
+      strip,
+      base: parts.join('/'),
+      charge(tokens) {
+        if (charged) charged.tokens += tokens;
+      },
+    };
+  }
+
+  /** The whole tenant of a request: its credentials' scope, divided by the configured source. */
+  tenant(caller: Caller, request: IncomingMessage, body: unknown): string {
+    const sub = this.#subTenant(request, body);
+    return sub === undefined ? caller.base : `${caller.base}/sub:${fingerprint(sub)}`;
+  }
+
+  #subTenant(request: IncomingMessage, body: unknown): string | undefined {
+    const source = this.#options.tenant;
+    if (typeof source === 'function') return source(request, body) || undefined;
+    if (source === 'user') {
+      const record = (typeof body === 'object' && body !== null ? body : {}) as { user?: unknown; metadata?: { user_id?: unknown } };
+      const user = typeof record.user === 'string' ? record.user : typeof record.metadata?.user_id === 'string' ? record.metadata.user_id : undefined;
+      return user || undefined;
+    }
+    if (source.startsWith('header:')) return headerValue(request, source.slice('header:'.length).toLowerCase());
+    return undefined;
+  }
+}
+
+/**
+ * Which callers' own upstream credentials the upstream accepted recently: cached answers go only
+ * to a caller whose key was accepted within `ttlMs`, so a revoked key stops getting them.
+ */
+export class CredentialCheck {
+  readonly #accepted = new LRUCache<string, number>({ max: 100_000 });
+  constructor(
+    readonly ttlMs: number,
+    readonly clock: () => number,
+  ) {}
+
+  isFresh(credential: string): boolean {
+    const at = this.#accepted.get(credential);
+    return at !== undefined && this.clock() - at < this.ttlMs;
+  }
+
+  /** Record the upstream's verdict on a request sent with this credential. */
+  observe(credential: string, status: number): void {
+    if (status >= 200 && status < 300) this.#accepted.set(credential, this.clock());
+    else if (status === 401 || status === 403) this.#accepted.delete(credential);
+  }
+}
