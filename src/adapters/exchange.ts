@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { createCompactor, type Compactor } from '../core/compactor.js';
 import { CompactorError } from '../core/errors.js';
 import type { CompactorOptions } from '../core/options.js';
@@ -315,8 +316,6 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
   };
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 /** Read a JSON body from its chunks, up to `limit` bytes. */
 export async function readJson(chunks: AsyncIterable<Uint8Array | string> | null | undefined, limit: number, declaredLength?: number | null): Promise<unknown> {
   if (declaredLength !== undefined && declaredLength !== null && Number.isFinite(declaredLength) && declaredLength > limit) {
@@ -332,13 +331,10 @@ export async function readJson(chunks: AsyncIterable<Uint8Array | string> | null
       parts.push(bytes);
     }
   }
-  let text: string;
-  try {
-    // Invalid UTF-8 is refused, not replaced with U+FFFD and sent on as if the caller had written it.
-    text = utf8.decode(Buffer.concat(parts));
-  } catch {
-    throw new CompactorError('input.invalid', 'body: is not valid UTF-8', { pointer: 'body' });
-  }
+  const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  // Invalid UTF-8 is refused, not replaced with U+FFFD and sent on as if the caller had written it.
+  if (!isUtf8(bytes)) throw new CompactorError('input.invalid', 'body: is not valid UTF-8', { pointer: 'body' });
+  const text = bytes.toString('utf8');
   // Decoding and parsing megabytes are two long steps: other requests get a turn between them.
   if (size > 256 * 1024) await new Promise((resolve) => setImmediate(resolve));
   try {

@@ -128,38 +128,34 @@ export class TokenCounter {
    */
   async prewarm(messages: Messages, signal?: AbortSignal): Promise<void> {
     let turn = performance.now();
-    for (const message of messages) {
+    for (let index = 0; index < messages.length; index++) {
+      const message = messages[index]!;
       if (this.#identity.has(message)) continue;
-      const long = typeof message.content === 'string' && message.content.length > COUNT_SLICE_CHARS;
-      // Keying a long message hashes all of it: a turn of its own.
-      if (long) await nextTurn();
-      const key = this.#prefix + messageKey(message);
-      const known = this.#memo.get(key);
-      if (known !== undefined) {
-        this.#identity.set(message, known);
-        continue;
-      }
-      if (long) {
-        let content = 0;
-        await nextTurn();
-        for (const slice of countingSlices(message.content as string)) {
-          content += this.#count(slice);
+      if (typeof message.content !== 'string' || message.content.length <= COUNT_SLICE_CHARS) {
+        this.message(message);
+        if (index % 16 === 15 && performance.now() - turn > 8) {
           await nextTurn();
           throwIfAborted(signal);
+          turn = performance.now();
         }
-        const rest = this.#messageRaw({ ...message, content: '' });
-        const count = this.#scale(rest + content);
-        this.#memo.set(key, count);
-        this.#identity.set(message, count);
-        turn = performance.now();
         continue;
       }
-      this.message(message);
-      if (performance.now() - turn > 8) {
-        await nextTurn();
-        throwIfAborted(signal);
-        turn = performance.now();
+      // A long text: keying it hashes all of it (a turn of its own), then it is counted in slices.
+      await nextTurn();
+      const key = this.#prefix + messageKey(message);
+      let count = this.#memo.get(key);
+      if (count === undefined) {
+        let content = 0;
+        for (const slice of countingSlices(message.content)) {
+          await nextTurn();
+          throwIfAborted(signal);
+          content += this.#count(slice);
+        }
+        count = this.#scale(this.#messageRaw({ ...message, content: '' }) + content);
+        this.#memo.set(key, count);
       }
+      this.#identity.set(message, count);
+      turn = performance.now();
     }
   }
 
