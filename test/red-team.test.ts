@@ -4,6 +4,7 @@
  * code a caller gets. The randomized multi-tenant test is in multi-tenant.test.ts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -397,6 +398,20 @@ describe('10. strict configuration and CLI', () => {
     expect(code).toBe(2);
     expect(stderr).toMatch(message);
     expect(stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  test('proxy keys and sources are checked at construction, naming the entry', () => {
+    const make = (options: ProxyOptions) => () => createProxy({ upstream: upstream.url, logger: pino({ level: 'silent' }), ...options });
+    expect(make({ keys: [{ key: 'pk-duplicate' }, { key: 'pk-duplicate' }] })).toThrow(/distinct keys/);
+    expect(make({ keys: [{ key: 'short' }] })).toThrow(expect.objectContaining({ pointer: 'keys[0].key' }));
+    expect(make({ keys: [{ sha256: 'not-hex' }] })).toThrow(expect.objectContaining({ pointer: 'keys[0].sha256' }));
+    expect(make({ keys: [{ key: 'pk-long-enough', requests: 0 }] })).toThrow(expect.objectContaining({ pointer: 'keys[0].requests' }));
+    expect(make({ keys: [{ key: 'pk-long-enough', tenat: 'x' } as never] })).toThrow(/did you mean "keys\[0\]\.tenant"/);
+    expect(make({ tenant: 'cookie' as never })).toThrow(expect.objectContaining({ pointer: 'tenant' }));
+    expect(make({ passThrough: ['/v1/models'] })).toThrow(expect.objectContaining({ pointer: 'passThrough[0]' }));
+    expect(make({ upstrem: 'http://x' } as never)).toThrow(/did you mean "upstream"/);
+    // A key given as its SHA-256 works as the key itself.
+    expect(make({ keys: [{ sha256: createHash('sha256').update('pk-by-digest').digest('hex') }] })).not.toThrow();
   });
 
   test('NaN and Infinity are shown as themselves, not as null', () => {

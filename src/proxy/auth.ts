@@ -106,6 +106,7 @@ export interface AccessOptions {
 /** Checks proxy keys, applies their limits and builds each request's tenant. */
 export class Access {
   readonly #keys: KeyEntry[];
+  readonly #byHash: Map<string, KeyEntry>;
   readonly #usage = new LRUCache<string, Usage>({ max: 100_000 });
   readonly #options: AccessOptions;
 
@@ -137,6 +138,8 @@ export class Access {
         windowMs: entry.windowMs ?? 60_000,
       };
     });
+    this.#byHash = new Map(this.#keys.map((entry) => [entry.hash.toString('hex'), entry]));
+    if (this.#byHash.size !== this.#keys.length) invalidOption('keys', 'distinct keys (the same key is listed twice)', '[redacted]');
     if (options.holdsUpstreamKey && this.#keys.length === 0 && !options.allowUnauthenticated) {
       invalidOption(
         'keys',
@@ -153,9 +156,14 @@ export class Access {
     return this.#keys.length > 0;
   }
 
+  /**
+   * The key a secret is, by its SHA-256: a map lookup on the digest (what an attacker can time is
+   * a lookup of a hash they cannot steer toward a stored one), confirmed by a constant-time compare.
+   */
   #find(secret: string): KeyEntry | undefined {
-    const hash = Buffer.from(sha256(secret), 'hex');
-    return this.#keys.find((entry) => timingSafeEqual(entry.hash, hash));
+    const hex = sha256(secret);
+    const entry = this.#byHash.get(hex);
+    return entry && timingSafeEqual(entry.hash, Buffer.from(hex, 'hex')) ? entry : undefined;
   }
 
   /**
