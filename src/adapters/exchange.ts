@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import { LARGE_BODY_BYTES, nextTurn } from '../core/turns.js';
 import { createCompactor, type Compactor } from '../core/compactor.js';
 import { CompactorError } from '../core/errors.js';
 import type { CompactorOptions } from '../core/options.js';
@@ -316,8 +317,8 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
   };
 }
 
-/** Read a JSON body from its chunks, up to `limit` bytes. */
-export async function readJson(chunks: AsyncIterable<Uint8Array | string> | null | undefined, limit: number, declaredLength?: number | null): Promise<unknown> {
+/** Read a body's bytes from its chunks, up to `limit` bytes (413 `input.too-large` past it, or at once when its declared length is). */
+export async function readBody(chunks: AsyncIterable<Uint8Array | string> | null | undefined, limit: number, declaredLength?: number | null): Promise<Buffer> {
   if (declaredLength !== undefined && declaredLength !== null && Number.isFinite(declaredLength) && declaredLength > limit) {
     throw new CompactorError('input.too-large', `body: ${declaredLength} bytes is over the limit of ${limit}`, { pointer: 'body' });
   }
@@ -331,12 +332,18 @@ export async function readJson(chunks: AsyncIterable<Uint8Array | string> | null
       parts.push(bytes);
     }
   }
-  const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+}
+
+/** Read a JSON body from its chunks, up to `limit` bytes. */
+export async function readJson(chunks: AsyncIterable<Uint8Array | string> | null | undefined, limit: number, declaredLength?: number | null): Promise<unknown> {
+  const bytes = await readBody(chunks, limit, declaredLength);
+  const size = bytes.byteLength;
   // Invalid UTF-8 is refused, not replaced with U+FFFD and sent on as if the caller had written it.
   if (!isUtf8(bytes)) throw new CompactorError('input.invalid', 'body: is not valid UTF-8', { pointer: 'body' });
   const text = bytes.toString('utf8');
   // Decoding and parsing megabytes are two long steps: other requests get a turn between them.
-  if (size > 256 * 1024) await new Promise((resolve) => setImmediate(resolve));
+  if (size > LARGE_BODY_BYTES) await nextTurn();
   try {
     return JSON.parse(text);
   } catch {
@@ -408,8 +415,7 @@ export async function exchange<U extends Upstream>(
   try {
     const body = await readJson(input.body, input.maxBodyBytes, input.contentLength);
     // A large body took tens of milliseconds to parse: let other requests in before compacting it.
-    if (input.contentLength === null || input.contentLength === undefined || input.contentLength > 256 * 1024)
-      await new Promise((resolve) => setImmediate(resolve));
+    if (input.contentLength === null || input.contentLength === undefined || input.contentLength > LARGE_BODY_BYTES) await nextTurn();
     prepared = await prepare(body, input);
     if (prepared.kind === 'cached') return { kind: 'reply', reply: prepared.reply, replay: prepared.replay, stats: prepared.stats };
     let upstream: U;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { withDeadline } from '../core/deadline.js';
+import { timeSlicer } from '../core/turns.js';
 import { CompactorError, invalidOption, isAbortError, rejectUnknownKeys } from '../core/errors.js';
 import type { ChatMessage, ChatRequest } from '../core/types.js';
 import type { EmbeddingCache } from '../embedders/memo.js';
@@ -390,13 +391,10 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
   }
   async function prepareDigests(messages: readonly ChatMessage[]): Promise<void> {
     if (messages.length < 256) return;
-    let turn = performance.now();
+    const pause = timeSlicer();
     for (const message of messages) {
       digestOf(message, false);
-      if (performance.now() - turn > 8) {
-        await new Promise((resolve) => setImmediate(resolve));
-        turn = performance.now();
-      }
+      await pause();
     }
   }
 

@@ -3,7 +3,7 @@ import type { CompactorOptions } from '../core/options.js';
 import { invalidOption, rejectUnknownKeys, underPath } from '../core/errors.js';
 import { DEFAULT_PRESET } from '../core/presets.js';
 import type { ProxyKey, TenantSource } from '../proxy/auth.js';
-import { createProxy, DEFAULT_PROXY_BUDGET, JSON_PROXY_OPTIONS, type ProxyOptions } from '../proxy/server.js';
+import { createProxy, DEFAULT_PROXY_BUDGET, httpUrl, JSON_PROXY_OPTIONS, type ProxyOptions } from '../proxy/server.js';
 import { createRouteTable, loadConfig, withSharedCache, type RouteTableOptions } from '../core/routes.js';
 import { memoryStore } from '../stores/memory.js';
 import { redisStore } from '../stores/redis.js';
@@ -48,18 +48,6 @@ const CACHE_CONFIG_KEYS = [
   'redisUrl',
   ...RESPONSE_CACHE_OPTION_NAMES.filter((name) => !['store', 'embedder', 'verifier', 'embeddings'].includes(name)),
 ];
-
-/** An http(s) URL, or an error naming where it was given. */
-function httpUrl(option: string, value: unknown): string {
-  let url: URL | undefined;
-  try {
-    url = typeof value === 'string' ? new URL(value) : undefined;
-  } catch {
-    url = undefined;
-  }
-  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) invalidOption(option, 'an http:// or https:// URL', value);
-  return value as string;
-}
 
 /**
  * Load the sentence encoders (the cache's, and the runtime's default the presets score with)

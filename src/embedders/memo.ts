@@ -1,3 +1,4 @@
+import { nextTurn } from '../core/turns.js';
 import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { invalidOption, throwIfAborted } from '../core/errors.js';
@@ -99,7 +100,7 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
       // In-process encoders compute on the event loop and resolve through microtasks: without a
       // turn of the loop between batches, a cold history would hold every other request until
       // its last batch (seconds: bench/RESULTS.md).
-      if (start + maxBatch < missing.length) await new Promise((resolve) => setImmediate(resolve));
+      if (start + maxBatch < missing.length) await nextTurn();
     }
     return found as Float32Array[];
   }

@@ -1,3 +1,4 @@
+import { nextTurn } from '../core/turns.js';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -292,7 +293,7 @@ export async function loadUseLiteOnnx(options: UseLiteOnnxOptions = {}): Promise
   let queue: Promise<unknown> = Promise.resolve();
   const turn = <T>(work: () => Promise<T>): Promise<T> => {
     const result = queue.then(async () => {
-      await new Promise((resolve) => setImmediate(resolve));
+      await nextTurn();
       return work();
     });
     queue = result.catch(() => undefined);

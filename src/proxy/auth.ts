@@ -105,7 +105,7 @@ export interface AccessOptions {
 
 /** Checks proxy keys, applies their limits and builds each request's tenant. */
 export class Access {
-  readonly #keys: KeyEntry[];
+  /** The keys by their SHA-256 in hex. */
   readonly #byHash: Map<string, KeyEntry>;
   readonly #usage = new LRUCache<string, Usage>({ max: 100_000 });
   readonly #options: AccessOptions;
@@ -114,7 +114,7 @@ export class Access {
     this.#options = options;
     if (options.keys !== undefined && !Array.isArray(options.keys))
       invalidOption('keys', 'an array of { key | sha256, tenant?, requests?, tokens?, windowMs? }', options.keys);
-    this.#keys = (options.keys ?? []).map((entry, index) => {
+    const keys = (options.keys ?? []).map((entry, index) => {
       const at = `keys[${index}]`;
       if (typeof entry !== 'object' || entry === null) invalidOption(at, 'an object { key | sha256, tenant?, requests?, tokens?, windowMs? }', entry);
       rejectUnknownKeys(entry, ['key', 'sha256', 'tenant', 'requests', 'tokens', 'windowMs'], at);
@@ -138,9 +138,9 @@ export class Access {
         windowMs: entry.windowMs ?? 60_000,
       };
     });
-    this.#byHash = new Map(this.#keys.map((entry) => [entry.hash.toString('hex'), entry]));
-    if (this.#byHash.size !== this.#keys.length) invalidOption('keys', 'distinct keys (the same key is listed twice)', '[redacted]');
-    if (options.holdsUpstreamKey && this.#keys.length === 0 && !options.allowUnauthenticated) {
+    this.#byHash = new Map(keys.map((entry) => [entry.hash.toString('hex'), entry]));
+    if (this.#byHash.size !== keys.length) invalidOption('keys', 'distinct keys (the same key is listed twice)', '[redacted]');
+    if (options.holdsUpstreamKey && keys.length === 0 && !options.allowUnauthenticated) {
       invalidOption(
         'keys',
         'set when the proxy holds an upstream API key, so that only callers with a proxy key spend it (or set allowUnauthenticated: true to serve anyone who can reach the port)',
@@ -150,10 +150,6 @@ export class Access {
     const tenant = options.tenant;
     if (typeof tenant !== 'function' && tenant !== 'none' && tenant !== 'user' && !(typeof tenant === 'string' && /^header:[a-z0-9-]+$/i.test(tenant)))
       invalidOption('tenant', '"none", "user", "header:NAME" or a function', tenant);
-  }
-
-  get requiresKey(): boolean {
-    return this.#keys.length > 0;
   }
 
   /**
@@ -179,7 +175,7 @@ export class Access {
       entry = this.#find(presented.trim());
       strip.push(PROXY_KEY_HEADER);
       if (!entry) throw new CompactorError('unauthorized', `${PROXY_KEY_HEADER}: not a key of this proxy`, { pointer: PROXY_KEY_HEADER });
-    } else if (credential && this.#keys.length > 0) {
+    } else if (credential && this.#byHash.size > 0) {
       // A proxy key in the usual credential header: it stays here, and the proxy's own key goes upstream.
       entry = this.#find(credential.value);
       if (entry) {
@@ -187,7 +183,7 @@ export class Access {
         credential = undefined;
       }
     }
-    if (this.#keys.length > 0 && !entry) {
+    if (this.#byHash.size > 0 && !entry) {
       throw new CompactorError('unauthorized', `this proxy needs a key of its own: send it as a Bearer token, in x-api-key, or in ${PROXY_KEY_HEADER}`, {
         pointer: 'authorization',
       });

@@ -3,10 +3,12 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { errorReply, exchange, type ExchangeResult, type Reply } from '../adapters/exchange.js';
+import { errorReply, exchange, readBody, type ExchangeResult, type Reply } from '../adapters/exchange.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import { CompactorError, invalidOption, rejectUnknownKeys } from '../core/errors.js';
 import { DEFAULT_PRESET } from '../core/presets.js';
+import type { CompactionStats } from '../core/stats.js';
+import { LARGE_BODY_BYTES } from '../core/turns.js';
 import { createRouteTable, isRouteTable, withSharedCache, type RouteTable, type RouteTableOptions } from '../core/routes.js';
 import { FORMATS } from '../formats/registry.js';
 import type { FormatName } from '../formats/wire-format.js';
@@ -147,7 +149,7 @@ export const PROXY_DEFAULTS = {
   tenant: 'user' as TenantSource,
   credentialTtlMs: 300_000,
   passThrough: [] as string[],
-  heavyBodyBytes: 256 * 1024,
+  heavyBodyBytes: LARGE_BODY_BYTES,
   heavyConcurrency: 1,
 };
 
@@ -227,10 +229,26 @@ const LOOPBACK = new Set(['localhost', '127.0.0.1', '::1', '[::1]', '0.0.0.0', '
 /** Most proxies a request may have gone through; past this it is taken for a loop. */
 const MAX_HOPS = 8;
 
+/** The body length a request declares, or null (chunked, or none). */
+const declaredLength = (request: IncomingMessage): number | null =>
+  request.headers['content-length'] === undefined ? null : Number(request.headers['content-length']);
+
 const header = (request: IncomingMessage, name: string): string | undefined => {
   const value = request.headers[name];
   return Array.isArray(value) ? value.join(', ') : value;
 };
+
+/** An http(s) URL, or `options.invalid` naming `option` (a flag, a config key, an environment variable). */
+export function httpUrl(option: string, value: unknown): string {
+  let url: URL | undefined;
+  try {
+    url = typeof value === 'string' ? new URL(value) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) invalidOption(option, 'an http:// or https:// URL', value);
+  return value as string;
+}
 
 /** A counting semaphore: at most `limit` holders at once, the rest wait in order. */
 function semaphore(limit: number): { acquire(signal: AbortSignal): Promise<() => void> } {
@@ -324,15 +342,7 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
   if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
   rejectUnknownKeys(options, PROXY_OPTION_NAMES);
   const settings = { ...PROXY_DEFAULTS, ...options };
-  for (const name of ['upstream', 'anthropicUpstream'] as const) {
-    let url: URL | undefined;
-    try {
-      url = new URL(settings[name]);
-    } catch {
-      url = undefined;
-    }
-    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) invalidOption(name, 'an http(s) URL', settings[name]);
-  }
+  for (const name of ['upstream', 'anthropicUpstream'] as const) httpUrl(name, settings[name]);
   for (const name of ['maxBodyBytes', 'upstreamTimeoutMs', 'streamIdleTimeoutMs', 'credentialTtlMs', 'heavyBodyBytes', 'heavyConcurrency'] as const) {
     if (!Number.isInteger(settings[name]) || settings[name] < 1) invalidOption(name, 'an integer >= 1', settings[name]);
   }
@@ -385,10 +395,8 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
   };
 
   /** The metrics label of a compacted request: its route rule's name, else its endpoint's. */
-  const labelOf = (endpoint: string, path: string, body: unknown): string => {
-    const model = (body as { model?: unknown } | null)?.model;
-    return table.nameOf?.({ path, model: typeof model === 'string' ? model : undefined }) ?? endpoint;
-  };
+  const labelOf = (endpoint: string, path: string, stats: CompactionStats | undefined): string =>
+    (stats && table.nameOf?.({ path, model: stats.model })) || endpoint;
 
   /** A compacted endpoint: authentication, cache, compaction, then the upstream. */
   async function handleCompletion(
@@ -405,7 +413,7 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
     const abort = abortOnClientClose(response);
     let route = endpoint;
     let upstreamStarted = 0;
-    const declared = request.headers['content-length'] === undefined ? null : Number(request.headers['content-length']);
+    const declared = declaredLength(request);
     // A heavy body (or one of unknown size) waits its turn, so a few large requests cannot hold the event loop for everyone.
     const release = declared === null || declared > settings.heavyBodyBytes ? await heavy.acquire(abort.signal).catch(() => undefined) : () => undefined;
     if (!release) {
@@ -425,10 +433,7 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
           compactor: table,
           format: provider.format,
           route: path,
-          tenant: (body) => {
-            route = labelOf(endpoint, path, body);
-            return access.tenant(caller, request, body);
-          },
+          tenant: (body) => access.tenant(caller, request, body),
           serveFromCache,
           signal: abort.signal,
           header: (name) => header(request, name),
@@ -436,6 +441,7 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
         },
         (body, prepared) => {
           release();
+          route = labelOf(endpoint, path, prepared.stats);
           caller.charge(prepared.stats.tokensAfter);
           metrics.overheadSeconds.observe({ route }, (performance.now() - started) / 1000);
           metrics.record(route, prepared.stats);
@@ -450,6 +456,7 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
     } finally {
       release();
     }
+    route = labelOf(endpoint, path, result.stats);
     let status: number;
     let failure: CompactorError | undefined;
     if (result.kind === 'reply') {
@@ -523,18 +530,7 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
     const abort = abortOnClientClose(response);
     let status = 500;
     try {
-      let body: Buffer | null = null;
-      if (request.method !== 'GET' && request.method !== 'HEAD') {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        for await (const chunk of request) {
-          size += (chunk as Buffer).length;
-          if (size > settings.maxBodyBytes)
-            throw new CompactorError('input.too-large', `body: over the limit of ${settings.maxBodyBytes} bytes`, { pointer: 'body' });
-          chunks.push(chunk as Buffer);
-        }
-        body = Buffer.concat(chunks);
-      }
+      const body = request.method === 'GET' || request.method === 'HEAD' ? null : await readBody(request, settings.maxBodyBytes, declaredLength(request));
       const answer = await upstream.send(request, targetOf(provider, path, search, caller, hops), body, abort);
       status = answer.status;
       response.writeHead(status, answer.headers);

@@ -4,6 +4,7 @@ import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import type { Upstream } from '../adapters/exchange.js';
 import { CompactorError } from '../core/errors.js';
+import { CREDENTIAL_HEADERS } from './auth.js';
 
 /** Where a request goes, and the key the proxy adds when the caller sends none. */
 export interface UpstreamTarget {
@@ -64,7 +65,7 @@ function forwardedHeaders(request: IncomingMessage, target: UpstreamTarget): Rec
     headers[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   // The proxy's key never joins a credential the caller sent itself, in whichever header.
-  if (target.apiKey && headers.authorization === undefined && headers['x-api-key'] === undefined && headers['api-key'] === undefined) {
+  if (target.apiKey && CREDENTIAL_HEADERS.every((name) => headers[name] === undefined)) {
     headers[target.authHeader] = target.authHeader === 'authorization' ? `Bearer ${target.apiKey}` : target.apiKey;
   }
   if (target.hops) headers[HOP_HEADER] = target.hops;

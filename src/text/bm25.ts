@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { timeSlicer } from '../core/turns.js';
 import { CHAT_FILLERS, STOPWORDS } from './stopwords.js';
 
 /** Light stemming: enough to match "paintings" with "painting" and "went" stays "went". */
@@ -63,14 +64,14 @@ function entry(text: string): TermEntry {
  * finds every text's terms in the memo.
  */
 export async function prepareTerms(texts: readonly (string | undefined)[], signal?: AbortSignal): Promise<void> {
-  let turn = performance.now();
+  const pause = timeSlicer();
   for (const text of texts) {
     if (text === undefined || termsMemo.has(text)) continue;
     entry(text);
-    if (performance.now() - turn > 8) {
-      await new Promise((resolve) => setImmediate(resolve));
+    const turn = pause();
+    if (turn) {
+      await turn;
       if (signal?.aborted) return;
-      turn = performance.now();
     }
   }
 }

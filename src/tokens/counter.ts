@@ -2,6 +2,7 @@ import { hash } from 'node:crypto';
 import type { LRUCache } from 'lru-cache';
 import type { ChatMessage, ChatRequest, FunctionDefinition, Messages, ToolDefinition } from '../core/types.js';
 import { throwIfAborted } from '../core/errors.js';
+import { nextTurn, timeSlicer } from '../core/turns.js';
 import { imageTokens } from './images.js';
 import type { TextTokenizer } from './tokenizer.js';
 
@@ -69,8 +70,6 @@ export function countingSlices(text: string, size = COUNT_SLICE_CHARS): string[]
 const LETTER = /\p{L}/u;
 const isLetter = (char: string): boolean => (char >= 'a' && char <= 'z') || (char >= 'A' && char <= 'Z') || (char > '\u007f' && LETTER.test(char));
 
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 function stripPeriod(text: string): string {
   return text.endsWith('.') ? text.slice(0, -1) : text;
 }
@@ -127,16 +126,17 @@ export class TokenCounter {
    * counts `message()` would give.
    */
   async prewarm(messages: Messages, signal?: AbortSignal): Promise<void> {
-    let turn = performance.now();
+    const pause = timeSlicer();
     for (let index = 0; index < messages.length; index++) {
       const message = messages[index]!;
       if (this.#identity.has(message)) continue;
       if (typeof message.content !== 'string' || message.content.length <= COUNT_SLICE_CHARS) {
         this.message(message);
-        if (index % 16 === 15 && performance.now() - turn > 8) {
-          await nextTurn();
+        // The clock is read every 16 messages: a short history never pays for it.
+        const turn = index % 16 === 15 ? pause() : undefined;
+        if (turn) {
+          await turn;
           throwIfAborted(signal);
-          turn = performance.now();
         }
         continue;
       }
@@ -155,7 +155,6 @@ export class TokenCounter {
         this.#memo.set(key, count);
       }
       this.#identity.set(message, count);
-      turn = performance.now();
     }
   }
 

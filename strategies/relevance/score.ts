@@ -8,6 +8,7 @@ import type { EmbeddingCache } from '../../src/embedders/memo.js';
 import type { Embedder } from '../../src/embedders/types.js';
 import { encoderUnavailable } from '../../src/runtime.js';
 import { bm25Scores, prepareTerms } from '../../src/text/bm25.js';
+import { nextTurn } from '../../src/core/turns.js';
 import { messageText } from '../../src/text/message-text.js';
 
 /** How units are scored against the latest message: shared by the strategies that pick by relevance. */
@@ -190,7 +191,7 @@ export async function scoreUnits(
         // In slices: hashing thousands of texts at once would hold the event loop.
         documentVectors = [];
         for (let start = 0; start < paired.length; start += PEEK_SLICE) {
-          if (start > 0) await new Promise((resolve) => setImmediate(resolve));
+          if (start > 0) await nextTurn();
           documentVectors.push(...cache.peek(embedder, paired.slice(start, start + PEEK_SLICE)));
         }
         const missing = paired.filter((_, index) => documentVectors[index] === undefined);
