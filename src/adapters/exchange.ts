@@ -318,7 +318,11 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
 }
 
 /** Read a body's bytes from its chunks, up to `limit` bytes (413 `input.too-large` past it, or at once when its declared length is). */
-export async function readBody(chunks: AsyncIterable<Uint8Array | string> | null | undefined, limit: number, declaredLength?: number | null): Promise<Buffer> {
+export async function readBody(
+  chunks: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> | null | undefined,
+  limit: number,
+  declaredLength?: number | null,
+): Promise<Buffer> {
   if (declaredLength !== undefined && declaredLength !== null && Number.isFinite(declaredLength) && declaredLength > limit) {
     throw new CompactorError('input.too-large', `body: ${declaredLength} bytes is over the limit of ${limit}`, { pointer: 'body' });
   }
@@ -336,7 +340,11 @@ export async function readBody(chunks: AsyncIterable<Uint8Array | string> | null
 }
 
 /** Read a JSON body from its chunks, up to `limit` bytes. */
-export async function readJson(chunks: AsyncIterable<Uint8Array | string> | null | undefined, limit: number, declaredLength?: number | null): Promise<unknown> {
+export async function readJson(
+  chunks: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> | null | undefined,
+  limit: number,
+  declaredLength?: number | null,
+): Promise<unknown> {
   const bytes = await readBody(chunks, limit, declaredLength);
   const size = bytes.byteLength;
   // Invalid UTF-8 is refused, not replaced with U+FFFD and sent on as if the caller had written it.
@@ -395,7 +403,7 @@ async function* recorded(body: AsyncIterable<Uint8Array>, sink: Recorder): Async
 }
 
 export interface ExchangeInput extends ExchangeOptions {
-  body: AsyncIterable<Uint8Array | string> | null | undefined;
+  body: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> | null | undefined;
   /** The request's declared `content-length`, checked before reading. */
   contentLength?: number | null;
   maxBodyBytes: number;

@@ -31,6 +31,7 @@ interface ProxyConfig {
   anthropicUpstream?: string;
   maxBodyBytes?: number;
   upstreamTimeoutMs?: number;
+  bodyTimeoutMs?: number;
   streamIdleTimeoutMs?: number;
   keys?: ProxyKey[];
   allowUnauthenticated?: boolean;

@@ -6,6 +6,7 @@
  * | `options.invalid` | 500 | a factory was given an invalid option (a programming error) |
  * | `input.invalid` | 400 | the request is malformed; `pointer` names the field |
  * | `input.too-large` | 413 | the body or one of its arrays is over a configured limit |
+ * | `input.timeout` | 408 | the request's body did not arrive within the server's deadline |
  * | `budget.unreachable` | 413 | the protected messages alone exceed the token budget |
  * | `upstream.failed` | 502 | a model, embedder, summarizer or store failed |
  * | `upstream.timeout` | 504 | the model did not answer within the proxy's deadline |
@@ -22,6 +23,7 @@ export type CompactorErrorCode =
   | 'options.invalid'
   | 'input.invalid'
   | 'input.too-large'
+  | 'input.timeout'
   | 'budget.unreachable'
   | 'upstream.failed'
   | 'upstream.timeout'
@@ -38,6 +40,7 @@ const STATUS: Record<CompactorErrorCode, number> = {
   'options.invalid': 500,
   'input.invalid': 400,
   'input.too-large': 413,
+  'input.timeout': 408,
   'budget.unreachable': 413,
   'upstream.failed': 502,
   'upstream.timeout': 504,

@@ -89,8 +89,12 @@ export interface Caller {
   strip: string[];
   /** The tenant the cache is scoped by, from the credentials alone (see `Access.tenant` for the whole). */
   base: string;
-  /** Count what the request sent upstream against its key's window. */
-  charge(tokens: number): void;
+  /**
+   * Reserve what the request will send upstream against its key's window, just before it is sent:
+   * throws `rate.limited` when the window's tokens are already spent. The check and the charge are
+   * one synchronous step, so of requests racing on one key at most one goes past the limit.
+   */
+  reserve(tokens: number): void;
 }
 
 export interface AccessOptions {
@@ -101,6 +105,14 @@ export interface AccessOptions {
   allowUnauthenticated: boolean;
   tenant: TenantSource | ((request: IncomingMessage, body: unknown) => string | undefined);
   clock: () => number;
+}
+
+/** The `rate.limited` error for a key over one of its limits, with the milliseconds until its window ends. */
+function overLimit(usage: Usage, entry: KeyEntry, now: number, what: 'requests' | 'tokens'): CompactorError {
+  const retryAfterMs = Math.max(0, usage.windowStart + entry.windowMs - now);
+  return new CompactorError('rate.limited', `over this key's ${what} for the window; retry in ${Math.ceil(retryAfterMs / 1000)} s`, {
+    details: { retryAfterMs },
+  });
 }
 
 /** Checks proxy keys, applies their limits and builds each request's tenant. */
@@ -200,16 +212,8 @@ export class Access {
         usage = { windowStart: now, requests: 0, tokens: 0 };
         this.#usage.set(id, usage);
       }
-      const retryAfterMs = usage.windowStart + entry.windowMs - now;
-      if (usage.requests >= entry.requests || usage.tokens >= entry.tokens) {
-        throw new CompactorError(
-          'rate.limited',
-          `over this key's ${usage.requests >= entry.requests ? 'requests' : 'tokens'} for the window; retry in ${Math.ceil(retryAfterMs / 1000)} s`,
-          {
-            details: { retryAfterMs },
-          },
-        );
-      }
+      if (usage.requests >= entry.requests || usage.tokens >= entry.tokens)
+        throw overLimit(usage, entry, now, usage.requests >= entry.requests ? 'requests' : 'tokens');
       usage.requests++;
     }
     const parts: string[] = [];
@@ -218,14 +222,24 @@ export class Access {
     if (fingerprinted) parts.push(fingerprinted);
     if (!entry && !credential) parts.push('anonymous');
     const charged = usage;
+    const limits = entry;
     return {
       keyTenant: entry?.tenant,
       credential: fingerprinted,
       useServerKey: !credential,
       strip,
       base: parts.join('/'),
-      charge(tokens) {
-        if (charged) charged.tokens += tokens;
+      reserve: (tokens) => {
+        if (!charged || !limits) return;
+        const now = this.#options.clock();
+        // A window that ended while the request was read and compacted starts afresh.
+        if (now - charged.windowStart >= limits.windowMs) {
+          charged.windowStart = now;
+          charged.requests = 1;
+          charged.tokens = 0;
+        }
+        if (charged.tokens >= limits.tokens) throw overLimit(charged, limits, now, 'tokens');
+        charged.tokens += tokens;
       },
     };
   }

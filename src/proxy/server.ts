@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { errorReply, exchange, readBody, type ExchangeResult, type Reply } from '../adapters/exchange.js';
+import { asCompactorError, errorReply, exchange, readBody, type ExchangeResult, type Reply } from '../adapters/exchange.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import { CompactorError, invalidOption, rejectUnknownKeys } from '../core/errors.js';
 import { DEFAULT_PRESET } from '../core/presets.js';
@@ -106,6 +106,12 @@ export interface ProxyOptions {
    */
   upstreamTimeoutMs?: number;
   /**
+   * Milliseconds a request's body may take to arrive in full, from its headers; then 408
+   * (`input.timeout`) and the connection is closed. Headers themselves must arrive within 30 s.
+   * @default 60000
+   */
+  bodyTimeoutMs?: number;
+  /**
    * Milliseconds a streamed response may stay silent before the proxy gives up on it.
    * @default 60000
    */
@@ -143,6 +149,7 @@ export const PROXY_DEFAULTS = {
   anthropicUpstream: 'https://api.anthropic.com',
   maxBodyBytes: 4 * 1024 * 1024,
   upstreamTimeoutMs: 120_000,
+  bodyTimeoutMs: 60_000,
   streamIdleTimeoutMs: 60_000,
   logContent: false,
   allowUnauthenticated: false,
@@ -165,6 +172,7 @@ export const DEFAULT_PROXY_BUDGET = 8000;
 export const JSON_PROXY_OPTIONS = [
   'maxBodyBytes',
   'upstreamTimeoutMs',
+  'bodyTimeoutMs',
   'streamIdleTimeoutMs',
   'keys',
   'allowUnauthenticated',
@@ -248,6 +256,37 @@ export function httpUrl(option: string, value: unknown): string {
   }
   if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) invalidOption(option, 'an http:// or https:// URL', value);
   return value as string;
+}
+
+/** The `retry-after` header of a `rate.limited` error (none for other errors). */
+function retryAfter(error: CompactorError): Record<string, string> {
+  const retryAfterMs = (error.details as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+  return typeof retryAfterMs === 'number' ? { 'retry-after': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } : {};
+}
+
+/** Milliseconds a request's headers may take to arrive. */
+const HEADERS_TIMEOUT_MS = 30_000;
+
+/**
+ * A request's body, read within `timeoutMs` of the call: past it, `input.timeout` (408). A client
+ * that goes away ends the read as `aborted`.
+ */
+async function readBodyWithin(request: IncomingMessage, limit: number, declared: number | null, timeoutMs: number, signal: AbortSignal): Promise<Buffer> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const reading = readBody(request, limit, declared);
+  const stop = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new CompactorError('input.timeout', `body: not received within ${timeoutMs} ms`, { pointer: 'body' })), timeoutMs);
+    onAbort = () => reject(new CompactorError('aborted', 'the client went away'));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([reading, stop]);
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort!);
+    reading.catch(() => undefined);
+  }
 }
 
 /** A counting semaphore: at most `limit` holders at once, the rest wait in order. */
@@ -343,7 +382,15 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
   rejectUnknownKeys(options, PROXY_OPTION_NAMES);
   const settings = { ...PROXY_DEFAULTS, ...options };
   for (const name of ['upstream', 'anthropicUpstream'] as const) httpUrl(name, settings[name]);
-  for (const name of ['maxBodyBytes', 'upstreamTimeoutMs', 'streamIdleTimeoutMs', 'credentialTtlMs', 'heavyBodyBytes', 'heavyConcurrency'] as const) {
+  for (const name of [
+    'maxBodyBytes',
+    'upstreamTimeoutMs',
+    'bodyTimeoutMs',
+    'streamIdleTimeoutMs',
+    'credentialTtlMs',
+    'heavyBodyBytes',
+    'heavyConcurrency',
+  ] as const) {
     if (!Number.isInteger(settings[name]) || settings[name] < 1) invalidOption(name, 'an integer >= 1', settings[name]);
   }
   for (const name of ['apiKey', 'anthropicApiKey'] as const)
@@ -414,21 +461,20 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
     let route = endpoint;
     let upstreamStarted = 0;
     const declared = declaredLength(request);
-    // A heavy body (or one of unknown size) waits its turn, so a few large requests cannot hold the event loop for everyone.
-    const release = declared === null || declared > settings.heavyBodyBytes ? await heavy.acquire(abort.signal).catch(() => undefined) : () => undefined;
-    if (!release) {
-      response.destroy();
-      metrics.requests.inc({ route, status: '499' });
-      return;
-    }
     // Cached answers go to a caller the proxy vouched for (a proxy key), or whose own key the upstream accepted lately.
     const serveFromCache = caller.keyTenant !== undefined || caller.credential === undefined || accepted.isFresh(caller.credential);
     let result: ExchangeResult<UpstreamResponse>;
+    let release: () => void = () => undefined;
     try {
+      // The body is read in full (within bodyTimeoutMs) before any shared slot is taken: a slow or
+      // stalled upload holds nothing but its own connection.
+      const bytes = await readBodyWithin(request, settings.maxBodyBytes, declared, settings.bodyTimeoutMs, abort.signal);
+      // A heavy body waits its turn to be parsed and compacted, so a few large requests cannot hold the event loop for everyone.
+      if (bytes.byteLength > settings.heavyBodyBytes) release = await heavy.acquire(abort.signal);
       result = await exchange(
         {
-          body: request,
-          contentLength: declared,
+          body: [bytes],
+          contentLength: bytes.byteLength,
           maxBodyBytes: settings.maxBodyBytes,
           compactor: table,
           format: provider.format,
@@ -442,7 +488,7 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
         (body, prepared) => {
           release();
           route = labelOf(endpoint, path, prepared.stats);
-          caller.charge(prepared.stats.tokensAfter);
+          caller.reserve(prepared.stats.tokensAfter);
           metrics.overheadSeconds.observe({ route }, (performance.now() - started) / 1000);
           metrics.record(route, prepared.stats);
           if (settings.logContent) logger.debug({ route, messages: (prepared.request as { messages?: unknown }).messages }, 'compacted request');
@@ -453,6 +499,9 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
           });
         },
       );
+    } catch (error) {
+      const failure = asCompactorError(error);
+      result = { kind: 'reply', reply: errorReply(failure, provider.format, failure.code === 'input.timeout' ? { connection: 'close' } : {}), error: failure };
     } finally {
       release();
     }
@@ -468,7 +517,7 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
         response.destroy();
       } else {
         status = result.reply.status;
-        send(response, result.reply);
+        send(response, result.reply, failure ? retryAfter(failure) : {});
         if (!failure && result.stats) {
           metrics.overheadSeconds.observe({ route }, (performance.now() - started) / 1000);
           metrics.record(route, result.stats, result.replay?.kind === 'json' ? FORMATS[provider.format].outputTokens(result.replay.body) : 0);
@@ -530,7 +579,10 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
     const abort = abortOnClientClose(response);
     let status = 500;
     try {
-      const body = request.method === 'GET' || request.method === 'HEAD' ? null : await readBody(request, settings.maxBodyBytes, declaredLength(request));
+      const body =
+        request.method === 'GET' || request.method === 'HEAD'
+          ? null
+          : await readBodyWithin(request, settings.maxBodyBytes, declaredLength(request), settings.bodyTimeoutMs, abort.signal);
       const answer = await upstream.send(request, targetOf(provider, path, search, caller, hops), body, abort);
       status = answer.status;
       response.writeHead(status, answer.headers);
@@ -553,9 +605,7 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
 
   /** Answer with an error before the body is read (the rest of it is discarded). */
   function refuse(request: IncomingMessage, response: ServerResponse, error: CompactorError, format: FormatName, label: string): void {
-    const extra: Record<string, string> = {};
-    const retryAfterMs = (error.details as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
-    if (typeof retryAfterMs === 'number') extra['retry-after'] = String(Math.max(1, Math.ceil(retryAfterMs / 1000)));
+    const extra = retryAfter(error);
     if (error.code === 'unavailable') extra.connection = 'close';
     request.resume();
     send(response, errorReply(error, format), extra);
@@ -638,8 +688,10 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
     active.add(tracked);
     void tracked.finally(() => active.delete(tracked));
   });
-  server.requestTimeout = 0;
-  server.headersTimeout = 30_000;
+  // Backstops behind the proxy's own body deadline: Node closes a connection whose headers take
+  // over 30 s, or whose whole request takes longer than headers and body together may.
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = HEADERS_TIMEOUT_MS + settings.bodyTimeoutMs + 1000;
 
   return {
     server,

@@ -3,7 +3,9 @@ import { dotRows } from '../embedders/dot-many.js';
 /**
  * Exact nearest-neighbour search over one contiguous Float32Array of unit vectors. Adding and
  * removing are O(1) (removal swaps the last row in); search is one pass of dot products on the
- * WebAssembly SIMD kernel (`dotRows`).
+ * WebAssembly SIMD kernel (`dotRows`). Capacity starts at one row and doubles as rows are added
+ * (and halves once a quarter is used), so an index never holds more than twice its rows: a store
+ * with tens of thousands of small namespaces (one per tenant) stays within the bytes it counts.
  */
 export class FlatIndex {
   readonly dimensions: number;
@@ -11,7 +13,7 @@ export class FlatIndex {
   private ids: string[] = [];
   private rows = new Map<string, number>();
 
-  constructor(dimensions: number, initialCapacity = 64) {
+  constructor(dimensions: number, initialCapacity = 1) {
     this.dimensions = dimensions;
     this.data = new Float32Array(dimensions * initialCapacity);
   }
@@ -53,6 +55,13 @@ export class FlatIndex {
     }
     this.ids.pop();
     this.rows.delete(id);
+    const capacity = this.data.length / this.dimensions;
+    if (capacity >= 8 && this.ids.length * 4 <= capacity) this.data = this.data.slice(0, (capacity / 2) * this.dimensions);
+  }
+
+  /** Rows the index has room for (at most twice its size, once it has any). */
+  get capacity(): number {
+    return this.data.length / this.dimensions;
   }
 
   /** All rows' vectors in insertion-ish order (for rebuilding into another index). */

@@ -26,6 +26,14 @@ export interface MemoryStoreOptions {
 
 export const MEMORY_STORE_DEFAULTS = { maxBytes: 256 * 1024 * 1024, annThreshold: 4096 };
 
+/** What the LRU's own bookkeeping costs per slot, beyond its key and value (measured: bench/tenant-memory.ts). */
+const SLOT_OVERHEAD_BYTES = 160;
+/**
+ * What one indexed vector costs beyond its floats: its row in the index's maps, and its share of
+ * the namespace's index objects, all of them when it is the only vector of its tenant.
+ */
+const VECTOR_OVERHEAD_BYTES = 1536;
+
 type Slot = { value: string } | { namespace: string; id: string; bytes: number };
 
 /**
@@ -45,7 +53,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store & { readonl
   let vectorCount = 0;
   const slots = new LRUCache<string, Slot>({
     maxSize: settings.maxBytes,
-    sizeCalculation: (slot, key) => ('value' in slot ? slot.value.length * 2 : slot.bytes) + key.length * 2 + 64,
+    sizeCalculation: (slot, key) => ('value' in slot ? slot.value.length * 2 : slot.bytes) + key.length * 2 + SLOT_OVERHEAD_BYTES,
     dispose: (slot, _key, reason) => {
       if ('value' in slot || reason === 'set') return;
       const index = indexes.get(slot.namespace);
@@ -106,7 +114,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store & { readonl
       const key = vectorKey(namespace, id);
       if (!slots.has(key)) vectorCount++;
       index.add(id, vector);
-      slots.set(key, { namespace, id, bytes: vector.byteLength * 2 }, ttl(ttlMs));
+      // Twice the floats: an index's capacity is at most twice its rows.
+      slots.set(key, { namespace, id, bytes: vector.byteLength * 2 + VECTOR_OVERHEAD_BYTES }, ttl(ttlMs));
     },
     async searchVectors(namespace, vector, k, minScore) {
       const index = indexes.get(namespace);

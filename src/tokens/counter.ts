@@ -3,6 +3,7 @@ import type { LRUCache } from 'lru-cache';
 import type { ChatMessage, ChatRequest, FunctionDefinition, Messages, ToolDefinition } from '../core/types.js';
 import { throwIfAborted } from '../core/errors.js';
 import { nextTurn, timeSlicer } from '../core/turns.js';
+import { runCuts } from './bounded.js';
 import { imageTokens } from './images.js';
 import type { TextTokenizer } from './tokenizer.js';
 
@@ -43,21 +44,30 @@ export const COUNT_SLICE_CHARS = 64 * 1024;
 
 /**
  * Cut a long text into slices of about `size` characters whose token counts add up to the whole's:
- * each cut falls before a space that sits between two letters ("…word| word…"), where every
- * tiktoken encoding's pre-tokenizer already splits, so no token spans a cut. A text with no such
- * place is one slice.
+ * each cut falls where every tiktoken encoding's pre-tokenizer already splits, so no token spans a
+ * cut: before a space between two letters ("…word| word…"), else between a letter and a digit
+ * ("…id|42…"), else at one of the places where the bounded count cuts an over-long run anyway
+ * (`runCuts`). A text with none of these (a run of digits) is one slice, counted in linear time.
  */
 export function countingSlices(text: string, size = COUNT_SLICE_CHARS): string[] {
   if (text.length <= size) return [text];
   const slices: string[] = [];
+  let forced: number[] | undefined;
+  let forcedAt = 0;
   let start = 0;
   while (text.length - start > size) {
     let cut = -1;
-    for (let at = start + size; at < Math.min(text.length - 1, start + size * 2); at++) {
-      if (text.charCodeAt(at) === 32 && isLetter(text[at - 1]!) && isLetter(text[at + 1]!)) {
+    const end = Math.min(text.length - 1, start + size * 2);
+    for (let at = start + size; at < end; at++) {
+      if (isNaturalCut(text, at)) {
         cut = at;
         break;
       }
+    }
+    if (cut < 0) {
+      forced ??= runCuts(text);
+      while (forcedAt < forced.length && forced[forcedAt]! < start + size) forcedAt++;
+      if (forcedAt < forced.length) cut = forced[forcedAt]!;
     }
     if (cut < 0) break;
     slices.push(text.slice(start, cut));
@@ -65,6 +75,13 @@ export function countingSlices(text: string, size = COUNT_SLICE_CHARS): string[]
   }
   slices.push(text.slice(start));
   return slices;
+}
+
+/** Whether every tiktoken pre-tokenizer splits `text` before `at` (see `countingSlices`). */
+export function isNaturalCut(text: string, at: number): boolean {
+  const code = text.charCodeAt(at);
+  if (code === 32) return isLetter(text[at - 1]!) && isLetter(text[at + 1]!);
+  return code >= 48 && code <= 57 && isLetter(text[at - 1]!);
 }
 
 const LETTER = /\p{L}/u;
@@ -146,10 +163,14 @@ export class TokenCounter {
       let count = this.#memo.get(key);
       if (count === undefined) {
         let content = 0;
+        let at = 0;
         for (const slice of countingSlices(message.content)) {
           await nextTurn();
           throwIfAborted(signal);
           content += this.#count(slice);
+          // A slice that starts at one of the bounded count's own cuts: it adds one token per cut.
+          if (at > 0 && !isNaturalCut(message.content, at)) content += 1;
+          at += slice.length;
         }
         count = this.#scale(this.#messageRaw({ ...message, content: '' }) + content);
         this.#memo.set(key, count);

@@ -1,3 +1,5 @@
+import { boundedCount } from './bounded.js';
+
 /** A text tokenizer for one encoding. Only the count is needed on the hot path. */
 export interface TextTokenizer {
   /** Name of the encoding, e.g. `o200k_base`; part of every token-count cache key. */
@@ -22,16 +24,20 @@ async function loadJsTiktoken(encoding: EncodingName): Promise<TextTokenizer> {
   const tiktoken = new Tiktoken(ranks);
   // Special-token text such as "<|endoftext|>" inside user content is billed as ordinary text,
   // so encode it as text instead of throwing (js-tiktoken's default).
-  return { encoding, count: (text) => (text.length === 0 ? 0 : tiktoken.encode(text, [], []).length) };
+  const count = (text: string): number => tiktoken.encode(text, [], []).length;
+  return { encoding, count: (text) => (text.length === 0 ? 0 : boundedCount(count, text)) };
 }
 
 async function loadGptTokenizer(encoding: EncodingName): Promise<TextTokenizer> {
   const module = encoding === 'o200k_base' ? await import('gpt-tokenizer/encoding/o200k_base') : await import('gpt-tokenizer/encoding/cl100k_base');
   const options = { disallowedSpecial: new Set<string>() };
-  return { encoding, count: (text) => (text.length === 0 ? 0 : module.countTokens(text, options)) };
+  const count = (text: string): number => module.countTokens(text, options);
+  return { encoding, count: (text) => (text.length === 0 ? 0 : boundedCount(count, text)) };
 }
 
-/** The built-in backends; they give identical counts. gpt-tokenizer is the default (see CompactorOptions.tokenizer). */
+/**
+ * The built-in backends; they give identical counts, in time linear in the text (over-long runs of
+ * one character class are counted in pieces: `./bounded.ts`). gpt-tokenizer is the default (see CompactorOptions.tokenizer). */
 export function builtinTokenizer(backend: TokenizerBackend): TokenizerFactory {
   return (encoding) => {
     const key = `${backend}:${encoding}`;
