@@ -39,7 +39,7 @@ export async function runDemo(flags: { budgets: string; preset: string; await?: 
         maxInputTokens: budget,
         strategy: flags.preset,
         runtime,
-        presetOptions: flags.await ? { relevance: awaited, cacheAware: awaited, summarize: { mode: 'inline', inlineTimeoutMs: 60_000 } } : {},
+        presetOptions: flags.await ? { relevance: awaited, 'cache-aware': awaited, summarize: { mode: 'inline', inlineTimeoutMs: 60_000 } } : {},
       });
       const cold = await compactor.compact(request);
       await Promise.all([runtime.embeddings.idle(), runtime.summaryQueue.idle()]);

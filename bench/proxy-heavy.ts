@@ -5,8 +5,9 @@
  * one at a time); this process only sends and times. Prints figures; asserts nothing.
  * Run: npm run bench:heavy
  *
- * Two shapes of 3.8 MB: one giant message (a pasted log), and 4,000 turns of ~950 bytes (a long
- * history). Each row starts a fresh proxy and sends it one small request first (modules and the
+ * Four shapes: one giant message of 3.8 MB (a pasted log), 4,000 turns of ~950 bytes (a long
+ * history), and one word of 100 KB and of 3.8 MB (a single BPE pre-token: a blob with no spaces,
+ * which counted in quadratic time before the bounded count). Each row starts a fresh proxy and sends it one small request first (modules and the
  * sentence encoder loaded, as on a server that has answered before); no memo holds any of the
  * heavy text, as for a body the server has never seen.
  */
@@ -63,6 +64,19 @@ function giant(seed: number): string {
   });
 }
 
+/** One word of `bytes` letters and nothing else: a single BPE pre-token (a pasted blob, a long id). */
+function oneWord(bytes: number): (seed: number) => string {
+  return (seed) =>
+    JSON.stringify({
+      model: 'gpt-4o-mini',
+      messages: [
+        { role: 'user', content: String.fromCharCode(97 + (seed % 26)).repeat(bytes) },
+        { role: 'assistant', content: 'I see it.' },
+        { role: 'user', content: 'What is it?' },
+      ],
+    });
+}
+
 function history(seed: number): string {
   const messages: { role: string; content: string }[] = [{ role: 'system', content: 'You are a helpful assistant.' }];
   for (let turn = 0; turn < 4000; turn++) messages.push({ role: turn % 2 === 0 ? 'user' : 'assistant', content: prose(950, seed * 10_000 + turn) });
@@ -92,10 +106,15 @@ const quantile = (values: number[], q: number) => {
 
 async function main(): Promise<void> {
   const rows: string[][] = [];
-  for (const [shape, make] of [
+  const shapes = [
     ['one 3.8 MB message', giant],
     ['4,000 turns of ~950 B', history],
-  ] as const) {
+    ['one 100 KB word', oneWord(100_000)],
+    ['one 3.8 MB word', oneWord(TARGET_BYTES)],
+  ] as const;
+  // SHAPES=3 (1-based, comma-separated) runs some rows only: on a build where one shape cannot finish.
+  const chosen = process.env.SHAPES ? process.env.SHAPES.split(',').map((index) => shapes[Number(index) - 1]!) : shapes;
+  for (const [shape, make] of chosen) {
     // A fresh proxy per shape: cold memos, as for a body never seen.
     const child = fork(self, ['proxy'], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

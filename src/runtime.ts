@@ -1,5 +1,5 @@
+import { defineOptions, rules } from './core/define-options.js';
 import { isInstalled, warnOnce } from './core/optional.js';
-import { invalidOption } from './core/errors.js';
 import { createEmbeddingCache, type EmbeddingCache } from './embedders/memo.js';
 import type { Embedder } from './embedders/types.js';
 import { useLite } from './embedders/use-lite.js';
@@ -29,6 +29,13 @@ export interface Runtime {
   defaultEmbedder(): Embedder | null;
   /** Background work that failed or was shed, for metrics. */
   backgroundFailures(): { embedder: number; summarizer: number; 'summary-queue-full': number };
+  /**
+   * Stop background work (history embedding, summary jobs) and unload the default encoder, so a
+   * script or a one-shot command exits as soon as its work is done. The runtime stays usable: the
+   * next request loads what it needs again.
+   */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Packages the default encoder needs: its weights, and the tokenizer/TF.js runtime they ship with. */
@@ -68,9 +75,19 @@ export interface RuntimeOptions {
  * const runtime = createRuntime({ store: redisStore({ url: process.env.REDIS_URL }) })
  * const compactor = createCompactor({ maxInputTokens: 8000, runtime })
  */
+export const RUNTIME_OPTIONS = defineOptions<RuntimeOptions>({
+  factory: 'createRuntime',
+  defaults: {},
+  rules: {
+    store: { expected: 'a Store (memoryStore() or redisStore())', test: isStore, invalid: 42 },
+    embeddingBytes: rules.int(1024),
+    summaryQueue: rules.object,
+  },
+  docs: [['src/runtime.ts', 'RuntimeOptions']],
+});
+
 export function createRuntime(options: RuntimeOptions = {}): Runtime {
-  if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
-  if (options.store !== undefined && !isStore(options.store)) invalidOption('store', 'a Store (memoryStore() or redisStore())', options.store);
+  RUNTIME_OPTIONS.parse(options);
   const embeddings = createEmbeddingCache({
     ...(options.embeddingBytes === undefined ? {} : { maxBytes: options.embeddingBytes }),
     ...(options.store ? { store: embeddingStore(options.store) } : {}),
@@ -89,6 +106,16 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
         encoder = reason ? null : useLite();
       }
       return encoder;
+    },
+    async close() {
+      embeddings.close();
+      summaryQueue.close();
+      const loadedEncoder = encoder;
+      encoder = undefined;
+      await loadedEncoder?.close?.();
+    },
+    [Symbol.asyncDispose]() {
+      return this.close();
     },
     backgroundFailures() {
       const queue = summaryQueue.stats();

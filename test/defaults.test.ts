@@ -1,25 +1,30 @@
 import { readFileSync } from 'node:fs';
 import ts from 'typescript';
 import { describe, expect, test } from 'vitest';
-import { EXPRESS_DEFAULTS } from '../src/adapters/express.js';
-import { FETCH_DEFAULTS } from '../src/adapters/fetch.js';
-import { RESPONSE_CACHE_DEFAULTS } from '../src/cache/response-cache.js';
-import { COMPACTOR_DEFAULTS } from '../src/core/options.js';
-import { DEFAULT_LIMITS } from '../src/core/validate.js';
-import { EMBEDDING_CACHE_DEFAULTS } from '../src/embedders/memo.js';
-import { OPENAI_EMBEDDER_DEFAULTS } from '../src/embedders/openai.js';
-import { USE_LITE_DEFAULTS } from '../src/embedders/use-lite.js';
-import { JSON_CLIENT_DEFAULTS } from '../src/http/json-client.js';
-import { PROXY_DEFAULTS } from '../src/proxy/server.js';
-import { MEMORY_STORE_DEFAULTS } from '../src/stores/memory.js';
-import { REDIS_STORE_DEFAULTS } from '../src/stores/redis.js';
-import { EXTRACTIVE_DEFAULTS } from '../src/summarizers/extractive.js';
-import { LLM_SUMMARIZER_DEFAULTS } from '../src/summarizers/llm.js';
-import { SUMMARY_QUEUE_DEFAULTS } from '../src/summarizers/queue.js';
-import { CACHE_AWARE_DEFAULTS } from '../strategies/cache-aware/index.js';
-import { RELEVANCE_DEFAULTS } from '../strategies/relevance/index.js';
-import { SUMMARIZE_DEFAULTS } from '../strategies/summarize/index.js';
-import { TRUNCATE_DEFAULTS } from '../strategies/truncate/index.js';
+import { compaction as aiSdkCompaction } from '../src/adapters/ai-sdk.js';
+import { compaction as expressCompaction } from '../src/adapters/express.js';
+import { compaction as fetchCompaction } from '../src/adapters/fetch.js';
+import { OPTION_REGISTRY } from '../src/core/define-options.js';
+import { createPreset } from '../src/core/presets.js';
+import { createEmbeddingCache } from '../src/embedders/memo.js';
+import {
+  cacheAware,
+  createCompactor,
+  createResponseCache,
+  createRuntime,
+  extractiveSummarizer,
+  llmSummarizer,
+  memoryStore,
+  openaiEmbedder,
+  redisStore,
+  relevance,
+  summarize,
+  transformersEmbedder,
+  truncate,
+  useLite,
+} from '../src/index.js';
+import { createProxy } from '../src/proxy/server.js';
+import { SummaryQueue } from '../src/summarizers/queue.js';
 
 /** The `@default` of every property of the named interfaces (and the ones they extend, when listed). */
 function documentedDefaults(interfaces: [file: string, name: string][]): Map<string, string | undefined> {
@@ -51,68 +56,82 @@ function literalOf(text: string): { value: unknown } | undefined {
   return { value: JSON.parse(match[1]!) };
 }
 
-const cases: [string, [string, string][], Record<string, unknown>][] = [
-  ['createCompactor', [['src/core/options.ts', 'CompactorOptions']], COMPACTOR_DEFAULTS],
-  ['limits', [['src/core/validate.ts', 'InputLimits']], { ...DEFAULT_LIMITS }],
-  ['truncate', [['strategies/truncate/index.ts', 'TruncateOptions']], TRUNCATE_DEFAULTS],
-  [
-    'relevance',
-    [
-      ['strategies/relevance/index.ts', 'RelevanceOptions'],
-      ['strategies/relevance/score.ts', 'ScoringOptions'],
-    ],
-    RELEVANCE_DEFAULTS,
-  ],
-  [
-    'cacheAware',
-    [
-      ['strategies/cache-aware/index.ts', 'CacheAwareOptions'],
-      ['strategies/relevance/score.ts', 'ScoringOptions'],
-    ],
-    CACHE_AWARE_DEFAULTS,
-  ],
-  ['summarize', [['strategies/summarize/index.ts', 'SummarizeStrategyOptions']], SUMMARIZE_DEFAULTS],
-  ['createResponseCache', [['src/cache/response-cache.ts', 'ResponseCacheOptions']], RESPONSE_CACHE_DEFAULTS],
-  ['memoryStore', [['src/stores/memory.ts', 'MemoryStoreOptions']], MEMORY_STORE_DEFAULTS],
-  ['redisStore', [['src/stores/redis.ts', 'RedisStoreOptions']], REDIS_STORE_DEFAULTS],
-  ['SummaryQueue', [['src/summarizers/queue.ts', 'SummaryQueueOptions']], SUMMARY_QUEUE_DEFAULTS],
-  ['createEmbeddingCache', [['src/embedders/memo.ts', 'EmbeddingCacheOptions']], EMBEDDING_CACHE_DEFAULTS],
-  ['useLite', [['src/embedders/use-lite.ts', 'UseLiteOptions']], USE_LITE_DEFAULTS],
-  [
-    'openaiEmbedder',
-    [
-      ['src/embedders/openai.ts', 'OpenAIEmbedderOptions'],
-      ['src/http/json-client.ts', 'JsonClientOptions'],
-    ],
-    { ...JSON_CLIENT_DEFAULTS, ...OPENAI_EMBEDDER_DEFAULTS },
-  ],
-  [
-    'llmSummarizer',
-    [
-      ['src/summarizers/llm.ts', 'LlmSummarizerOptions'],
-      ['src/http/json-client.ts', 'JsonClientOptions'],
-    ],
-    { ...JSON_CLIENT_DEFAULTS, ...LLM_SUMMARIZER_DEFAULTS },
-  ],
-  ['extractiveSummarizer', [['src/summarizers/extractive.ts', 'ExtractiveOptions']], EXTRACTIVE_DEFAULTS],
-  ['createProxy', [['src/proxy/server.ts', 'ProxyOptions']], PROXY_DEFAULTS],
-  [
-    'express compaction',
-    [
-      ['src/adapters/express.ts', 'ExpressCompactionOptions'],
-      ['src/adapters/exchange.ts', 'AdapterOptions'],
-    ],
-    EXPRESS_DEFAULTS,
-  ],
-  [
-    'fetch compaction',
-    [
-      ['src/adapters/fetch.ts', 'FetchCompactionOptions'],
-      ['src/adapters/exchange.ts', 'AdapterOptions'],
-    ],
-    FETCH_DEFAULTS,
-  ],
-];
+/**
+ * How to call each registered factory with some options. A factory registered (by defineOptions)
+ * but missing here fails the test below: every factory's checks are run for real.
+ */
+const FACTORIES: Record<string, (options: Record<string, unknown>) => unknown> = {
+  createCompactor: (options) => createCompactor(options),
+  limits: (options) => createCompactor({ limits: options }),
+  presetOptions: (options) => createPreset('truncate', options),
+  truncate: (options) => truncate(options),
+  relevance: (options) => relevance(options),
+  cacheAware: (options) => cacheAware(options),
+  summarize: (options) => summarize(options),
+  createResponseCache: (options) => createResponseCache(options),
+  memoryStore: (options) => memoryStore(options),
+  redisStore: (options) => redisStore(options),
+  createRuntime: (options) => createRuntime(options),
+  SummaryQueue: (options) => new SummaryQueue(options),
+  createEmbeddingCache: (options) => createEmbeddingCache(options),
+  useLite: (options) => useLite(options),
+  openaiEmbedder: (options) => openaiEmbedder(options),
+  transformersEmbedder: (options) => transformersEmbedder(options),
+  llmSummarizer: (options) => llmSummarizer(options),
+  extractiveSummarizer: (options) => extractiveSummarizer(options),
+  createProxy: (options) => createProxy({ allowUnauthenticated: true, ...options }),
+  'express compaction': (options) => expressCompaction({}, options),
+  'fetch compaction': (options) => fetchCompaction({}, options),
+  'ai-sdk compaction': (options) => aiSdkCompaction({}, options),
+};
+
+const cases = [...OPTION_REGISTRY.values()].map(
+  (definition) => [definition.factory, definition.docs as [string, string][], definition.defaults as Record<string, unknown>] as const,
+);
+
+describe('every factory and adapter validates its options with the one helper', () => {
+  test('the registry holds every public factory, and each is called here', () => {
+    expect([...OPTION_REGISTRY.keys()].sort()).toEqual(Object.keys(FACTORIES).sort());
+  });
+
+  test.each([...OPTION_REGISTRY.values()].map((definition) => [definition.factory, definition] as const))(
+    '%s: an unknown key is an error with a "did you mean", and so is each option’s invalid value',
+    (factory, definition) => {
+      const call = FACTORIES[factory]!;
+      const first = definition.names[0]!;
+      // One letter off the first option (as "tennant" for "tenant").
+      const typo = `${first.slice(0, -1)}${first.at(-1) === 'x' ? 'y' : 'x'}`;
+      let caught: unknown;
+      try {
+        call({ [typo]: 1 });
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught, `${factory} accepted "${typo}"`).toMatchObject({ code: 'options.invalid' });
+      expect((caught as Error).message).toContain(`did you mean`);
+      expect((caught as Error).message).toContain(first);
+      for (const [name, rule] of Object.entries(definition.rules)) {
+        if (rule.invalid === undefined) continue;
+        expect(() => definition.parse({ [name]: rule.invalid } as object), `${factory}.${name} accepted ${String(rule.invalid)}`).toThrow(
+          expect.objectContaining({ code: 'options.invalid' }),
+        );
+      }
+    },
+  );
+
+  test('the findings of the report: each typo is refused by name', () => {
+    expect(() => truncate({ keepFirstUserTurn: 1 } as never)).toThrow(/keepFirstUserTurns/);
+    expect(() => relevance({ recencyshare: 0.2 } as never)).toThrow(/recencyShare/);
+    expect(() => memoryStore({ maxEntrys: 5 } as never)).toThrow(/maxBytes|unknown option "maxEntrys"/);
+    expect(() => createRuntime({ stor: memoryStore() } as never)).toThrow(/did you mean "store"/);
+    expect(() => createCompactor({ presetOptions: { relevanse: {} } as never })).toThrow(/did you mean "presetOptions.relevance"/);
+    expect(() => expressCompaction({}, { tennant: () => 'a' } as never)).toThrow(/did you mean "tenant"/);
+    expect(() => fetchCompaction({}, { tennant: () => 'a' } as never)).toThrow(/did you mean "tenant"/);
+    // A presetOptions key is the preset's name as users write it.
+    expect(() => createCompactor({ presetOptions: { cacheAware: {} } as never })).toThrow(/did you mean "presetOptions.cache-aware"/);
+    expect(() => createCompactor({ presetOptions: { 'cache-aware': { lowWater: 2 } } })).toThrow(expect.objectContaining({ pointer: 'lowWater' }));
+  });
+});
 
 describe('every @default states the real default', () => {
   test.each(cases)('%s', (_name, interfaces, defaults) => {

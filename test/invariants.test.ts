@@ -14,7 +14,7 @@ const RUNS = Number(process.env.INVARIANT_RUNS ?? 1450);
 const preset = (name: string) => () =>
   createPreset(name, {
     relevance: { embedder: hashEmbedder(), awaitDocuments: true },
-    cacheAware: { embedder: hashEmbedder(), awaitDocuments: true },
+    'cache-aware': { embedder: hashEmbedder(), awaitDocuments: true },
     summarize: { mode: 'inline', chunkTokens: 50, summaryTokens: 20 },
   });
 
@@ -25,7 +25,7 @@ const strategies: Record<string, () => Strategy> = {
   summarize: preset('summarize'),
   balanced: preset('balanced'),
   // The live path: nothing awaited, so scores and summaries depend on what a fresh process has.
-  'cache-aware live': () => createPreset('cache-aware', { cacheAware: { embedder: hashEmbedder() } }),
+  'cache-aware live': () => createPreset('cache-aware', { 'cache-aware': { embedder: hashEmbedder() } }),
   'summarize background': () => createPreset('summarize', { summarize: { store: memorySummaryStore(), queue: new SummaryQueue(), summaryTokens: 20 } }),
   'truncate keepFirstUserTurns=2': () => truncate({ keepFirstUserTurns: 2 }),
   'relevance with markers': () => createPreset('relevance', { relevance: { embedder: hashEmbedder(), markers: true, awaitDocuments: true } }),

@@ -16,7 +16,7 @@ const RUNS = Number(process.env.NET_RUNS ?? 300);
 const live = (name: string) => (): Strategy =>
   createPreset(name, {
     relevance: { embedder: hashEmbedder() },
-    cacheAware: { embedder: hashEmbedder(), excerptShare: 0.2 },
+    'cache-aware': { embedder: hashEmbedder(), excerptShare: 0.2 },
     summarize: { store: memorySummaryStore(), queue: new SummaryQueue() },
   });
 

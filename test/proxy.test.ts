@@ -35,6 +35,8 @@ beforeAll(async () => {
     upstreamTimeoutMs: 400,
     streamIdleTimeoutMs: 400,
     maxBodyBytes: 512 * 1024,
+    // The fake upstream stands in for api.openai.com and api.anthropic.com, which get the hints by default.
+    cacheHints: true,
     logger: pino({ level: 'debug', redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, logStream),
   });
   base = `http://127.0.0.1:${await proxy.listen(0)}`;

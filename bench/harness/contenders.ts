@@ -90,7 +90,7 @@ export function presetContender(preset: string, contenderOptions: PresetContende
   const idealised: CompactorOptions = {
     presetOptions: {
       relevance: { embedTimeoutMs: 600_000, awaitDocuments: true },
-      cacheAware: { embedTimeoutMs: 600_000, awaitDocuments: true },
+      'cache-aware': { embedTimeoutMs: 600_000, awaitDocuments: true },
       summarize: { mode: 'inline', inlineTimeoutMs: 600_000 },
     },
   };

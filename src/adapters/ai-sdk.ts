@@ -1,3 +1,4 @@
+import { defineOptions, rules } from '../core/define-options.js';
 import type {
   LanguageModelV3CallOptions,
   LanguageModelV3Content,
@@ -154,7 +155,15 @@ const emptyUsage = { inputTokens: { total: 0, noCache: 0, cacheRead: 0, cacheWri
  * @example
  * const model = wrapLanguageModel({ model: openai('gpt-4o-mini'), middleware: compaction({ maxInputTokens: 4000 }) })
  */
+export const AI_SDK_OPTIONS = defineOptions<AiSdkCompactionOptions>({
+  factory: 'ai-sdk compaction',
+  defaults: {},
+  rules: { tenant: rules.function, route: rules.function, onStats: rules.function },
+  docs: [['src/adapters/ai-sdk.ts', 'AiSdkCompactionOptions']],
+});
+
 export function compaction(source: CompactorSource, options: AiSdkCompactionOptions = {}): LanguageModelV3Middleware {
+  AI_SDK_OPTIONS.parse(options);
   const compactor = compactorOf(source);
   const prepared = new WeakMap<LanguageModelV3CallOptions, Prepared>();
 

@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { LARGE_BODY_BYTES, nextTurn } from '../core/turns.js';
 import { createCompactor, type Compactor } from '../core/compactor.js';
 import { CompactorError } from '../core/errors.js';
+import { type Rule, rules } from '../core/define-options.js';
 import type { CompactorOptions } from '../core/options.js';
 import { isRouteTable, type RouteTable } from '../core/routes.js';
 import type { CompactionStats } from '../core/stats.js';
@@ -43,6 +44,14 @@ export interface AdapterOptions<Req> {
    */
   headers?: boolean;
 }
+
+/** The rules of the options every adapter takes. */
+export const ADAPTER_RULES = {
+  tenant: rules.function,
+  route: rules.function,
+  format: rules.oneOf('auto', 'openai', 'anthropic'),
+  headers: rules.boolean,
+} satisfies Record<keyof Required<AdapterOptions<unknown>>, Rule>;
 
 /** The compactor or route table behind an adapter. */
 export function compactorOf(source: CompactorSource): Compactor | RouteTable {
@@ -214,6 +223,8 @@ export interface ExchangeOptions {
   /** False when the caller may not be answered from the cache yet (its answer can still be stored). @default true */
   serveFromCache?: boolean;
   signal?: AbortSignal | undefined;
+  /** Add provider cache hints (see `CompactOptions.cacheHints`). @default the compactor's setting */
+  cacheHints?: boolean;
   /** Reads a request header (for the cache-bypass headers). */
   header: (name: string) => string | null | undefined;
   /** Add the `x-compactor-*` headers. */
@@ -294,6 +305,7 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
     format: format.name,
     bypassCache: bypassRequested(options.header),
     serveFromCache: options.serveFromCache !== false,
+    ...(options.cacheHints === undefined ? {} : { cacheHints: options.cacheHints }),
   });
   const headers = options.headers ? compactionHeaders(result.stats) : {};
   if (result.kind === 'cached')
@@ -404,6 +416,8 @@ async function* recorded(body: AsyncIterable<Uint8Array>, sink: Recorder): Async
 
 export interface ExchangeInput extends ExchangeOptions {
   body: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> | null | undefined;
+  /** The body already parsed by the adapter (then `body` is not read). */
+  parsed?: object;
   /** The request's declared `content-length`, checked before reading. */
   contentLength?: number | null;
   maxBodyBytes: number;
@@ -421,7 +435,7 @@ export async function exchange<U extends Upstream>(
 ): Promise<ExchangeResult<U>> {
   let prepared: Prepared | undefined;
   try {
-    const body = await readJson(input.body, input.maxBodyBytes, input.contentLength);
+    const body = input.parsed ?? (await readJson(input.body, input.maxBodyBytes, input.contentLength));
     // A large body took tens of milliseconds to parse: let other requests in before compacting it.
     if (input.contentLength === null || input.contentLength === undefined || input.contentLength > LARGE_BODY_BYTES) await nextTurn();
     prepared = await prepare(body, input);

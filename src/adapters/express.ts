@@ -1,4 +1,16 @@
-import { compactorOf, errorReply, hasNoBody, prepare, type AdapterOptions, type CompactorSource, type PreparedForward, type Reply } from './exchange.js';
+import { defineOptions, rules } from '../core/define-options.js';
+import { CompactorError } from '../core/errors.js';
+import {
+  ADAPTER_RULES,
+  compactorOf,
+  errorReply,
+  hasNoBody,
+  prepare,
+  type AdapterOptions,
+  type CompactorSource,
+  type PreparedForward,
+  type Reply,
+} from './exchange.js';
 
 // Structural types, so the adapter needs neither express nor @types/express at run time.
 interface ExpressRequest {
@@ -34,6 +46,16 @@ export interface ExpressCompactionOptions<Req extends ExpressRequest = ExpressRe
 
 export const EXPRESS_DEFAULTS = { format: 'auto' as const, headers: false, deferCacheHits: false };
 
+export const EXPRESS_OPTIONS = defineOptions<ExpressCompactionOptions, typeof EXPRESS_DEFAULTS>({
+  factory: 'express compaction',
+  defaults: EXPRESS_DEFAULTS,
+  rules: { ...ADAPTER_RULES, deferCacheHits: rules.boolean },
+  docs: [
+    ['src/adapters/express.ts', 'ExpressCompactionOptions'],
+    ['src/adapters/exchange.ts', 'AdapterOptions'],
+  ],
+});
+
 function send(response: ExpressResponse, reply: Reply): void {
   response.status(reply.status);
   for (const [name, value] of Object.entries(reply.headers)) response.setHeader?.(name, value);
@@ -54,11 +76,21 @@ export function compaction<Req extends ExpressRequest = ExpressRequest>(
   source: CompactorSource,
   options: ExpressCompactionOptions<Req> = {},
 ): (request: Req, response: ExpressResponse, next: Next) => void {
-  const settings = { ...EXPRESS_DEFAULTS, ...options };
+  const settings = EXPRESS_OPTIONS.parse(options as ExpressCompactionOptions) as typeof EXPRESS_DEFAULTS & ExpressCompactionOptions<Req>;
   const compactor = compactorOf(source);
   return (request, response, next) => {
     if (hasNoBody(request.method)) {
       next();
+      return;
+    }
+    // No body parser ran before this middleware (body-parser defines `req.body` even when it skips
+    // a request): a wiring mistake of the server, not the client's.
+    if (!('body' in request)) {
+      next(
+        new CompactorError('options.invalid', 'req.body is undefined: mount express.json() (or another JSON body parser) before compaction()', {
+          pointer: 'express.json()',
+        }),
+      );
       return;
     }
     const controller = new AbortController();

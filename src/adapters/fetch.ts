@@ -1,6 +1,8 @@
 import type { CompactionStats } from '../core/stats.js';
-import { invalidOption } from '../core/errors.js';
-import { compactorOf, exchange, hasNoBody, type AdapterOptions, type CompactorSource } from './exchange.js';
+import { isUtf8 } from 'node:buffer';
+import { defineOptions, rules } from '../core/define-options.js';
+import { CompactorError } from '../core/errors.js';
+import { ADAPTER_RULES, compactorOf, errorReply, exchange, hasNoBody, readBody, type AdapterOptions, type CompactorSource } from './exchange.js';
 
 export interface FetchCompactionOptions extends AdapterOptions<Request> {
   /**
@@ -8,11 +10,32 @@ export interface FetchCompactionOptions extends AdapterOptions<Request> {
    * @default 4194304 (4 MiB)
    */
   maxBodyBytes?: number;
+  /**
+   * The paths whose POSTs may be chat requests. Only a request on one of them, whose body is a
+   * JSON object with a `messages` array, is compacted; everything else the app serves (`/login`,
+   * uploads, other JSON APIs) reaches the handler untouched.
+   * @default /\/(chat\/completions|messages|chat)\/?$/
+   */
+  paths?: RegExp | ((path: string) => boolean);
 }
 
 type Handler<Rest extends unknown[]> = (request: Request, ...rest: Rest) => Response | Promise<Response>;
 
-export const FETCH_DEFAULTS = { format: 'auto' as const, headers: false, maxBodyBytes: 4 * 1024 * 1024 };
+export const FETCH_DEFAULTS = { format: 'auto' as const, headers: false, maxBodyBytes: 4 * 1024 * 1024, paths: /\/(chat\/completions|messages|chat)\/?$/ };
+
+export const FETCH_OPTIONS = defineOptions<FetchCompactionOptions, typeof FETCH_DEFAULTS>({
+  factory: 'fetch compaction',
+  defaults: FETCH_DEFAULTS,
+  rules: {
+    ...ADAPTER_RULES,
+    maxBodyBytes: rules.int(1),
+    paths: rules.either({ expected: 'a RegExp', test: (value) => value instanceof RegExp, invalid: 'x' }, rules.function),
+  },
+  docs: [
+    ['src/adapters/fetch.ts', 'FetchCompactionOptions'],
+    ['src/adapters/exchange.ts', 'AdapterOptions'],
+  ],
+});
 
 const statsOf = new WeakMap<Request, CompactionStats>();
 
@@ -37,16 +60,37 @@ export function compactionStats(request: Request): CompactionStats | undefined {
  * export default { fetch: compaction({ maxInputTokens: 4000 })(app.fetch) }
  */
 export function compaction(source: CompactorSource, options: FetchCompactionOptions = {}): <Rest extends unknown[]>(handler: Handler<Rest>) => Handler<Rest> {
-  const settings = { ...FETCH_DEFAULTS, ...options };
-  if (!Number.isInteger(settings.maxBodyBytes) || settings.maxBodyBytes < 1) invalidOption('maxBodyBytes', 'an integer >= 1', settings.maxBodyBytes);
+  const settings = FETCH_OPTIONS.parse(options);
+  const onPath = typeof settings.paths === 'function' ? settings.paths : (path: string) => (settings.paths as RegExp).test(path);
   const compactor = compactorOf(source);
-  return (handler) =>
-    async (request, ...rest) => {
-      if (hasNoBody(request.method)) return handler(request, ...rest);
+  return (handler) => {
+    if (typeof handler !== 'function') {
+      // app.use('/v1/*', compaction(…)) in Hono hands this its context: that is the (c, next) form.
+      throw new CompactorError('options.invalid', 'compaction(…) wraps a (request) => Response handler; as Hono middleware, use honoCompaction(…)', {
+        pointer: 'handler',
+      });
+    }
+    return async (request, ...rest) => {
+      if (hasNoBody(request.method) || !onPath(new URL(request.url).pathname)) return handler(request, ...rest);
+      let bytes: Buffer;
+      let parsed: object | undefined;
+      try {
+        bytes = await readBody(
+          chunksOf(request.body),
+          settings.maxBodyBytes,
+          request.headers.has('content-length') ? Number(request.headers.get('content-length')) : null,
+        );
+        parsed = chatBody(request, bytes);
+      } catch (error) {
+        const reply = errorReply(error, settings.format === 'auto' ? undefined : settings.format);
+        return new Response(reply.body, { status: reply.status, headers: reply.headers });
+      }
+      // Not a chat request: the handler gets it as it came.
+      if (!parsed) return handler(new Request(request, { body: bytes.byteLength > 0 ? new Uint8Array(bytes) : null, duplex: 'half' } as RequestInit), ...rest);
       const result = await exchange(
         {
-          body: chunksOf(request.body),
-          contentLength: request.headers.has('content-length') ? Number(request.headers.get('content-length')) : null,
+          body: null,
+          parsed,
           maxBodyBytes: settings.maxBodyBytes,
           compactor,
           format: settings.format,
@@ -74,4 +118,56 @@ export function compaction(source: CompactorSource, options: FetchCompactionOpti
       const body = untouched || result.body === null ? response.body : streamOf(result.body);
       return new Response(body, { status: response.status, statusText: response.statusText, headers });
     };
+  };
+}
+
+/**
+ * The body of a chat request (a JSON object with a `messages` array), or undefined for anything
+ * else: another content type, or JSON of another shape. JSON that does not parse, sent to a chat
+ * path, is the caller's mistake: `input.invalid`.
+ */
+function chatBody(request: Request, bytes: Buffer): object | undefined {
+  const type = request.headers.get('content-type') ?? '';
+  if (!/\bjson\b/i.test(type) || bytes.byteLength === 0) return undefined;
+  if (!isUtf8(bytes)) throw new CompactorError('input.invalid', 'body: is not valid UTF-8', { pointer: 'body' });
+  let body: unknown;
+  try {
+    body = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new CompactorError('input.invalid', 'body: is not valid JSON', { pointer: 'body' });
+  }
+  return typeof body === 'object' && body !== null && Array.isArray((body as { messages?: unknown }).messages) ? (body as object) : undefined;
+}
+
+/** The slice of Hono's context this middleware uses (Hono itself is not a dependency). */
+interface HonoContext {
+  req: { raw: Request };
+  res: Response;
+}
+
+/**
+ * Hono middleware, the `(c, next)` form: compacts chat requests (as `compaction`) before the
+ * route's handler, which reads the compacted body with `c.req.json()`; a cache hit is answered
+ * without calling it, and a 200 it returns is stored as it streams.
+ *
+ * @example
+ * app.use('/v1/*', honoCompaction({ maxInputTokens: 4000 }))
+ * app.post('/v1/chat/completions', async (c) => c.json(await callModel(await c.req.json())))
+ */
+export function honoCompaction(
+  source: CompactorSource,
+  options: FetchCompactionOptions = {},
+): (c: HonoContext, next: () => Promise<void>) => Promise<Response | undefined> {
+  const wrap = compaction(source, options);
+  return async (c, next) => {
+    const handled = wrap(async (request: Request) => {
+      c.req.raw = request;
+      await next();
+      return c.res;
+    });
+    const response = await handled(c.req.raw);
+    // The handler's own response needs no reassigning; a cache hit or an error is the answer.
+    if (response !== c.res) c.res = response;
+    return undefined;
+  };
 }

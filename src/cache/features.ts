@@ -150,6 +150,49 @@ export interface TextProfile {
   /** Position of each (stemmed) content word's first occurrence. */
   order: Map<string, number>;
   qualifiers: Set<string>;
+  /**
+   * Each directional word ("to", "from", "than", "into", "vs"…) with the nearest content words on
+   * either side: "convert miles to km" is `to: [convert, mile] | [km]`. Two questions that put the
+   * same two words on opposite sides of the same word ask opposite things (see `reversed`).
+   */
+  relations: Relation[];
+  /** Each number with the content word right after it (its unit): "10 miles" is `10 → mile`. */
+  quantities: Map<string, string>;
+}
+
+export interface Relation {
+  marker: string;
+  left: string[];
+  right: string[];
+}
+
+/** Words that give the entities around them a direction or an order. */
+const DIRECTIONAL = new Set(['to', 'into', 'onto', 'from', 'than', 'vs', 'versus', 'over', 'before', 'after', 'toward', 'towards']);
+/** Content words on each side of a directional word that it relates. */
+const RELATION_WINDOW = 3;
+
+/**
+ * True when the two texts relate the same two words in opposite directions: one word before a
+ * directional word in one text and after it in the other, and another word the other way round
+ * ("miles to km" / "km to miles", "Paris to Tokyo" / "Tokyo to Paris", "Celsius higher than
+ * Fahrenheit" / "Fahrenheit higher than Celsius"). A reworded question that keeps each side
+ * ("to Tokyo from Paris") does not.
+ */
+export function reversed(a: TextProfile, b: TextProfile): boolean {
+  // "10 miles in km" / "10 km in miles": the same number, each text's unit in the other.
+  for (const [number, unit] of a.quantities) {
+    const other = b.quantities.get(number);
+    if (other !== undefined && other !== unit && a.content.has(other) && b.content.has(unit)) return true;
+  }
+  for (const one of a.relations) {
+    for (const other of b.relations) {
+      if (one.marker !== other.marker) continue;
+      const crossedLeft = one.left.some((word) => other.right.includes(word) && !other.left.includes(word));
+      const crossedRight = one.right.some((word) => other.left.includes(word) && !other.right.includes(word));
+      if (crossedLeft && crossedRight) return true;
+    }
+  }
+  return false;
 }
 
 function stem(word: string): string {
@@ -199,7 +242,28 @@ export function profile(text: string): TextProfile {
     const stemmed = stem(word);
     if (!order.has(stemmed)) order.set(stemmed, position);
   });
-  return { words, content, bigrams, trigrams, numbers, names, negations, questionWord, order, qualifiers };
+  const relations: Relation[] = [];
+  words.forEach((word, position) => {
+    if (!DIRECTIONAL.has(word)) return;
+    const side = (from: number, step: number): string[] => {
+      const found: string[] = [];
+      for (let at = from; at >= 0 && at < words.length && found.length < RELATION_WINDOW; at += step) {
+        const candidate = words[at]!;
+        if (DIRECTIONAL.has(candidate)) break;
+        if (!STOPWORDS.has(candidate) && !NEGATIONS.has(candidate)) found.push(stem(candidate));
+      }
+      return found;
+    };
+    const left = side(position - 1, -1);
+    const right = side(position + 1, 1);
+    if (left.length > 0 && right.length > 0) relations.push({ marker: word, left, right });
+  });
+  const quantities = new Map<string, string>();
+  words.forEach((word, position) => {
+    const next = words[position + 1];
+    if (/^\d+$/.test(word) && next !== undefined && !STOPWORDS.has(next) && !/^\d+$/.test(next) && !quantities.has(word)) quantities.set(word, stem(next));
+  });
+  return { words, content, bigrams, trigrams, numbers, names, negations, questionWord, order, qualifiers, relations, quantities };
 }
 
 function jaccard(a: ReadonlySet<string>, b: ReadonlySet<string>): number {

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { withDeadline } from '../core/deadline.js';
 import { timeSlicer } from '../core/turns.js';
-import { CompactorError, invalidOption, isAbortError, rejectUnknownKeys } from '../core/errors.js';
+import { CompactorError, invalidOption, isAbortError } from '../core/errors.js';
+import { checkedByFactory, defineOptions, rules } from '../core/define-options.js';
 import type { ChatMessage, ChatRequest } from '../core/types.js';
 import type { EmbeddingCache } from '../embedders/memo.js';
 import type { Embedder } from '../embedders/types.js';
@@ -12,7 +13,7 @@ import { defaultRuntime } from '../runtime.js';
 import { memoryStore } from '../stores/memory.js';
 import { isStore, type Store } from '../stores/types.js';
 import { messageText } from '../text/message-text.js';
-import { profileMemo, type TextProfile } from './features.js';
+import { profileMemo, reversed, type TextProfile } from './features.js';
 import { DEFAULT_VERIFIER_THRESHOLD, defaultVerifier, type Verifier } from './verifier.js';
 
 export type { CachedResponse };
@@ -315,10 +316,23 @@ function checkRange(option: string, value: unknown, minimum: number, maximum: nu
  * const cache = createResponseCache({ store: redisStore({ url }) })
  * const compactor = createCompactor({ maxInputTokens: 8000, cache })
  */
+export const RESPONSE_CACHE_OPTIONS = defineOptions<ResponseCacheOptions, typeof RESPONSE_CACHE_DEFAULTS>({
+  factory: 'createResponseCache',
+  defaults: RESPONSE_CACHE_DEFAULTS,
+  rules: {
+    ...checkedByFactory<ResponseCacheOptions>(RESPONSE_CACHE_OPTION_NAMES),
+    mode: rules.oneOf('semantic', 'exact'),
+    cacheToolCalls: rules.boolean,
+    requireTenant: rules.boolean,
+    allowConflicts: rules.boolean,
+    skipSampled: rules.boolean,
+  },
+  docs: [['src/cache/response-cache.ts', 'ResponseCacheOptions']],
+});
+
 export function createResponseCache(options: ResponseCacheOptions = {}): ResponseCache {
   if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
-  rejectUnknownKeys(options, RESPONSE_CACHE_OPTION_NAMES);
-  const settings = { ...RESPONSE_CACHE_DEFAULTS, ...options };
+  const settings = RESPONSE_CACHE_OPTIONS.parse(options);
   if (settings.store !== undefined && !isStore(settings.store)) invalidOption('store', 'a Store (memoryStore() or redisStore())', settings.store);
   if (
     settings.embedder !== undefined &&
@@ -716,12 +730,14 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
 
 /**
  * Questions that no score should let answer each other: one negated and the other not, other
- * numbers, or other names ("raw eggs safe" / "raw eggs not safe"; "in 2020" / "in 2021";
- * "founded Apple" / "founded Microsoft").
+ * numbers, other names, or the same things related the other way round ("raw eggs safe" / "raw
+ * eggs not safe"; "in 2020" / "in 2021"; "founded Apple" / "founded Microsoft"; "miles to km" /
+ * "km to miles").
  */
 export function conflict(a: TextProfile, b: TextProfile): boolean {
   if (a.negations > 0 !== b.negations > 0) return true;
   if (!sameSet(a.numbers, b.numbers)) return true;
+  if (reversed(a, b)) return true;
   // A name one question mentions and the other does not, in any case ("Quora" and "quora" agree).
   return namedOnlyIn(a, b) || namedOnlyIn(b, a);
 }

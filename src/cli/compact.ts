@@ -1,3 +1,4 @@
+import { defaultRuntime } from '../runtime.js';
 import type { CompactorOptions } from '../core/options.js';
 import { CompactorError } from '../core/errors.js';
 import { createRouteTable, loadConfig, type RouteTable } from '../core/routes.js';
@@ -39,14 +40,14 @@ async function buildTable(flags: CompactFlags): Promise<RouteTable> {
   // timeout: a flag wins, then the config file, then the path's default.
   const deadline = (options: CompactorOptions): CompactorOptions => {
     const relevance = options.presetOptions?.relevance ?? {};
-    const cacheAware = options.presetOptions?.cacheAware ?? {};
+    const cacheAware = options.presetOptions?.['cache-aware'] ?? {};
     const summarize = options.presetOptions?.summarize ?? {};
     if (!flags.await) {
       if (flags.embedTimeout === undefined) return options;
       const embedTimeoutMs = flags.embedTimeout;
       return {
         ...options,
-        presetOptions: { ...options.presetOptions, relevance: { ...relevance, embedTimeoutMs }, cacheAware: { ...cacheAware, embedTimeoutMs } },
+        presetOptions: { ...options.presetOptions, relevance: { ...relevance, embedTimeoutMs }, 'cache-aware': { ...cacheAware, embedTimeoutMs } },
       };
     }
     const embedTimeoutMs = flags.embedTimeout ?? relevance.embedTimeoutMs ?? CLI_EMBED_TIMEOUT_MS;
@@ -55,7 +56,7 @@ async function buildTable(flags: CompactFlags): Promise<RouteTable> {
       presetOptions: {
         ...options.presetOptions,
         relevance: { awaitDocuments: true, ...relevance, embedTimeoutMs },
-        cacheAware: { awaitDocuments: true, ...cacheAware, embedTimeoutMs: flags.embedTimeout ?? cacheAware.embedTimeoutMs ?? CLI_EMBED_TIMEOUT_MS },
+        'cache-aware': { awaitDocuments: true, ...cacheAware, embedTimeoutMs: flags.embedTimeout ?? cacheAware.embedTimeoutMs ?? CLI_EMBED_TIMEOUT_MS },
         summarize: { mode: 'inline', inlineTimeoutMs: embedTimeoutMs, ...summarize },
       },
     };
@@ -83,6 +84,16 @@ function errorLine(error: unknown): { error: { code: string; message: string; po
 }
 
 export async function compactCommand(file: string | undefined, flags: CompactFlags): Promise<void> {
+  try {
+    await compactAll(file, flags);
+  } finally {
+    // One-shot work: the history embedding a compaction starts in the background would keep the
+    // process alive for seconds after its output is written, for nothing.
+    await defaultRuntime().close();
+  }
+}
+
+async function compactAll(file: string | undefined, flags: CompactFlags): Promise<void> {
   const table = await buildTable(flags);
   const compactOne = async (body: unknown) => {
     const model = typeof (body as { model?: unknown } | null)?.model === 'string' ? (body as { model: string }).model : undefined;

@@ -73,6 +73,10 @@ export function buildProgram(): Command {
     .option('--preset <name>', `compaction preset: ${presetNames().join(', ')} (default: ${DEFAULT_PRESET})`, preset)
     .option('--cache <store>', 'response cache: memory, redis or off (default memory)')
     .option('--redis-url <url>', 'Redis URL for --cache redis (default: REDIS_URL)')
+    .option(
+      '--no-cache-hints',
+      "add no provider cache hints (by default: Anthropic cache_control breakpoints and OpenAI's prompt_cache_key, for api.anthropic.com and api.openai.com only)",
+    )
     .action(serveCommand);
 
   return program;
@@ -85,7 +89,16 @@ export interface MainOptions {
 
 /** Run the CLI. Usage and input errors exit 2 with one line and no stack trace. */
 export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
+  // A reader that closed the pipe (`compact --batch | head`) wants no more: end quietly.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+    throw error;
+  });
   const command = argv[2];
+  if (command === undefined) {
+    buildProgram().outputHelp({ error: true });
+    return 1;
+  }
   if (command !== undefined && BENCH_COMMANDS.includes(command)) {
     const bench = await options.bench?.().catch(() => undefined);
     if (bench) return bench.main(argv);

@@ -21,6 +21,8 @@ export interface ServeFlags {
   preset?: string;
   cache?: string;
   redisUrl?: string;
+  /** False with --no-cache-hints. */
+  cacheHints?: boolean;
 }
 
 /** The `proxy` section of a config file (everything else is the route table). */
@@ -32,6 +34,7 @@ interface ProxyConfig {
   maxBodyBytes?: number;
   upstreamTimeoutMs?: number;
   bodyTimeoutMs?: number;
+  cacheHints?: 'auto' | boolean;
   streamIdleTimeoutMs?: number;
   keys?: ProxyKey[];
   allowUnauthenticated?: boolean;
@@ -147,6 +150,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   const proxy = underPath('proxy.', () =>
     createProxy({
       ...passed,
+      ...(flags.cacheHints === false ? { cacheHints: false } : {}),
       routes: table,
       cache: cache ?? false,
       runtime,

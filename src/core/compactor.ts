@@ -10,7 +10,7 @@ import type { EncodingName } from '../tokens/tokenizer.js';
 import { CompactorError, rethrowIfAborted, throwIfAborted } from './errors.js';
 import { enforce } from './guard.js';
 import { resolveOptions, resolveBudget, type CompactorOptions, type ResolvedOptions } from './options.js';
-import { failuresOf, type CacheStats, type CompactionStats } from './stats.js';
+import { failuresOf, WARMING, type CacheStats, type CompactionStats } from './stats.js';
 import { createStrategyContext, failureOf, runStrategy } from './strategy.js';
 import type { ChatMessage, ChatRequest, Messages } from './types.js';
 
@@ -44,6 +44,12 @@ export interface CompactOptions {
    * @default true
    */
   serveFromCache?: boolean;
+  /**
+   * Add provider cache hints to this request (OpenAI's `prompt_cache_key`, Anthropic's
+   * `cache_control` breakpoints): the proxy turns them off for upstreams that may refuse them.
+   * @default true, unless the compactor's `omitCacheHints`
+   */
+  cacheHints?: boolean;
 }
 
 /** The request, compacted (or passed through) for the model. */
@@ -89,6 +95,13 @@ export interface Compactor<HasCache extends boolean = boolean> {
   countTokens(request: object): Promise<number>;
   /** The memoized token counter the compactor uses for a model (for benches and custom strategies). */
   tokenCounter(model?: string): Promise<TokenCounter>;
+  /**
+   * Stop the background work it started (history embedding, summary jobs) and unload the encoder:
+   * it closes the runtime it runs on (`options.runtime`, the process-wide default unless you gave
+   * your own), which stays usable. Call it when a script is done, so the process exits at once.
+   */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
   readonly options: Readonly<ResolvedOptions>;
 }
 
@@ -202,6 +215,12 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
 
   const compactor: Compactor = {
     options: settings,
+    close() {
+      return settings.runtime.close();
+    },
+    [Symbol.asyncDispose]() {
+      return settings.runtime.close();
+    },
     tokenCounter(model) {
       return counterFor(infoFor(model));
     },
@@ -212,8 +231,10 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
     },
     async compact<T extends object>(request: T, compactOptions: CompactOptions = {}): Promise<CompactResult<T>> {
       const { signal, format: formatOption = 'auto' } = compactOptions;
-      if (compactOptions.model !== undefined && typeof compactOptions.model !== 'string') {
-        throw new CompactorError('options.invalid', 'option "model" must be a string', { pointer: 'model' });
+      for (const name of ['model', 'tenant', 'route'] as const) {
+        const value = compactOptions[name];
+        if (value !== undefined && typeof value !== 'string')
+          throw new CompactorError('options.invalid', `option "${name}" must be a string`, { pointer: name });
       }
       throwIfAborted(signal);
       const started = settings.clock();
@@ -274,7 +295,10 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
           stats.breakpoints = marks.map((message) => messages.indexOf(message));
           // The key goes only to models the price table knows as OpenAI's: other OpenAI-compatible servers may refuse a field they do not know.
           const openai = priceOf(settings.prices, model)?.cacheRule === 'openai';
-          const hints = settings.omitCacheHints ? undefined : { breakpoints: marks, key: openai ? cacheKey(canonical, compactOptions.tenant) : undefined };
+          const hints =
+            (compactOptions.cacheHints ?? !settings.omitCacheHints) === false
+              ? undefined
+              : { breakpoints: marks, key: openai ? cacheKey(canonical, compactOptions.tenant) : undefined };
           const restored = conversion.restore(messages, hints) as T;
           return commit && release ? { kind: 'compacted', request: restored, stats, commit, release } : { kind: 'compacted', request: restored, stats };
         };
@@ -304,9 +328,12 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
         const ran = await runStrategy(settings.strategy, input, context);
         const steps = ran.stats.steps ? [...ran.stats.steps] : [ran.stats];
         stats.strategies.push(...steps);
-        stats.failures.push(...failuresOf(steps));
         // A pipeline that threw records its failure on itself, not on a step.
-        if (ran.stats.steps) stats.failures.push(...ran.stats.failures);
+        for (const failure of [...failuresOf(steps), ...(ran.stats.steps ? ran.stats.failures : [])]) {
+          if (failure.code !== WARMING) stats.failures.push(failure);
+          else if (stats.warming) stats.warming.push(failure.strategy);
+          else stats.warming = [failure.strategy];
+        }
 
         throwIfAborted(signal);
         const guarded = enforce({

@@ -5,7 +5,8 @@ import { defaultRuntime, type Runtime } from '../runtime.js';
 import { DEFAULT_IMAGE_TOKENS } from '../tokens/images.js';
 import { KNOWN_MODELS, type ModelInfo } from '../tokens/models.js';
 import { builtinTokenizer, type TokenizerBackend, type TokenizerFactory } from '../tokens/tokenizer.js';
-import { invalidOption, rejectUnknownKeys } from './errors.js';
+import { invalidOption } from './errors.js';
+import { checkedByFactory, defineOptions, rules } from './define-options.js';
 import { requireInstalled } from './optional.js';
 import type { OnBudgetUnreachable } from './guard.js';
 import { createPreset, DEFAULT_PRESET, type PresetOptions } from './presets.js';
@@ -182,10 +183,35 @@ export const COMPACTOR_OPTION_NAMES: readonly (keyof CompactorOptions)[] = [
   'clock',
 ];
 
+export const COMPACTOR_OPTIONS = defineOptions<CompactorOptions, typeof COMPACTOR_DEFAULTS>({
+  factory: 'createCompactor',
+  defaults: COMPACTOR_DEFAULTS,
+  rules: {
+    ...checkedByFactory<CompactorOptions>(COMPACTOR_OPTION_NAMES),
+    maxInputTokens: rules.int(1),
+    reserveOutputTokens: rules.int(0),
+    approximateTokenMultiplier: rules.number(0.1, 10),
+    imageTokens: rules.int(0),
+    tokenCacheBytes: rules.int(1024),
+    onBudgetUnreachable: rules.oneOf('error', 'pass-through'),
+    defaultModel: rules.string,
+    omitCacheHints: rules.boolean,
+    clock: rules.function,
+    limits: rules.object,
+  },
+  docs: [['src/core/options.ts', 'CompactorOptions']],
+});
+
+export const LIMITS_OPTIONS = defineOptions<Partial<InputLimits>>({
+  factory: 'limits',
+  defaults: { ...DEFAULT_LIMITS },
+  rules: { maxMessages: rules.int(1), maxPartsPerMessage: rules.int(1) },
+  docs: [['src/core/validate.ts', 'InputLimits']],
+});
+
 export function resolveOptions(options: CompactorOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
-  rejectUnknownKeys(options, COMPACTOR_OPTION_NAMES);
-  const merged = { ...COMPACTOR_DEFAULTS, ...options };
+  const merged = COMPACTOR_OPTIONS.parse(options);
   if (merged.maxInputTokens !== undefined) positiveInteger('maxInputTokens', merged.maxInputTokens);
   positiveInteger('reserveOutputTokens', merged.reserveOutputTokens, 0);
   if (typeof merged.approximateTokenMultiplier !== 'number' || !(merged.approximateTokenMultiplier >= 0.1 && merged.approximateTokenMultiplier <= 10)) {
@@ -247,9 +273,7 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
       invalidOption(`prices.${name}.cacheRule`, '"openai", "anthropic" or "none"', rule);
   }
   const prices = { ...PRICES, ...merged.prices };
-  const limits = { ...DEFAULT_LIMITS, ...merged.limits };
-  positiveInteger('limits.maxMessages', limits.maxMessages);
-  positiveInteger('limits.maxPartsPerMessage', limits.maxPartsPerMessage);
+  const limits = LIMITS_OPTIONS.parse(merged.limits, 'limits') as InputLimits;
   const clock = merged.clock ?? (() => performance.now());
   if (typeof clock !== 'function') invalidOption('clock', 'a function returning milliseconds', clock);
   return {

@@ -4,22 +4,30 @@ import { summarize, type SummarizeStrategyOptions } from '../../strategies/summa
 import { truncate, type TruncateOptions } from '../../strategies/truncate/index.js';
 import { pipeline } from './strategy.js';
 import { invalidOption } from './errors.js';
+import { defineOptions, rules } from './define-options.js';
 import type { Strategy } from './strategy.js';
 
-/** Options a preset may read; each preset takes the part it knows. */
+/** Options a preset may read, under the names of the strategies they configure (as the presets are written: `'cache-aware'`); each preset takes the part it knows. */
 export interface PresetOptions {
   truncate?: TruncateOptions;
   relevance?: RelevanceOptions;
   summarize?: SummarizeStrategyOptions;
-  cacheAware?: CacheAwareOptions;
+  'cache-aware'?: CacheAwareOptions;
 }
+
+export const PRESET_OPTIONS = defineOptions<PresetOptions>({
+  factory: 'presetOptions',
+  defaults: {},
+  rules: { truncate: rules.object, relevance: rules.object, summarize: rules.object, 'cache-aware': rules.object },
+  docs: [['src/core/presets.ts', 'PresetOptions']],
+});
 
 type PresetFactory = (options: PresetOptions) => Strategy;
 
 const PRESETS: Record<string, PresetFactory> = {
   truncate: (options) => truncate(options.truncate),
   // The recent turns in a window that moves in steps (cached between them), and excerpts for the latest message sized by the model's cache price.
-  'cache-aware': (options) => cacheAware(options.cacheAware),
+  'cache-aware': (options) => cacheAware(options['cache-aware']),
   relevance: (options) => relevance(options.relevance),
   // Rolling summaries of old chunks, then recency for what is still over budget.
   summarize: (options) => pipeline('summarize', [summarize(options.summarize), truncate(options.truncate)]),
@@ -48,5 +56,5 @@ export function isPresetName(name: unknown): name is string {
 /** Build a named pipeline. Throws `options.invalid` naming the option for an unknown name. */
 export function createPreset(name: string, options: PresetOptions = {}, option = 'preset'): Strategy {
   if (!isPresetName(name)) invalidOption(option, `one of ${presetNames().join(', ')}`, name);
-  return PRESETS[name]!(options);
+  return PRESETS[name]!(PRESET_OPTIONS.parse(options, 'presetOptions'));
 }

@@ -33,6 +33,11 @@ export interface CompactionStats {
   guard: { repaired: number; droppedForBudget: number; violation?: string };
   /** All failures recovered from: strategies' and the cache's. */
   failures: FailureRecord[];
+  /**
+   * Components that were still warming up (the encoder loading on a cold start), so the request
+   * went on without them: the normal first seconds of a process, not a failure.
+   */
+  warming?: string[];
   /** Why the request went on uncompacted, when it did. */
   passThrough?: 'within-budget' | 'no-budget' | 'budget-unreachable';
   /** The response cache's verdict, when the compactor has a cache. */
@@ -43,6 +48,9 @@ export interface CompactionStats {
    */
   breakpoints?: number[];
 }
+
+/** The code of a strategy's record for a component that was still warming up (see `CompactionStats.warming`). */
+export const WARMING = 'warming';
 
 /** Every failure in a tree of strategy stats, depth first. */
 export function failuresOf(steps: readonly StrategyStats[]): FailureRecord[] {

@@ -29,18 +29,25 @@ function checkOptionalString(value: unknown, pointer: string): void {
   if (value !== undefined && value !== null) checkString(value, pointer);
 }
 
-/** Validate every string inside an unknown part, so a lone surrogate anywhere is reported with its path. */
-function checkDeepStrings(value: unknown, pointer: string, depth = 0): void {
+/**
+ * Validate every string inside an unknown part, so a lone surrogate anywhere is reported with its
+ * path. Each object is walked once (a value shared by two fields is not walked twice), and one
+ * that contains itself is refused: counting or hashing it would throw.
+ */
+function checkDeepStrings(value: unknown, pointer: string, depth = 0, ancestors = new Set<object>(), done = new WeakSet<object>()): void {
   if (depth > 32) invalid(pointer, 'is nested too deeply');
   if (typeof value === 'string') {
     if (!value.isWellFormed()) invalid(pointer, 'contains a lone surrogate (not valid UTF-16 text)');
-  } else if (Array.isArray(value)) {
-    value.forEach((item, index) => {
-      checkDeepStrings(item, `${pointer}[${index}]`, depth + 1);
-    });
-  } else if (typeof value === 'object' && value !== null) {
-    for (const [key, item] of Object.entries(value)) checkDeepStrings(item, `${pointer}.${key}`, depth + 1);
+    return;
   }
+  if (typeof value !== 'object' || value === null || done.has(value)) return;
+  if (ancestors.has(value)) invalid(pointer, 'contains itself (a cycle)');
+  ancestors.add(value);
+  if (Array.isArray(value)) {
+    for (let index = 0; index < value.length; index++) checkDeepStrings(value[index], `${pointer}[${index}]`, depth + 1, ancestors, done);
+  } else for (const [key, item] of Object.entries(value)) checkDeepStrings(item, `${pointer}.${key}`, depth + 1, ancestors, done);
+  ancestors.delete(value);
+  done.add(value);
 }
 
 /**
@@ -145,6 +152,26 @@ export function validateRequest(request: unknown, limits: InputLimits = DEFAULT_
     }
   }
   const request_ = request as ChatRequest;
-  if (request_.tools !== undefined && !Array.isArray(request_.tools)) invalid('tools', 'must be an array');
-  if (request_.functions !== undefined && !Array.isArray(request_.functions)) invalid('functions', 'must be an array');
+  // Every other field goes upstream as it is; tools are counted, and the cache hashes the request.
+  for (const key of Object.keys(request_)) if (key !== 'messages') checkDeepStrings(request_[key as keyof ChatRequest], key);
+  if (request_.tools !== undefined) {
+    if (!Array.isArray(request_.tools)) invalid('tools', 'must be an array');
+    request_.tools.forEach((tool, index) => {
+      const at = `tools[${index}]`;
+      if (typeof tool !== 'object' || tool === null || Array.isArray(tool)) invalid(at, 'must be an object');
+      const record = tool as unknown as Record<string, unknown>;
+      if (record.type === 'function' || record.function !== undefined) {
+        const fn = record.function as Record<string, unknown> | null | undefined;
+        if (typeof fn !== 'object' || fn === null || Array.isArray(fn)) invalid(`${at}.function`, 'must be an object');
+        checkString(fn.name, `${at}.function.name`);
+      }
+    });
+  }
+  if (request_.functions !== undefined) {
+    if (!Array.isArray(request_.functions)) invalid('functions', 'must be an array');
+    request_.functions.forEach((fn, index) => {
+      if (typeof fn !== 'object' || fn === null || Array.isArray(fn)) invalid(`functions[${index}]`, 'must be an object');
+      checkString((fn as { name?: unknown }).name, `functions[${index}].name`);
+    });
+  }
 }

@@ -1,7 +1,8 @@
+import { defineOptions, rules } from '../core/define-options.js';
 import { nextTurn } from '../core/turns.js';
 import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { invalidOption, throwIfAborted } from '../core/errors.js';
+import { throwIfAborted } from '../core/errors.js';
 import { normalize, type Embedder, type EmbedOptions } from './types.js';
 
 /**
@@ -41,6 +42,8 @@ export interface EmbeddingCache {
    * otherwise dropped: the texts stay missing, and the next request retries them.
    */
   warm(embedder: Embedder, texts: readonly string[]): void;
+  /** Stop background (`warm`) work not started yet. The memo stays usable, and keeps its vectors. */
+  close(): void;
   /** Resolves when no embedding, and no write to the store, is in flight (for benches, tests and graceful shutdown). */
   idle(): Promise<void>;
   /** Number of texts the embedder was actually asked for, since creation. */
@@ -48,6 +51,13 @@ export interface EmbeddingCache {
   /** Background (`warm`) embedding calls that failed, since creation. */
   readonly backgroundFailures: number;
 }
+
+export const EMBEDDING_CACHE_OPTIONS = defineOptions<EmbeddingCacheOptions, typeof EMBEDDING_CACHE_DEFAULTS>({
+  factory: 'createEmbeddingCache',
+  defaults: EMBEDDING_CACHE_DEFAULTS,
+  rules: { maxBytes: rules.int(1024), maxBatch: rules.int(1), store: rules.custom('an EmbeddingStore') },
+  docs: [['src/embedders/memo.ts', 'EmbeddingCacheOptions']],
+});
 
 /** Texts hashed between two yields to the event loop when warming. */
 const WARM_SLICE = 512;
@@ -61,14 +71,14 @@ const WARM_SLICE = 512;
  * const [query] = await cache.embed(embedder, ['what did we decide?'])
  */
 export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): EmbeddingCache {
-  const { maxBytes, maxBatch } = { ...EMBEDDING_CACHE_DEFAULTS, ...options };
-  if (!Number.isInteger(maxBytes) || maxBytes < 1024) invalidOption('embeddingBytes', 'an integer >= 1024', maxBytes);
-  if (!Number.isInteger(maxBatch) || maxBatch < 1) invalidOption('maxBatch', 'an integer >= 1', maxBatch);
+  const { maxBytes, maxBatch } = EMBEDDING_CACHE_OPTIONS.parse(options);
   const memo = new LRUCache<string, Float32Array>({ maxSize: maxBytes, sizeCalculation: (value, key) => value.byteLength + key.length * 2 + 64 });
   const inFlight = new Map<string, Promise<Float32Array>>();
   const writes = new Set<Promise<unknown>>();
   let misses = 0;
   let backgroundFailures = 0;
+  // Bumped by close(): warm slices of an earlier generation stop.
+  let generation = 0;
 
   async function fetchBatch(embedder: Embedder, keys: string[], texts: string[], signal: AbortSignal | undefined): Promise<Float32Array[]> {
     let found: (Float32Array | undefined)[] = new Array(keys.length).fill(undefined);
@@ -120,9 +130,14 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
     async idle() {
       while (inFlight.size > 0 || writes.size > 0) await Promise.allSettled([...inFlight.values(), ...writes]);
     },
+    close() {
+      generation++;
+    },
     warm(embedder, texts) {
       // A long history is hashed in slices that yield to the event loop: this runs off the request's path.
+      const started = generation;
       const slice = (start: number): void => {
+        if (generation !== started) return;
         const missing = texts.slice(start, start + WARM_SLICE).filter((text) => !memo.has(keyOf(embedder, text)));
         if (missing.length > 0) cache.embed(embedder, missing).catch(() => void backgroundFailures++);
         if (start + WARM_SLICE < texts.length) setImmediate(() => slice(start + WARM_SLICE));

@@ -80,8 +80,9 @@ export async function createOnnxRunner(model: Uint8Array, options: OnnxRunnerOpt
   const pending = new Map<number, { resolve: (data: Float32Array) => void; reject: (error: Error) => void }>();
   let nextId = 1;
   let failure: Error | undefined;
-  // Keep the process alive only while a run is in flight.
-  const updateRef = () => (pending.size > 0 ? worker.ref() : worker.unref());
+  // Keep the process alive only while a run is in flight, and never once closed.
+  let closed = false;
+  const updateRef = () => (pending.size > 0 && !closed ? worker.ref() : worker.unref());
   const fail = (error: Error) => {
     failure ??= error;
     for (const { reject } of pending.values()) reject(error);
@@ -119,8 +120,13 @@ export async function createOnnxRunner(model: Uint8Array, options: OnnxRunnerOpt
   await call(0);
   return {
     run: (feeds) => call(nextId++, feeds),
+    // The worker is let go, not terminated: ending it from here can crash onnxruntime's native
+    // teardown (seen with onnxruntime-node 1.14). Unreferenced and idle, it keeps no process alive
+    // and ends with it.
     async close() {
-      await worker.terminate();
+      closed = true;
+      worker.unref();
+      fail(new CompactorError('upstream.failed', 'the encoder was closed', { details: { reason: 'closed' } }));
     },
   };
 }

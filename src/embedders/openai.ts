@@ -1,3 +1,5 @@
+import { defineOptions, rules } from '../core/define-options.js';
+import { JSON_CLIENT_RULES } from '../http/json-client.js';
 import { CompactorError, invalidOption } from '../core/errors.js';
 import { createJsonClient, type JsonClientOptions } from '../http/json-client.js';
 import type { Embedder } from './types.js';
@@ -21,8 +23,18 @@ export const OPENAI_EMBEDDER_DEFAULTS = { model: 'text-embedding-3-small', batch
  * @example
  * const embedder = openaiEmbedder({ baseURL: 'http://localhost:8080/v1', model: 'bge-small' })
  */
+export const OPENAI_EMBEDDER_OPTIONS = defineOptions<OpenAIEmbedderOptions, typeof OPENAI_EMBEDDER_DEFAULTS>({
+  factory: 'openaiEmbedder',
+  defaults: OPENAI_EMBEDDER_DEFAULTS,
+  rules: { ...JSON_CLIENT_RULES, model: rules.string, dimensions: rules.int(1), batchSize: rules.int(1, 2048), timeoutMs: rules.int(1) },
+  docs: [
+    ['src/embedders/openai.ts', 'OpenAIEmbedderOptions'],
+    ['src/http/json-client.ts', 'JsonClientOptions'],
+  ],
+});
+
 export function openaiEmbedder(options: OpenAIEmbedderOptions = {}): Embedder {
-  const { model, batchSize, timeoutMs } = { ...OPENAI_EMBEDDER_DEFAULTS, ...options };
+  const { model, batchSize, timeoutMs } = OPENAI_EMBEDDER_OPTIONS.parse(options);
   const client = createJsonClient({ ...options, timeoutMs });
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 2048) invalidOption('batchSize', 'an integer from 1 to 2048', batchSize);
   if (options.dimensions !== undefined && (!Number.isInteger(options.dimensions) || options.dimensions < 1))

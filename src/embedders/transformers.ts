@@ -1,3 +1,4 @@
+import { defineOptions, rules } from '../core/define-options.js';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { CompactorError, invalidOption } from '../core/errors.js';
@@ -37,7 +38,22 @@ let queue: Promise<unknown> = Promise.resolve();
  * @example
  * transformersEmbedder({ model: 'Xenova/all-MiniLM-L6-v2', allowRemoteModels: true })
  */
+export const TRANSFORMERS_OPTIONS = defineOptions<TransformersEmbedderOptions>({
+  factory: 'transformersEmbedder',
+  defaults: { model: 'Xenova/all-MiniLM-L6-v2', allowRemoteModels: false, pooling: 'mean' },
+  rules: {
+    model: rules.string,
+    localModelPath: rules.string,
+    allowRemoteModels: rules.boolean,
+    quantized: rules.boolean,
+    pooling: rules.oneOf('mean', 'cls'),
+    normalize: rules.boolean,
+  },
+  docs: [['src/embedders/transformers.ts', 'TransformersEmbedderOptions']],
+});
+
 export function transformersEmbedder(options: TransformersEmbedderOptions = {}): Embedder {
+  TRANSFORMERS_OPTIONS.parse(options);
   const model = options.model ?? 'Xenova/all-MiniLM-L6-v2';
   const quantized = options.quantized ?? true;
   const pooling = options.pooling ?? 'mean';

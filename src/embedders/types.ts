@@ -10,6 +10,13 @@ export interface Embedder {
   readonly id: string;
   readonly dimensions: number;
   embed(texts: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>;
+  /**
+   * False while an in-process model is still loading (a cold start): a deadline missed then is
+   * the warm-up, counted as such, not a failure. Absent: the embedder is always ready.
+   */
+  ready?(): boolean;
+  /** Release what the embedder holds (a worker, a model); it may load again on the next call. */
+  close?(): Promise<void>;
 }
 
 /** L2-normalise in place (so cosine similarity is a dot product) and return the vector. */

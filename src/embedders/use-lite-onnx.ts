@@ -291,9 +291,12 @@ export async function loadUseLiteOnnx(options: UseLiteOnnxOptions = {}): Promise
   // One chunk at a time across every caller: tokenizing is on the event loop, and concurrent calls
   // resuming together would otherwise tokenize their next chunks back to back in one long turn.
   let queue: Promise<unknown> = Promise.resolve();
+  let closing = false;
   const turn = <T>(work: () => Promise<T>): Promise<T> => {
     const result = queue.then(async () => {
       await nextTurn();
+      // Closing: chunks not started yet are not run.
+      if (closing) throw new CompactorError('upstream.failed', 'the encoder was closed', { details: { reason: 'closed' } });
       return work();
     });
     queue = result.catch(() => undefined);
@@ -302,7 +305,12 @@ export async function loadUseLiteOnnx(options: UseLiteOnnxOptions = {}): Promise
 
   return {
     alive: () => alive,
-    close: () => runner.close(),
+    // Chunks not started are dropped; the worker is let go (see the runner's close).
+    async close() {
+      closing = true;
+      alive = false;
+      await runner.close();
+    },
     async embed(texts) {
       // Chunks of similar lengths (so padding stays small), bounded in characters so tokenising
       // one chunk takes a few milliseconds on the event loop and running it tens on the worker.

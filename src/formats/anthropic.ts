@@ -86,12 +86,21 @@ function toPart(block: AnthropicBlock): ContentPart {
   return block;
 }
 
+/** Blocks as content parts, each checked to be a block with a type. */
+function toParts(blocks: unknown[], pointer: string): ContentPart[] {
+  return blocks.map((block, index) => {
+    if (typeof block !== 'object' || block === null || Array.isArray(block) || typeof (block as AnthropicBlock).type !== 'string')
+      invalid(`${pointer}[${index}]`, 'must be a content block with a type');
+    return toPart(block as AnthropicBlock);
+  });
+}
+
 function toolResultContent(block: AnthropicBlock, pointer: string): string | ContentPart[] {
   const content = block.content;
   if (content === undefined || content === null) return '';
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) invalid(`${pointer}.content`, 'must be a string or an array of blocks');
-  return (content as AnthropicBlock[]).map(toPart);
+  return toParts(content, `${pointer}.content`);
 }
 
 /** Convert an Anthropic Messages request to the canonical chat-completions shape. */
@@ -109,7 +118,7 @@ export function fromAnthropic(request: AnthropicRequest): AnthropicConversion {
   if (request.system !== undefined) {
     const system = request.system;
     if (typeof system === 'string') push({ role: 'system', content: system }, { source: -1, blocks: null }, 'system');
-    else if (Array.isArray(system)) push({ role: 'system', content: system.map(toPart) }, { source: -1, blocks: null }, 'system');
+    else if (Array.isArray(system)) push({ role: 'system', content: toParts(system, 'system') }, { source: -1, blocks: null }, 'system');
     else invalid('system', 'must be a string or an array of text blocks');
   }
 
@@ -165,7 +174,11 @@ export function fromAnthropic(request: AnthropicRequest): AnthropicConversion {
 
   const { system: _system, messages: _messages, tools, ...others } = request;
   const canonical: ChatRequest = { ...others, messages };
+  if (tools !== undefined && !Array.isArray(tools)) invalid('tools', 'must be an array');
   if (Array.isArray(tools)) {
+    tools.forEach((tool, index) => {
+      if (typeof tool !== 'object' || tool === null || Array.isArray(tool)) invalid(`tools[${index}]`, 'must be an object');
+    });
     canonical.tools = tools.map(
       (tool): ToolDefinition =>
         typeof tool?.name === 'string'

@@ -1,3 +1,4 @@
+import { type Rule, rules } from '../core/define-options.js';
 import { CompactorError, invalidOption } from '../core/errors.js';
 
 /** Connection options shared by the OpenAI-compatible providers. */
@@ -29,6 +30,15 @@ class HttpStatusError extends CompactorError {
 }
 
 export const JSON_CLIENT_DEFAULTS = { baseURL: 'https://api.openai.com/v1', retries: 2 };
+
+/** The rules of the connection options, shared by every factory that calls an HTTP API. */
+export const JSON_CLIENT_RULES = {
+  baseURL: rules.string,
+  apiKey: rules.string,
+  timeoutMs: rules.int(1),
+  retries: rules.int(0, 10),
+  fetch: rules.function,
+} satisfies Record<keyof Required<JsonClientOptions>, Rule>;
 
 /** Validates the connection options once and returns a client with timeouts and retries. */
 export function createJsonClient(options: JsonClientOptions & { timeoutMs: number }): JsonClient {

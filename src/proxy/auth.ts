@@ -45,7 +45,10 @@ function headerValue(request: IncomingMessage, name: string): string | undefined
 }
 
 /** The caller's credential: `Authorization: Bearer`, `x-api-key` (Anthropic) or `api-key` (Azure). */
-export function credentialOf(request: IncomingMessage): { header: (typeof CREDENTIAL_HEADERS)[number]; value: string } | undefined {
+/** Query parameters that carry a credential (Azure takes `api-key`; Google-style APIs `key`). */
+export const CREDENTIAL_PARAMETERS = ['api-key', 'api_key', 'apikey', 'key', 'access_token'] as const;
+
+export function credentialOf(request: IncomingMessage): { header: (typeof CREDENTIAL_HEADERS)[number] | 'query'; value: string } | undefined {
   const authorization = headerValue(request, 'authorization');
   if (authorization !== undefined) {
     const match = /^bearer\s+(.+)$/i.exec(authorization.trim());
@@ -54,6 +57,15 @@ export function credentialOf(request: IncomingMessage): { header: (typeof CREDEN
   for (const header of ['x-api-key', 'api-key'] as const) {
     const value = headerValue(request, header);
     if (value !== undefined) return { header, value: value.trim() };
+  }
+  // A credential in the query string goes upstream with the URL: it is the caller's own, and part of its tenant.
+  const query = (request.url ?? '').indexOf('?');
+  if (query >= 0) {
+    const parameters = new URLSearchParams((request.url ?? '').slice(query + 1));
+    for (const name of CREDENTIAL_PARAMETERS) {
+      const value = parameters.get(name);
+      if (value) return { header: 'query', value };
+    }
   }
   return undefined;
 }
@@ -187,7 +199,7 @@ export class Access {
       entry = this.#find(presented.trim());
       strip.push(PROXY_KEY_HEADER);
       if (!entry) throw new CompactorError('unauthorized', `${PROXY_KEY_HEADER}: not a key of this proxy`, { pointer: PROXY_KEY_HEADER });
-    } else if (credential && this.#byHash.size > 0) {
+    } else if (credential && credential.header !== 'query' && this.#byHash.size > 0) {
       // A proxy key in the usual credential header: it stays here, and the proxy's own key goes upstream.
       entry = this.#find(credential.value);
       if (entry) {

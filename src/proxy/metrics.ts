@@ -19,6 +19,7 @@ export class ProxyMetrics {
   readonly dollarsSaved: Counter<'route'>;
   readonly cache: Counter<'result'>;
   readonly failures: Counter<'component'>;
+  readonly warming: Counter<'component'>;
   readonly strategySeconds: Histogram<'strategy'>;
   readonly overheadSeconds: Histogram<'route'>;
   readonly upstreamSeconds: Histogram<'route'>;
@@ -67,6 +68,12 @@ export class ProxyMetrics {
     this.failures = new Counter({
       name: 'context_compactor_failures_total',
       help: 'Failures recovered from, by component',
+      labelNames: ['component'],
+      registers,
+    });
+    this.warming = new Counter({
+      name: 'context_compactor_warming_total',
+      help: 'Requests that went on without a component still warming up (the encoder loading on a cold start), by component: not failures',
       labelNames: ['component'],
       registers,
     });
@@ -131,6 +138,7 @@ export class ProxyMetrics {
     if (price) this.dollarsSaved.inc({ route }, ((stats.tokensBefore - sent) * price.input + (hit ? outputTokens * price.output : 0)) / 1e6);
     if (stats.cache) this.cache.inc({ result: stats.cache.status });
     for (const failure of stats.failures) this.failures.inc({ component: failure.strategy });
+    for (const component of stats.warming ?? []) this.warming.inc({ component });
     const walk = (steps: readonly CompactionStats['strategies'][number][]): void => {
       for (const step of steps) {
         this.strategySeconds.observe({ strategy: step.name }, step.ms / 1000);

@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { asCompactorError, errorReply, exchange, readBody, type ExchangeResult, type Reply } from '../adapters/exchange.js';
 import type { ResponseCache } from '../cache/response-cache.js';
-import { CompactorError, invalidOption, rejectUnknownKeys } from '../core/errors.js';
+import { CompactorError, invalidOption } from '../core/errors.js';
+import { checkedByFactory, defineOptions } from '../core/define-options.js';
 import { DEFAULT_PRESET } from '../core/presets.js';
 import type { CompactionStats } from '../core/stats.js';
 import { LARGE_BODY_BYTES } from '../core/turns.js';
@@ -106,6 +108,16 @@ export interface ProxyOptions {
    */
   upstreamTimeoutMs?: number;
   /**
+   * Provider cache hints: Anthropic `cache_control` breakpoints (at most 4, on the last messages
+   * of the stable prefix) and OpenAI's `prompt_cache_key` (for models the price table knows as
+   * OpenAI's). `'auto'` adds them only for the providers' own APIs (`api.openai.com`,
+   * `api.anthropic.com`), which accept them; any other upstream (Azure, vLLM, a strict
+   * OpenAI-compatible server) gets the body with nothing added. `true` adds them everywhere,
+   * `false` nowhere (`serve --no-cache-hints`).
+   * @default 'auto'
+   */
+  cacheHints?: 'auto' | boolean;
+  /**
    * Milliseconds a request's body may take to arrive in full, from its headers; then 408
    * (`input.timeout`) and the connection is closed. Headers themselves must arrive within 30 s.
    * @default 60000
@@ -142,6 +154,8 @@ export interface ProxyServer {
    * `drainMs`, then close what is left.
    */
   close(drainMs?: number): Promise<void>;
+  /** `close()` with its default drain. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 export const PROXY_DEFAULTS = {
@@ -150,6 +164,7 @@ export const PROXY_DEFAULTS = {
   maxBodyBytes: 4 * 1024 * 1024,
   upstreamTimeoutMs: 120_000,
   bodyTimeoutMs: 60_000,
+  cacheHints: 'auto' as 'auto' | boolean,
   streamIdleTimeoutMs: 60_000,
   logContent: false,
   allowUnauthenticated: false,
@@ -173,6 +188,7 @@ export const JSON_PROXY_OPTIONS = [
   'maxBodyBytes',
   'upstreamTimeoutMs',
   'bodyTimeoutMs',
+  'cacheHints',
   'streamIdleTimeoutMs',
   'keys',
   'allowUnauthenticated',
@@ -197,6 +213,13 @@ export const PROXY_OPTION_NAMES: readonly (keyof ProxyOptions)[] = [
   'runtime',
   'prices',
 ];
+
+export const PROXY_OPTIONS = defineOptions<ProxyOptions, typeof PROXY_DEFAULTS>({
+  factory: 'createProxy',
+  defaults: PROXY_DEFAULTS,
+  rules: checkedByFactory<ProxyOptions>(PROXY_OPTION_NAMES),
+  docs: [['src/proxy/server.ts', 'ProxyOptions']],
+});
 
 /** Pino redaction paths: anything that can carry a key, wherever a log call puts it. */
 export const REDACT_PATHS = [
@@ -256,6 +279,45 @@ export function httpUrl(option: string, value: unknown): string {
   }
   if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) invalidOption(option, 'an http:// or https:// URL', value);
   return value as string;
+}
+
+/**
+ * A request path as the allow-list and the endpoints see it: percent-decoded, so an encoded
+ * character cannot slip past a pattern. An encoded slash or backslash, or a dot segment, would
+ * let a path mean one thing here and another upstream: `input.invalid`.
+ */
+function decodedPath(raw: string): string {
+  if (/%(2f|5c)/i.test(raw)) throw new CompactorError('input.invalid', 'path: an encoded "/" or "\\" is not accepted', { pointer: 'path' });
+  let path: string;
+  try {
+    path = decodeURIComponent(raw);
+  } catch {
+    throw new CompactorError('input.invalid', 'path: is not valid percent-encoding', { pointer: 'path' });
+  }
+  if (path.split('/').some((segment) => segment === '.' || segment === '..') || path.includes('\\') || path.includes('\0'))
+    throw new CompactorError('input.invalid', 'path: dot segments and backslashes are not accepted', { pointer: 'path' });
+  return path;
+}
+
+/**
+ * A request body in the clear: a body the caller compressed (gzip, deflate, br) is decoded, up to
+ * the body limit, since the proxy reads it and sends on JSON of its own.
+ */
+function decodedBody(bytes: Buffer, encoding: string | undefined, limit: number): Buffer {
+  const name = (encoding ?? 'identity').trim().toLowerCase();
+  if (name === '' || name === 'identity') return bytes;
+  const decode = { gzip: gunzipSync, 'x-gzip': gunzipSync, deflate: inflateSync, br: brotliDecompressSync }[name];
+  if (!decode)
+    throw new CompactorError('input.invalid', `content-encoding: ${name.slice(0, 40)} is not supported (gzip, deflate, br or identity)`, {
+      pointer: 'content-encoding',
+    });
+  try {
+    return decode(bytes, { maxOutputLength: limit });
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE')
+      throw new CompactorError('input.too-large', `body: over the limit of ${limit} bytes once decoded`, { pointer: 'body' });
+    throw new CompactorError('input.invalid', `body: is not valid ${name}`, { pointer: 'body' });
+  }
 }
 
 /** The `retry-after` header of a `rate.limited` error (none for other errors). */
@@ -364,6 +426,8 @@ interface Provider {
   origin: string;
   authHeader: UpstreamTarget['authHeader'];
   apiKey: string | undefined;
+  /** Whether this upstream gets provider cache hints (see `ProxyOptions.cacheHints`). */
+  cacheHints: boolean;
 }
 
 /**
@@ -379,8 +443,7 @@ interface Provider {
  */
 export function createProxy(options: ProxyOptions = {}): ProxyServer {
   if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
-  rejectUnknownKeys(options, PROXY_OPTION_NAMES);
-  const settings = { ...PROXY_DEFAULTS, ...options };
+  const settings = PROXY_OPTIONS.parse(options);
   for (const name of ['upstream', 'anthropicUpstream'] as const) httpUrl(name, settings[name]);
   for (const name of [
     'maxBodyBytes',
@@ -427,9 +490,24 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
   );
   const logger = settings.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } });
   const upstream = createUpstream({ timeoutMs: settings.upstreamTimeoutMs, idleTimeoutMs: settings.streamIdleTimeoutMs });
+  if (settings.cacheHints !== 'auto' && typeof settings.cacheHints !== 'boolean') invalidOption('cacheHints', "'auto', true or false", settings.cacheHints);
+  const hintsFor = (origin: string, official: string): boolean =>
+    settings.cacheHints === 'auto' ? new URL(origin).hostname === official : settings.cacheHints;
   const providers: Record<FormatName, Provider> = {
-    openai: { format: 'openai', origin: settings.upstream, authHeader: 'authorization', apiKey: settings.apiKey },
-    anthropic: { format: 'anthropic', origin: settings.anthropicUpstream, authHeader: 'x-api-key', apiKey: settings.anthropicApiKey },
+    openai: {
+      format: 'openai',
+      origin: settings.upstream,
+      authHeader: 'authorization',
+      apiKey: settings.apiKey,
+      cacheHints: hintsFor(settings.upstream, 'api.openai.com'),
+    },
+    anthropic: {
+      format: 'anthropic',
+      origin: settings.anthropicUpstream,
+      authHeader: 'x-api-key',
+      apiKey: settings.anthropicApiKey,
+      cacheHints: hintsFor(settings.anthropicUpstream, 'api.anthropic.com'),
+    },
   };
   const active = new Set<Promise<void>>();
   let closing = false;
@@ -440,6 +518,10 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
     url.search = search;
     return { url, authHeader: provider.authHeader, apiKey: caller.useServerKey ? provider.apiKey : undefined, strip: caller.strip, hops };
   };
+  const rewrittenTarget = (provider: Provider, path: string, search: string, caller: Caller, hops: string): UpstreamTarget => ({
+    ...targetOf(provider, path, search, caller, hops),
+    rewritten: true,
+  });
 
   /** The metrics label of a compacted request: its route rule's name, else its endpoint's. */
   const labelOf = (endpoint: string, path: string, stats: CompactionStats | undefined): string =>
@@ -468,7 +550,11 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
     try {
       // The body is read in full (within bodyTimeoutMs) before any shared slot is taken: a slow or
       // stalled upload holds nothing but its own connection.
-      const bytes = await readBodyWithin(request, settings.maxBodyBytes, declared, settings.bodyTimeoutMs, abort.signal);
+      const bytes = decodedBody(
+        await readBodyWithin(request, settings.maxBodyBytes, declared, settings.bodyTimeoutMs, abort.signal),
+        header(request, 'content-encoding'),
+        settings.maxBodyBytes,
+      );
       // A heavy body waits its turn to be parsed and compacted, so a few large requests cannot hold the event loop for everyone.
       if (bytes.byteLength > settings.heavyBodyBytes) release = await heavy.acquire(abort.signal);
       result = await exchange(
@@ -481,6 +567,7 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
           route: path,
           tenant: (body) => access.tenant(caller, request, body),
           serveFromCache,
+          cacheHints: provider.cacheHints,
           signal: abort.signal,
           header: (name) => header(request, name),
           headers: true,
@@ -493,7 +580,7 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
           metrics.record(route, prepared.stats);
           if (settings.logContent) logger.debug({ route, messages: (prepared.request as { messages?: unknown }).messages }, 'compacted request');
           upstreamStarted = performance.now();
-          return upstream.send(request, targetOf(provider, path, search, caller, hops), body, abort).then((answer) => {
+          return upstream.send(request, rewrittenTarget(provider, path, search, caller, hops), body, abort).then((answer) => {
             if (caller.credential) accepted.observe(caller.credential, answer.status);
             return answer;
           });
@@ -615,8 +702,14 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
 
   const server = createServer((request, response) => {
     const url = new URL(request.url ?? '/', 'http://proxy');
-    const path = url.pathname;
     const method = request.method ?? 'GET';
+    let path: string;
+    try {
+      path = decodedPath(url.pathname);
+    } catch (error) {
+      refuse(request, response, error as CompactorError, 'openai', 'unknown');
+      return;
+    }
     if (method === 'GET' && path === '/healthz') {
       send(response, {
         status: closing ? 503 : 200,
@@ -722,6 +815,10 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
       server.closeAllConnections();
       await closed;
       await upstream.close();
+      await runtime.close();
+    },
+    [Symbol.asyncDispose]() {
+      return this.close();
     },
   };
 }

@@ -17,6 +17,8 @@ export interface UpstreamTarget {
   strip?: readonly string[];
   /** The hop header's value (the proxies this request went through, this one last). */
   hops?: string;
+  /** The body is the proxy's own serialisation (a compacted request): plain JSON, whatever encoding the caller's had. */
+  rewritten?: boolean;
 }
 
 /** The header each proxy appends its instance id to, so a request that comes back is refused. */
@@ -47,6 +49,9 @@ const HOP_BY_HOP = new Set([
   'content-length',
   'expect',
 ]);
+/** Headers that ask a server to treat the request as another method: never relayed. */
+const METHOD_OVERRIDES = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
+
 /** Encodings the proxy decodes (it asks for identity, but not every server listens). */
 const DECODERS: Record<string, () => Transform> = {
   gzip: createGunzip,
@@ -58,9 +63,27 @@ const DECODERS: Record<string, () => Transform> = {
 /** The caller's headers to send on: hop-by-hop and `x-compactor-*` stay behind, and the proxy's key fills in for a caller without one. */
 function forwardedHeaders(request: IncomingMessage, target: UpstreamTarget): Record<string, string> {
   const headers: Record<string, string> = {};
+  // Headers the caller named in Connection are hop-by-hop too (RFC 9110, 7.6.1).
+  const connection = request.headers.connection;
+  const named = new Set(
+    (Array.isArray(connection) ? connection.join(',') : (connection ?? ''))
+      .split(',')
+      .map((name) => name.trim().toLowerCase())
+      .filter(Boolean),
+  );
   for (const [name, value] of Object.entries(request.headers)) {
     // accept-encoding stays behind: the proxy reads (and caches) what it relays, so it asks for identity.
-    if (HOP_BY_HOP.has(name) || name === 'accept-encoding' || name.startsWith('x-compactor-') || value === undefined) continue;
+    if (
+      HOP_BY_HOP.has(name) ||
+      named.has(name) ||
+      METHOD_OVERRIDES.has(name) ||
+      name === 'accept-encoding' ||
+      name.startsWith('x-compactor-') ||
+      value === undefined
+    )
+      continue;
+    // A body the proxy wrote itself is plain: it must not go out labelled with the caller's encoding.
+    if (target.rewritten && name === 'content-encoding') continue;
     if (target.strip?.includes(name)) continue;
     headers[name] = Array.isArray(value) ? value.join(', ') : value;
   }

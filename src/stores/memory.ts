@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { defineOptions, rules } from '../core/define-options.js';
 import { invalidOption } from '../core/errors.js';
 import { VectorIndex } from './ann-index.js';
 import type { Store, VectorMatch } from './types.js';
@@ -26,6 +27,13 @@ export interface MemoryStoreOptions {
 
 export const MEMORY_STORE_DEFAULTS = { maxBytes: 256 * 1024 * 1024, annThreshold: 4096 };
 
+export const MEMORY_STORE_OPTIONS = defineOptions<MemoryStoreOptions, typeof MEMORY_STORE_DEFAULTS>({
+  factory: 'memoryStore',
+  defaults: MEMORY_STORE_DEFAULTS,
+  rules: { maxBytes: rules.int(4096), annThreshold: rules.int(16), clock: rules.function },
+  docs: [['src/stores/memory.ts', 'MemoryStoreOptions']],
+});
+
 /** What the LRU's own bookkeeping costs per slot, beyond its key and value (measured: bench/tenant-memory.ts). */
 const SLOT_OVERHEAD_BYTES = 160;
 /**
@@ -45,10 +53,7 @@ type Slot = { value: string } | { namespace: string; id: string; bytes: number }
  * const store = memoryStore({ maxBytes: 64 * 1024 * 1024 })
  */
 export function memoryStore(options: MemoryStoreOptions = {}): Store & { readonly vectorCount: number; indexKind(namespace: string): string | undefined } {
-  const settings = { ...MEMORY_STORE_DEFAULTS, ...options };
-  if (settings.clock !== undefined && typeof settings.clock !== 'function') invalidOption('clock', 'a function returning milliseconds', settings.clock);
-  if (!Number.isInteger(settings.maxBytes) || settings.maxBytes < 4096) invalidOption('maxBytes', 'an integer >= 4096', settings.maxBytes);
-  if (!Number.isInteger(settings.annThreshold) || settings.annThreshold < 16) invalidOption('annThreshold', 'an integer >= 16', settings.annThreshold);
+  const settings = MEMORY_STORE_OPTIONS.parse(options);
   const indexes = new Map<string, VectorIndex>();
   let vectorCount = 0;
   const slots = new LRUCache<string, Slot>({

@@ -1,5 +1,6 @@
 import type { createClient } from 'redis';
-import { CompactorError, invalidOption } from '../core/errors.js';
+import { CompactorError } from '../core/errors.js';
+import { defineOptions, rules } from '../core/define-options.js';
 import { importOptional, requireInstalled } from '../core/optional.js';
 import { withDeadline } from '../core/deadline.js';
 import { dot } from '../embedders/types.js';
@@ -73,22 +74,24 @@ export const REDIS_STORE_DEFAULTS = {
  * @example
  * const store = redisStore({ url: process.env.REDIS_URL })
  */
+export const REDIS_STORE_OPTIONS = defineOptions<RedisStoreOptions, typeof REDIS_STORE_DEFAULTS>({
+  factory: 'redisStore',
+  defaults: REDIS_STORE_DEFAULTS,
+  rules: {
+    url: { expected: 'a redis:// or rediss:// URL', test: (value) => typeof value === 'string' && /^rediss?:\/\//.test(value), invalid: 'http://x' },
+    prefix: { expected: 'a string', test: (value) => typeof value === 'string', invalid: 42 },
+    timeoutMs: rules.int(1, 60_000),
+    lshTables: rules.int(1, 64),
+    lshBits: rules.int(1, 24),
+    candidates: rules.int(1, 10_000),
+    seed: rules.int(Number.MIN_SAFE_INTEGER),
+    onConnectionChange: rules.function,
+  },
+  docs: [['src/stores/redis.ts', 'RedisStoreOptions']],
+});
+
 export function redisStore(options: RedisStoreOptions = {}): Store & { readonly connected: boolean } {
-  const settings = { ...REDIS_STORE_DEFAULTS, ...options };
-  if (typeof settings.url !== 'string' || !/^rediss?:\/\//.test(settings.url)) invalidOption('url', 'a redis:// or rediss:// URL', settings.url);
-  if (typeof settings.prefix !== 'string') invalidOption('prefix', 'a string', settings.prefix);
-  for (const [name, min, max] of [
-    ['timeoutMs', 1, 60_000],
-    ['lshTables', 1, 64],
-    ['lshBits', 1, 24],
-    ['candidates', 1, 10_000],
-  ] as const) {
-    const value = settings[name];
-    if (!Number.isInteger(value) || value < min || value > max) invalidOption(name, `an integer from ${min} to ${max}`, value);
-  }
-  if (!Number.isInteger(settings.seed)) invalidOption('seed', 'an integer', settings.seed);
-  if (options.onConnectionChange !== undefined && typeof options.onConnectionChange !== 'function')
-    invalidOption('onConnectionChange', 'a function', options.onConnectionChange);
+  const settings = REDIS_STORE_OPTIONS.parse(options);
   // redis is an optional peer: say so here, at construction, not on the first request.
   requireInstalled('redis', 'redisStore()');
 

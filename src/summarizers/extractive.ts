@@ -1,4 +1,4 @@
-import { invalidOption } from '../core/errors.js';
+import { defineOptions, rules } from '../core/define-options.js';
 import { terms } from '../text/bm25.js';
 import { messageText } from '../text/message-text.js';
 import type { Summarizer } from './types.js';
@@ -43,9 +43,15 @@ function sentences(text: string): string[] {
  */
 export const EXTRACTIVE_DEFAULTS = { diversity: 0.7 };
 
+export const EXTRACTIVE_OPTIONS = defineOptions<ExtractiveOptions, typeof EXTRACTIVE_DEFAULTS>({
+  factory: 'extractiveSummarizer',
+  defaults: EXTRACTIVE_DEFAULTS,
+  rules: { diversity: rules.number(0, 1) },
+  docs: [['src/summarizers/extractive.ts', 'ExtractiveOptions']],
+});
+
 export function extractiveSummarizer(options: ExtractiveOptions = {}): Summarizer {
-  const { diversity } = { ...EXTRACTIVE_DEFAULTS, ...options };
-  if (typeof diversity !== 'number' || !(diversity >= 0 && diversity <= 1)) invalidOption('diversity', 'a number from 0 to 1', diversity);
+  const { diversity } = EXTRACTIVE_OPTIONS.parse(options);
   return {
     id: `extractive-v1:${diversity}`,
     async summarize(messages, summarizeOptions) {

@@ -1,3 +1,5 @@
+import { defineOptions, rules } from '../core/define-options.js';
+import { JSON_CLIENT_RULES } from '../http/json-client.js';
 import { CompactorError } from '../core/errors.js';
 import { createJsonClient, type JsonClientOptions } from '../http/json-client.js';
 import { messageText } from '../text/message-text.js';
@@ -32,8 +34,18 @@ export const SUMMARY_PROMPT = [
  * @example
  * summarize({ summarizer: llmSummarizer({ model: 'gpt-4o-mini' }) })
  */
+export const LLM_SUMMARIZER_OPTIONS = defineOptions<LlmSummarizerOptions, typeof LLM_SUMMARIZER_DEFAULTS>({
+  factory: 'llmSummarizer',
+  defaults: LLM_SUMMARIZER_DEFAULTS,
+  rules: { ...JSON_CLIENT_RULES, model: rules.string, timeoutMs: rules.int(1), onUsage: rules.function },
+  docs: [
+    ['src/summarizers/llm.ts', 'LlmSummarizerOptions'],
+    ['src/http/json-client.ts', 'JsonClientOptions'],
+  ],
+});
+
 export function llmSummarizer(options: LlmSummarizerOptions = {}): Summarizer {
-  const { model, timeoutMs } = { ...LLM_SUMMARIZER_DEFAULTS, ...options };
+  const { model, timeoutMs } = LLM_SUMMARIZER_OPTIONS.parse(options);
   const client = createJsonClient({ ...options, timeoutMs });
   return {
     id: `llm:${client.baseURL}:${model}:v1`,

@@ -1,5 +1,5 @@
+import { defineOptions, rules } from '../core/define-options.js';
 import { LRUCache } from 'lru-cache';
-import { invalidOption } from '../core/errors.js';
 
 /** Where summaries live; memory by default, Redis with the semantic-cache issue's store. */
 export interface SummaryStore {
@@ -35,6 +35,13 @@ export interface QueueStats {
   running: number;
 }
 
+export const SUMMARY_QUEUE_OPTIONS = defineOptions<SummaryQueueOptions, typeof SUMMARY_QUEUE_DEFAULTS>({
+  factory: 'SummaryQueue',
+  defaults: SUMMARY_QUEUE_DEFAULTS,
+  rules: { maxPending: rules.int(1), concurrency: rules.int(1), jobTimeoutMs: rules.int(1) },
+  docs: [['src/summarizers/queue.ts', 'SummaryQueueOptions']],
+});
+
 /**
  * A bounded background queue, deduplicated by key: scheduling a key already waiting or running
  * returns its promise. A job that throws or hangs fails alone; the queue goes on.
@@ -46,16 +53,14 @@ export class SummaryQueue {
   readonly #jobs = new Map<string, { run: (signal: AbortSignal) => Promise<void>; promise: Promise<void>; settle: (error?: unknown) => void }>();
   readonly #waiting: string[] = [];
   #running = 0;
+  readonly #running_ = new Map<string, () => void>();
   readonly #stats = { scheduled: 0, completed: 0, failed: 0, dropped: 0 };
 
   constructor(options: SummaryQueueOptions = {}) {
-    const settings = { ...SUMMARY_QUEUE_DEFAULTS, ...options };
+    const settings = SUMMARY_QUEUE_OPTIONS.parse(options);
     this.#maxPending = settings.maxPending;
     this.#concurrency = settings.concurrency;
     this.#timeoutMs = settings.jobTimeoutMs;
-    if (!Number.isInteger(this.#maxPending) || this.#maxPending < 1) invalidOption('maxPending', 'an integer >= 1', this.#maxPending);
-    if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) invalidOption('concurrency', 'an integer >= 1', this.#concurrency);
-    if (!Number.isInteger(this.#timeoutMs) || this.#timeoutMs < 1) invalidOption('jobTimeoutMs', 'an integer >= 1', this.#timeoutMs);
   }
 
   /** Schedule a job unless one with this key is waiting or running. Returns its completion, or undefined if the queue is full. */
@@ -80,6 +85,18 @@ export class SummaryQueue {
     return { ...this.#stats, pending: this.#waiting.length, running: this.#running };
   }
 
+  /**
+   * Drop the jobs still waiting and abort the running ones (their summaries are simply not made;
+   * a later request schedules them again). The queue stays usable.
+   */
+  close(): void {
+    for (const key of this.#waiting.splice(0)) {
+      this.#jobs.get(key)?.settle(new Error('the summary queue was closed'));
+      this.#jobs.delete(key);
+    }
+    for (const abort of this.#running_.values()) abort();
+  }
+
   /** Resolves when nothing is waiting or running (for tests, benches and graceful shutdown). */
   async idle(): Promise<void> {
     while (this.#jobs.size > 0) await Promise.allSettled([...this.#jobs.values()].map((job) => job.promise));
@@ -93,10 +110,12 @@ export class SummaryQueue {
       const controller = new AbortController();
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
+        const stop = (reason: string) => {
           controller.abort();
-          reject(new Error(`summary job exceeded ${this.#timeoutMs} ms`));
-        }, this.#timeoutMs);
+          reject(new Error(reason));
+        };
+        timer = setTimeout(() => stop(`summary job exceeded ${this.#timeoutMs} ms`), this.#timeoutMs);
+        this.#running_.set(key, () => stop('the summary queue was closed'));
       });
       Promise.race([Promise.resolve().then(() => job.run(controller.signal)), timeout])
         .then(
@@ -111,6 +130,7 @@ export class SummaryQueue {
         )
         .finally(() => {
           clearTimeout(timer);
+          this.#running_.delete(key);
           this.#running--;
           this.#jobs.delete(key);
           this.#pump();

@@ -1,4 +1,3 @@
-import { invalidOption } from '../../src/core/errors.js';
 import type { Strategy } from '../../src/core/strategy.js';
 import type { ChatMessage } from '../../src/core/types.js';
 import { stableHistory } from '../../src/core/window.js';
@@ -6,7 +5,8 @@ import { messageText } from '../../src/text/message-text.js';
 import { sessions } from '../../src/text/sessions.js';
 import { SESSION_HEADER } from '../../src/text/stopwords.js';
 import { keepLatestExchange } from '../../src/core/nets.js';
-import { checkScoring, SCORING_DEFAULTS, type ScoringOptions, scoreUnits } from '../relevance/score.js';
+import { defineOptions, rules } from '../../src/core/define-options.js';
+import { SCORING_DEFAULTS, SCORING_RULES, type ScoringOptions, scoreUnits } from '../relevance/score.js';
 
 export interface CacheAwareOptions extends ScoringOptions {
   /**
@@ -48,6 +48,23 @@ export const CACHE_AWARE_DEFAULTS = {
 
 export const EXCERPTS_LABEL = '[Earlier in this conversation, for the latest message]';
 
+export const CACHE_AWARE_OPTIONS = defineOptions<CacheAwareOptions, typeof CACHE_AWARE_DEFAULTS>({
+  factory: 'cacheAware',
+  defaults: CACHE_AWARE_DEFAULTS,
+  rules: {
+    ...SCORING_RULES,
+    excerptShare: rules.either(rules.oneOf('auto'), rules.number(0, 1, { max: true })),
+    lowWater: rules.number(0, 1, { min: true }),
+    latestShare: rules.number(0, 1, { max: true }),
+    keepFirstUserTurns: rules.int(0),
+    sessionHeader: rules.regExpOrNull,
+  },
+  docs: [
+    ['strategies/cache-aware/index.ts', 'CacheAwareOptions'],
+    ['strategies/relevance/score.ts', 'ScoringOptions'],
+  ],
+});
+
 /**
  * The excerpts block's share of the budget for a cache discount (cached price over input price):
  * half the discount ratio, from 3% to 35% of the budget. Each excerpt token costs as much as
@@ -78,18 +95,7 @@ export function excerptShareFor(ratio: number | undefined): number {
  * createCompactor({ maxInputTokens: 2000, strategy: cacheAware() })
  */
 export function cacheAware(options: CacheAwareOptions = {}): Strategy {
-  const settings = { ...CACHE_AWARE_DEFAULTS, ...options };
-  checkScoring(settings);
-  if (settings.excerptShare !== 'auto' && (typeof settings.excerptShare !== 'number' || !(settings.excerptShare >= 0 && settings.excerptShare < 1)))
-    invalidOption('excerptShare', "'auto' or a number in [0, 1)", settings.excerptShare);
-  if (typeof settings.lowWater !== 'number' || !(settings.lowWater > 0 && settings.lowWater <= 1))
-    invalidOption('lowWater', 'a number in (0, 1]', settings.lowWater);
-  if (typeof settings.latestShare !== 'number' || !(settings.latestShare >= 0 && settings.latestShare < 1))
-    invalidOption('latestShare', 'a number in [0, 1)', settings.latestShare);
-  if (!Number.isInteger(settings.keepFirstUserTurns) || settings.keepFirstUserTurns < 0)
-    invalidOption('keepFirstUserTurns', 'an integer >= 0', settings.keepFirstUserTurns);
-  if (settings.sessionHeader !== null && !(settings.sessionHeader instanceof RegExp))
-    invalidOption('sessionHeader', 'a RegExp or null', settings.sessionHeader);
+  const settings = CACHE_AWARE_OPTIONS.parse(options);
 
   return {
     name: 'cache-aware',

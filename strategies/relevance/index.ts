@@ -1,10 +1,10 @@
 import { keepLatestExchange } from '../../src/core/nets.js';
-import { invalidOption } from '../../src/core/errors.js';
 import type { Strategy } from '../../src/core/strategy.js';
 import type { ChatMessage } from '../../src/core/types.js';
 import { type Sessions, sessions } from '../../src/text/sessions.js';
 import { SESSION_HEADER } from '../../src/text/stopwords.js';
-import { checkScoring, SCORING_DEFAULTS, type ScoringOptions, scoreUnits } from './score.js';
+import { defineOptions, rules } from '../../src/core/define-options.js';
+import { SCORING_DEFAULTS, SCORING_RULES, type ScoringOptions, scoreUnits } from './score.js';
 
 export interface RelevanceOptions extends ScoringOptions {
   /** Share of the budget (after protected messages) kept for the most recent turns. @default 0.1 */
@@ -42,6 +42,23 @@ export const RELEVANCE_DEFAULTS = {
   markerRole: 'system' as const,
 };
 
+export const RELEVANCE_OPTIONS = defineOptions<RelevanceOptions, typeof RELEVANCE_DEFAULTS>({
+  factory: 'relevance',
+  defaults: RELEVANCE_DEFAULTS,
+  rules: {
+    ...SCORING_RULES,
+    recencyShare: rules.number(0, 1),
+    sessionHeader: rules.regExpOrNull,
+    markers: rules.boolean,
+    omitSessionHeaders: rules.boolean,
+    markerRole: rules.oneOf('system', 'user', 'assistant'),
+  },
+  docs: [
+    ['strategies/relevance/index.ts', 'RelevanceOptions'],
+    ['strategies/relevance/score.ts', 'ScoringOptions'],
+  ],
+});
+
 /**
  * Query-aware relevance pruning: keeps the turns the latest question needs. Every droppable unit
  * is scored by reciprocal rank fusion of dense cosine (when an embedder is set) and BM25; hits lend
@@ -56,13 +73,7 @@ export const RELEVANCE_DEFAULTS = {
  * createCompactor({ maxInputTokens: 2000, strategy: relevance({ embedder: useLite() }) })
  */
 export function relevance(options: RelevanceOptions = {}): Strategy {
-  const settings = { ...RELEVANCE_DEFAULTS, ...options };
-  checkScoring(settings);
-  if (typeof settings.recencyShare !== 'number' || !(settings.recencyShare >= 0 && settings.recencyShare <= 1))
-    invalidOption('recencyShare', 'a number from 0 to 1', settings.recencyShare);
-  if (settings.sessionHeader !== null && !(settings.sessionHeader instanceof RegExp))
-    invalidOption('sessionHeader', 'a RegExp or null', settings.sessionHeader);
-  if (!['system', 'user', 'assistant'].includes(settings.markerRole)) invalidOption('markerRole', '"system", "user" or "assistant"', settings.markerRole);
+  const settings = RELEVANCE_OPTIONS.parse(options);
 
   return {
     name: 'relevance',

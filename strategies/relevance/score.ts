@@ -1,5 +1,6 @@
 import { withDeadline } from '../../src/core/deadline.js';
-import { invalidOption, rethrowIfAborted, throwIfAborted } from '../../src/core/errors.js';
+import { rethrowIfAborted, throwIfAborted } from '../../src/core/errors.js';
+import { type Rule, rules } from '../../src/core/define-options.js';
 import type { FailureRecord, StrategyContext } from '../../src/core/strategy.js';
 import type { Messages } from '../../src/core/types.js';
 import type { Partition } from '../../src/core/units.js';
@@ -9,6 +10,7 @@ import type { Embedder } from '../../src/embedders/types.js';
 import { encoderUnavailable } from '../../src/runtime.js';
 import { bm25Scores, prepareTerms } from '../../src/text/bm25.js';
 import { nextTurn } from '../../src/core/turns.js';
+import { WARMING } from '../../src/core/stats.js';
 import { messageText } from '../../src/text/message-text.js';
 
 /** How units are scored against the latest message: shared by the strategies that pick by relevance. */
@@ -74,25 +76,26 @@ export const SCORING_DEFAULTS = {
 
 export type ScoringSettings = typeof SCORING_DEFAULTS & Pick<ScoringOptions, 'embedder' | 'embeddings'>;
 
-function checkNumber(option: string, value: number, minimum: number, maximum: number): void {
-  if (typeof value !== 'number' || !(value >= minimum && value <= maximum)) invalidOption(option, `a number from ${minimum} to ${maximum}`, value);
-}
+/** The rules of the scoring options, shared by every strategy that scores (relevance, cache-aware). */
+export const SCORING_RULES = {
+  embedder: {
+    expected: 'an Embedder ({ id, dimensions, embed }) or null',
+    test: (value: unknown) => value === null || (typeof value === 'object' && typeof (value as { embed?: unknown }).embed === 'function'),
+    invalid: 42,
+  },
+  denseWeight: rules.number(0, 100),
+  sparseWeight: rules.number(0, 100),
+  rrfK: rules.number(0, 10_000),
+  includePreviousAssistant: rules.boolean,
+  neighbours: rules.int(0, 10),
+  neighbourDiscount: rules.number(0, 1),
+  awaitDocuments: rules.boolean,
+  embedTimeoutMs: rules.number(0, 600_000),
+  embeddings: rules.custom('an EmbeddingCache'),
+  previousContext: rules.number(0, 100_000),
+} satisfies Record<keyof Required<ScoringOptions>, Rule>;
 
 /** Validates the scoring options once, at construction. */
-export function checkScoring(settings: ScoringSettings): void {
-  checkNumber('denseWeight', settings.denseWeight, 0, 100);
-  checkNumber('sparseWeight', settings.sparseWeight, 0, 100);
-  checkNumber('rrfK', settings.rrfK, 0, 10_000);
-  checkNumber('neighbours', settings.neighbours, 0, 10);
-  checkNumber('neighbourDiscount', settings.neighbourDiscount, 0, 1);
-  checkNumber('embedTimeoutMs', settings.embedTimeoutMs, 0, 600_000);
-  checkNumber('previousContext', settings.previousContext, 0, 100_000);
-  if (!Number.isInteger(settings.neighbours)) invalidOption('neighbours', 'an integer from 0 to 10', settings.neighbours);
-  if (settings.embedder !== undefined && settings.embedder !== null && typeof settings.embedder.embed !== 'function') {
-    invalidOption('embedder', 'an Embedder ({ id, dimensions, embed }) or null', settings.embedder);
-  }
-}
-
 /** 1-based rank of each score (highest first); ties share the lower rank. */
 function ranks(scores: ArrayLike<number>): Float64Array {
   const order = Array.from({ length: scores.length }, (_, index) => index).sort((a, b) => scores[b]! - scores[a]!);
@@ -207,7 +210,8 @@ export async function scoreUnits(
       timings.scoreMs += performance.now() - scoreStarted;
     } catch (error) {
       rethrowIfAborted(error, context.signal);
-      failures.push({ strategy, code: 'upstream.failed', message: `embedder ${embedder.id} failed, BM25 only: ${(error as Error).message}` });
+      if (embedder.ready?.() === false) failures.push({ strategy, code: WARMING, message: `embedder ${embedder.id} is still loading, BM25 only` });
+      else failures.push({ strategy, code: 'upstream.failed', message: `embedder ${embedder.id} failed, BM25 only: ${(error as Error).message}` });
     }
   }
   throwIfAborted(context.signal);

@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import { withDeadline } from '../../src/core/deadline.js';
-import { invalidOption, isAbortError } from '../../src/core/errors.js';
+import { isAbortError } from '../../src/core/errors.js';
+import { defineOptions, rules } from '../../src/core/define-options.js';
 import { SESSION_HEADER } from '../../src/text/stopwords.js';
 import type { FailureRecord, Strategy, StrategyContext, StrategyResult } from '../../src/core/strategy.js';
 import type { Messages } from '../../src/core/types.js';
@@ -90,6 +91,33 @@ export const SUMMARIZE_DEFAULTS = {
   keepSource: false,
 };
 
+export const SUMMARIZE_OPTIONS = defineOptions<SummarizeStrategyOptions, typeof SUMMARIZE_DEFAULTS>({
+  factory: 'summarize',
+  defaults: SUMMARIZE_DEFAULTS,
+  rules: {
+    summarizer: {
+      expected: 'a Summarizer ({ id, summarize })',
+      test: (value) => typeof (value as Summarizer)?.summarize === 'function' && typeof (value as Summarizer).id === 'string',
+      invalid: 42,
+    },
+    chunking: rules.oneOf('auto', 'session', 'tokens'),
+    chunkTokens: rules.either(rules.oneOf('auto'), rules.int(50)),
+    sessionHeader: { expected: 'a RegExp', test: (value) => value instanceof RegExp, invalid: null },
+    summaryTokens: rules.int(10),
+    summaryShare: rules.number(0, 1, { min: true, max: true }),
+    groupSize: rules.int(2),
+    lowWater: rules.number(0, 1, { min: true }),
+    latestShare: rules.number(0, 1, { max: true }),
+    role: rules.oneOf('system', 'assistant'),
+    mode: rules.oneOf('background', 'inline'),
+    inlineTimeoutMs: rules.int(0),
+    keepSource: rules.boolean,
+    store: rules.custom('a SummaryStore'),
+    queue: rules.custom('a SummaryQueue'),
+  },
+  docs: [['strategies/summarize/index.ts', 'SummarizeStrategyOptions']],
+});
+
 /** The chunk size `chunkTokens: 'auto'` picks for a budget. */
 export function chunkTokensFor(budget: number): number {
   return Math.min(1200, Math.max(100, Math.round(budget / 4)));
@@ -137,27 +165,8 @@ type Settings = Required<Omit<SummarizeStrategyOptions, 'store' | 'queue'>> & Pi
  * pipeline('summarize', [summarize({ mode: 'background' }), truncate()])
  */
 export function summarize(options: SummarizeStrategyOptions = {}): Strategy {
-  const merged = { ...SUMMARIZE_DEFAULTS, ...options };
-  const summarizer = merged.summarizer ?? extractiveSummarizer();
-  if (typeof summarizer?.summarize !== 'function' || typeof summarizer.id !== 'string')
-    invalidOption('summarizer', 'a Summarizer ({ id, summarize })', summarizer);
-  const settings: Settings = { ...merged, summarizer };
-  if (!['auto', 'session', 'tokens'].includes(settings.chunking)) invalidOption('chunking', '"auto", "session" or "tokens"', settings.chunking);
-  if (settings.chunkTokens !== 'auto' && (!Number.isInteger(settings.chunkTokens) || settings.chunkTokens < 50))
-    invalidOption('chunkTokens', "'auto' or an integer >= 50", settings.chunkTokens);
-  if (!Number.isInteger(settings.summaryTokens) || settings.summaryTokens < 10) invalidOption('summaryTokens', 'an integer >= 10', settings.summaryTokens);
-  if (typeof settings.summaryShare !== 'number' || !(settings.summaryShare > 0 && settings.summaryShare < 1))
-    invalidOption('summaryShare', 'a number in (0, 1)', settings.summaryShare);
-  if (!Number.isInteger(settings.groupSize) || settings.groupSize < 2) invalidOption('groupSize', 'an integer >= 2', settings.groupSize);
-  if (typeof settings.lowWater !== 'number' || !(settings.lowWater > 0 && settings.lowWater <= 1))
-    invalidOption('lowWater', 'a number in (0, 1]', settings.lowWater);
-  if (typeof settings.latestShare !== 'number' || !(settings.latestShare >= 0 && settings.latestShare < 1))
-    invalidOption('latestShare', 'a number in [0, 1)', settings.latestShare);
-  if (settings.role !== 'system' && settings.role !== 'assistant') invalidOption('role', '"system" or "assistant"', settings.role);
-  if (settings.mode !== 'background' && settings.mode !== 'inline') invalidOption('mode', '"background" or "inline"', settings.mode);
-  if (!Number.isInteger(settings.inlineTimeoutMs) || settings.inlineTimeoutMs < 0)
-    invalidOption('inlineTimeoutMs', 'an integer >= 0', settings.inlineTimeoutMs);
-  if (!(settings.sessionHeader instanceof RegExp)) invalidOption('sessionHeader', 'a RegExp', settings.sessionHeader);
+  const merged = SUMMARIZE_OPTIONS.parse(options);
+  const settings: Settings = { ...merged, summarizer: merged.summarizer ?? extractiveSummarizer() };
 
   return {
     name: 'summarize',

@@ -1,4 +1,4 @@
-import { invalidOption } from '../../src/core/errors.js';
+import { defineOptions, rules } from '../../src/core/define-options.js';
 import type { Strategy } from '../../src/core/strategy.js';
 import { stableHistory } from '../../src/core/window.js';
 import { keepLatestExchange } from '../../src/core/nets.js';
@@ -28,6 +28,13 @@ export interface TruncateOptions {
 
 export const TRUNCATE_DEFAULTS = { keepFirstUserTurns: 0, lowWater: 0.6, latestShare: 0.1 } satisfies Required<TruncateOptions>;
 
+export const TRUNCATE_OPTIONS = defineOptions<TruncateOptions, typeof TRUNCATE_DEFAULTS>({
+  factory: 'truncate',
+  defaults: TRUNCATE_DEFAULTS,
+  rules: { keepFirstUserTurns: rules.int(0), lowWater: rules.number(0, 1, { min: true }), latestShare: rules.number(0, 1, { max: true }) },
+  docs: [['strategies/truncate/index.ts', 'TruncateOptions']],
+});
+
 /**
  * Recency truncation that keeps the provider's prompt cache: the protected messages (system and
  * developer prompts, the latest turn), optionally the first turns, and the most recent turns in a
@@ -39,14 +46,7 @@ export const TRUNCATE_DEFAULTS = { keepFirstUserTurns: 0, lowWater: 0.6, latestS
  * createCompactor({ maxInputTokens: 4000, strategy: truncate({ keepFirstUserTurns: 1 }) })
  */
 export function truncate(options: TruncateOptions = {}): Strategy {
-  const settings = { ...TRUNCATE_DEFAULTS, ...options } satisfies Required<TruncateOptions>;
-  if (!Number.isInteger(settings.keepFirstUserTurns) || settings.keepFirstUserTurns < 0) {
-    invalidOption('keepFirstUserTurns', 'an integer >= 0', settings.keepFirstUserTurns);
-  }
-  if (typeof settings.lowWater !== 'number' || !(settings.lowWater > 0 && settings.lowWater <= 1))
-    invalidOption('lowWater', 'a number in (0, 1]', settings.lowWater);
-  if (typeof settings.latestShare !== 'number' || !(settings.latestShare >= 0 && settings.latestShare < 1))
-    invalidOption('latestShare', 'a number in [0, 1)', settings.latestShare);
+  const settings = TRUNCATE_OPTIONS.parse(options);
   return {
     name: 'truncate',
     async apply(messages, context) {
