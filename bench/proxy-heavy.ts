@@ -34,6 +34,8 @@ async function runProxy(): Promise<void> {
   const cache = createResponseCache({ embeddings: runtime.embeddings });
   await warmUp(runtime, cache);
   const proxy = createProxy({ upstream: `http://127.0.0.1:${upstreamPort}`, cache, runtime, logger: pino({ level: 'silent' }) });
+  // An orderly exit on SIGTERM, so that a --cpu-prof run (HEAVY_EXEC_ARGV) writes its profile.
+  process.once('SIGTERM', () => process.exit(0));
   process.send!({ port: await proxy.listen(0) });
 }
 

@@ -152,24 +152,31 @@ describe('1. token counting costs time linear in the text, for any text', () => 
   });
 });
 
-/** Send headers and the first byte of a chunked body, then nothing: the connection stays open. */
-function stalledUpload(port: number): { destroy(): void } {
+/** Send a chat request's headers and the first bytes of its body, then nothing: the connection stays open. */
+function partialUpload(port: number, headers: Record<string, string>, first: string): { status: Promise<number>; destroy(): void } {
   const request = httpRequest({
     host: '127.0.0.1',
     port,
     method: 'POST',
     path: '/v1/chat/completions',
-    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-stall', 'transfer-encoding': 'chunked' },
+    headers: { 'content-type': 'application/json', ...headers },
   });
-  request.on('error', () => undefined);
-  request.write('{');
-  return { destroy: () => request.destroy() };
+  const status = new Promise<number>((resolve, reject) => {
+    request.on('response', (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    request.on('error', reject);
+  });
+  status.catch(() => undefined);
+  request.write(first);
+  return { status, destroy: () => request.destroy() };
 }
 
 describe('2. a stalled upload holds no shared slot, and every phase has a timeout', () => {
   test('while one chunked upload stalls, other chunked and large requests are answered', { timeout: 30_000 }, async () => {
     const { base, port } = await start();
-    const stalled = stalledUpload(port);
+    const stalled = partialUpload(port, { authorization: 'Bearer sk-stall', 'transfer-encoding': 'chunked' }, '{');
     await new Promise((resolve) => setTimeout(resolve, 100));
     const large = {
       model: 'gpt-4o-mini',
@@ -192,21 +199,7 @@ describe('2. a stalled upload holds no shared slot, and every phase has a timeou
 
   test('a body that does not arrive within bodyTimeoutMs gets a 408 input.timeout', { timeout: 10_000 }, async () => {
     const { port } = await start({ bodyTimeoutMs: 300 });
-    const status = await new Promise<number>((resolve, reject) => {
-      const request = httpRequest({
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: '/v1/chat/completions',
-        headers: { 'content-type': 'application/json', authorization: 'Bearer sk-slow', 'content-length': '100' },
-      });
-      request.on('response', (response) => {
-        response.resume();
-        resolve(response.statusCode ?? 0);
-      });
-      request.on('error', reject);
-      request.write('{"model"');
-    });
+    const status = await partialUpload(port, { authorization: 'Bearer sk-slow', 'content-length': '100' }, '{"model"').status;
     expect(status).toBe(408);
   });
 
@@ -234,16 +227,37 @@ describe('3. memory is bounded by the store’s cap, whatever the number of tena
 });
 
 describe('5. the per-key token limit holds under concurrency', () => {
-  // Each request is over the limit on its own (about 1,400 tokens), so exactly one may go.
+  // Each request is over the limit on its own (about 1,400 tokens), so exactly one may go. All 20
+  // are in flight at once: their headers (where the limit used to be checked) arrive first, their
+  // bodies 100 ms later.
   test('20 parallel requests on a 1,000-token key: at most one goes past the limit', { timeout: 30_000 }, async () => {
-    const { base } = await start({ keys: [{ key: 'pk-limited', tokens: 1000 }], apiKey: 'sk-server' });
+    const { port } = await start({ keys: [{ key: 'pk-limited', tokens: 1000 }], apiKey: 'sk-server' });
     const before = upstream.calls.length;
-    const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'tell me about the weather in spring '.repeat(200) }] };
-    const answers = await Promise.all(Array.from({ length: 20 }, () => post(base, body, { authorization: 'Bearer pk-limited' })));
-    const statuses = answers.map((answer) => answer.status);
-    expect(statuses.filter((status) => status === 200)).toHaveLength(1);
-    expect(statuses.filter((status) => status === 429)).toHaveLength(19);
-    expect(answers.find((answer) => answer.status === 429)!.headers.get('retry-after')).toMatch(/^\d+$/);
+    const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'tell me about the weather in spring '.repeat(200) }] });
+    const requests = Array.from({ length: 20 }, () => {
+      const request = httpRequest({
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/v1/chat/completions',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer pk-limited', 'content-length': String(Buffer.byteLength(body)) },
+      });
+      const answer = new Promise<{ status: number; retryAfter: string | undefined }>((resolve, reject) => {
+        request.on('response', (response) => {
+          response.resume();
+          resolve({ status: response.statusCode ?? 0, retryAfter: response.headers['retry-after'] as string | undefined });
+        });
+        request.on('error', reject);
+      });
+      request.write(body.slice(0, 10));
+      return { request, answer };
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    for (const { request } of requests) request.end(body.slice(10));
+    const answers = await Promise.all(requests.map((entry) => entry.answer));
+    expect(answers.filter((answer) => answer.status === 200)).toHaveLength(1);
+    expect(answers.filter((answer) => answer.status === 429)).toHaveLength(19);
+    expect(answers.find((answer) => answer.status === 429)!.retryAfter).toMatch(/^\d+$/);
     expect(upstream.calls.length - before).toBe(1);
   });
 });

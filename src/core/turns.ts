@@ -3,8 +3,31 @@
  * other requests' callbacks, `/healthz` included, run between the slices.
  */
 
-/** Resolves after the callbacks already queued (I/O included) have had their turn. */
-export const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/**
+ * Sliced loops waiting for their next turn, served one per turn of the event loop. With a
+ * `setImmediate` each, every loop waiting would resume in the same check phase, back to back:
+ * three concurrent 8 ms slices would hold the loop for 24 ms, and `/healthz` with it. Served one
+ * at a time, I/O (the poll phase) has its turn between any two slices, whoever runs them.
+ */
+const waiting: (() => void)[] = [];
+let scheduled = false;
+
+function serveOne(): void {
+  const next = waiting.shift();
+  if (waiting.length > 0) setImmediate(serveOne);
+  else scheduled = false;
+  next?.();
+}
+
+/** Resolves after the callbacks already queued (I/O included) have had their turn, and after every slice waiting before it. */
+export const nextTurn = (): Promise<void> =>
+  new Promise((resolve) => {
+    waiting.push(resolve);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(serveOne);
+    }
+  });
 
 /** Milliseconds of synchronous work a loop does between two yields. */
 export const TURN_MS = 8;

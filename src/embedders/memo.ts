@@ -140,7 +140,7 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
         if (generation !== started) return;
         const missing = texts.slice(start, start + WARM_SLICE).filter((text) => !memo.has(keyOf(embedder, text)));
         if (missing.length > 0) cache.embed(embedder, missing).catch(() => void backgroundFailures++);
-        if (start + WARM_SLICE < texts.length) setImmediate(() => slice(start + WARM_SLICE));
+        if (start + WARM_SLICE < texts.length) void nextTurn().then(() => slice(start + WARM_SLICE));
       };
       slice(0);
     },

@@ -50,10 +50,14 @@ export const COUNT_SLICE_CHARS = 64 * 1024;
  * (`runCuts`). A text with none of these (a run of digits) is one slice, counted in linear time.
  */
 export function countingSlices(text: string, size = COUNT_SLICE_CHARS): string[] {
-  if (text.length <= size) return [text];
-  const slices: string[] = [];
-  let forced: number[] | undefined;
-  let forcedAt = 0;
+  return [...slicesOf(text, size)];
+}
+
+/**
+ * The slices of `countingSlices`, one at a time: finding each cut scans at most two slices' worth
+ * of text, so a caller that yields between slices never holds the event loop for the whole text.
+ */
+export function* slicesOf(text: string, size = COUNT_SLICE_CHARS): Generator<string> {
   let start = 0;
   while (text.length - start > size) {
     let cut = -1;
@@ -65,16 +69,16 @@ export function countingSlices(text: string, size = COUNT_SLICE_CHARS): string[]
       }
     }
     if (cut < 0) {
-      forced ??= runCuts(text);
-      while (forcedAt < forced.length && forced[forcedAt]! < start + size) forcedAt++;
-      if (forcedAt < forced.length) cut = forced[forcedAt]!;
+      // `start` is a cut itself (or 0): the bounded count's cuts past it are those of the text from it.
+      const window = runCuts(text.slice(start, end + 1));
+      const forced = window.find((at) => at >= size);
+      if (forced !== undefined) cut = start + forced;
     }
     if (cut < 0) break;
-    slices.push(text.slice(start, cut));
+    yield text.slice(start, cut);
     start = cut;
   }
-  slices.push(text.slice(start));
-  return slices;
+  yield text.slice(start);
 }
 
 /** Whether every tiktoken pre-tokenizer splits `text` before `at` (see `countingSlices`). */
@@ -164,7 +168,7 @@ export class TokenCounter {
       if (count === undefined) {
         let content = 0;
         let at = 0;
-        for (const slice of countingSlices(message.content)) {
+        for (const slice of slicesOf(message.content)) {
           await nextTurn();
           throwIfAborted(signal);
           content += this.#count(slice);

@@ -9,7 +9,7 @@ import type { EmbeddingCache } from '../../src/embedders/memo.js';
 import type { Embedder } from '../../src/embedders/types.js';
 import { encoderUnavailable } from '../../src/runtime.js';
 import { bm25Scores, prepareTerms } from '../../src/text/bm25.js';
-import { nextTurn } from '../../src/core/turns.js';
+import { nextTurn, timeSlicer } from '../../src/core/turns.js';
 import { WARMING } from '../../src/core/stats.js';
 import { messageText } from '../../src/text/message-text.js';
 
@@ -142,18 +142,30 @@ export async function scoreUnits(
 ): Promise<Scores> {
   const units = parts.units;
   const unitText = (unit: number) => units[unit]!.indices.map((index) => messageText(messages[index]!)).join('\n');
-  const texts = candidates.map(unitText);
   // Each message is also read with the start of the one before it, unless that one is protected
   // (a system prompt says nothing about the turn after it). Where the previous message is itself
-  // a candidate (usually), its text and terms are reused.
-  const previousCandidate = candidates.map((unit, position) => (position > 0 && candidates[position - 1] === unit - 1 ? position - 1 : -1));
-  const previousText = candidates.map((unit, position) => {
-    if (settings.previousContext <= 0 || unit === 0 || units[unit - 1]!.protected) return undefined;
-    return previousCandidate[position]! >= 0 ? texts[previousCandidate[position]!]! : unitText(unit - 1);
-  });
-  const paired = texts.map((text, position) =>
-    previousText[position] === undefined ? text : `${text}\n${previousText[position]!.slice(0, settings.previousContext)}`,
-  );
+  // a candidate (usually), its text and terms are reused. Built with yields: thousands of units
+  // are megabytes of strings.
+  const texts: string[] = new Array(candidates.length);
+  const previousText: (string | undefined)[] = new Array(candidates.length);
+  const paired: string[] = new Array(candidates.length);
+  const pause = timeSlicer();
+  for (let position = 0; position < candidates.length; position++) {
+    const unit = candidates[position]!;
+    const text = unitText(unit);
+    texts[position] = text;
+    let previous: string | undefined;
+    if (settings.previousContext > 0 && unit !== 0 && !units[unit - 1]!.protected) {
+      previous = position > 0 && candidates[position - 1] === unit - 1 ? texts[position - 1]! : unitText(unit - 1);
+    }
+    previousText[position] = previous;
+    paired[position] = previous === undefined ? text : `${text}\n${previous.slice(0, settings.previousContext)}`;
+    const turn = position % 64 === 63 ? pause() : undefined;
+    if (turn) {
+      await turn;
+      throwIfAborted(context.signal);
+    }
+  }
   const latest = parts.latestUser >= 0 ? parts.latestUser : messages.length - 1;
   let query = messageText(messages[latest]!);
   if (settings.includePreviousAssistant) {
