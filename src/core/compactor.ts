@@ -289,7 +289,7 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
       }
 
       async function compactMissed(): Promise<Compacted<T>> {
-        const finish = (messages: Messages, breakpoints?: readonly ChatMessage[]): Compacted<T> => {
+        const finish = (messages: Messages, breakpoints?: readonly ChatMessage[], rewrites?: ReadonlyMap<ChatMessage, ChatMessage>): Compacted<T> => {
           stats.ms = settings.clock() - started;
           const marks = breakpointsOf(messages, breakpoints);
           stats.breakpoints = marks.map((message) => messages.indexOf(message));
@@ -299,7 +299,7 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
             (compactOptions.cacheHints ?? !settings.omitCacheHints) === false
               ? undefined
               : { breakpoints: marks, key: openai ? cacheKey(canonical, compactOptions.tenant) : undefined };
-          const restored = conversion.restore(messages, hints) as T;
+          const restored = conversion.restore(messages, hints, rewrites) as T;
           return commit && release ? { kind: 'compacted', request: restored, stats, commit, release } : { kind: 'compacted', request: restored, stats };
         };
         if (budget === null) {
@@ -347,10 +347,13 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
         });
         stats.guard = { repaired: guarded.repaired, droppedForBudget: guarded.droppedForBudget };
         if (guarded.violation) stats.guard.violation = guarded.violation;
+        if (guarded.cleared > 0) stats.guard.cleared = guarded.cleared;
+        if (guarded.cut > 0) stats.guard.cut = guarded.cut;
+        if (guarded.droppedFromCore > 0) stats.guard.droppedFromCore = guarded.droppedFromCore;
         if (guarded.passThrough) stats.passThrough = 'budget-unreachable';
         stats.tokensAfter = guarded.tokens;
         stats.messagesAfter = guarded.messages.length;
-        return finish(guarded.messages, ran.breakpoints);
+        return finish(guarded.messages, ran.breakpoints, guarded.rewrites);
       }
     },
   };

@@ -1,6 +1,7 @@
 import { CompactorError } from './errors.js';
 import type { ChatMessage, Messages } from './types.js';
-import { partition, type Partition } from './units.js';
+import { isPinnedRole, partition, type Partition } from './units.js';
+import { clearedResult, cutResult, isPlaceholder } from './clearing.js';
 
 export type OnBudgetUnreachable = 'error' | 'pass-through';
 
@@ -30,6 +31,14 @@ export interface GuardResult {
   passThrough: boolean;
   /** Whether the strategies' output broke an invariant the guard had to repair. */
   violation: string | undefined;
+  /** Older tool results of the protected span replaced by a placeholder to fit the budget. */
+  cleared: number;
+  /** Tool results cut to their head and tail to fit the budget. */
+  cut: number;
+  /** Messages of older exchanges in the protected span dropped (whole calls with their results), after clearing was not enough. */
+  droppedFromCore: number;
+  /** Each rewritten message (a cleared or cut tool result) and the input message it stands for. */
+  rewrites: Map<ChatMessage, ChatMessage>;
 }
 
 interface Entry {
@@ -44,7 +53,10 @@ interface Entry {
  * The one place that holds the invariants every strategy relies on:
  * system and developer messages kept, the latest user turn kept, order kept, tool-call units kept
  * or dropped whole, and the output within budget. It repairs what a strategy got wrong, drops the
- * oldest droppable units while over budget, and never mutates its input.
+ * oldest droppable units while over budget, and never mutates its input. When the latest turn
+ * alone is over the budget (an agent's tool chain after its one task), it clears older tool
+ * results, then drops older exchanges, then cuts results to their head and tail; it refuses only
+ * when the system prompt, the latest user message and the latest tool exchange cannot fit.
  */
 export function enforce(options: GuardInput): GuardResult {
   const { input, output, budget, fixedTokens, tokensOf } = options;
@@ -130,6 +142,26 @@ export function enforce(options: GuardInput): GuardResult {
       const entry = entries[position]!;
       if (entry.index >= 0 && unitDropped[parts.unitOf[entry.index]!]) dropped[position] = 1;
     }
+    let cleared = 0;
+    let cut = 0;
+    let droppedFromCore = 0;
+    const rewrites = new Map<ChatMessage, ChatMessage>();
+    if (tokens > budget) {
+      // The protected span alone is over the budget: in an agent run it is the whole tool chain
+      // after the task. What the model reacts to (the system prompt, the latest user message, the
+      // latest tool exchange) stays; older tool results in the span are cleared, oldest first,
+      // then results are cut to their head and tail, largest first. Only a core that cannot fit
+      // even so is refused.
+      const relieved = relieveCore(entries, dropped, parts, tokens, budget, tokensOf);
+      tokens = relieved.tokens;
+      cleared = relieved.cleared;
+      cut = relieved.cut;
+      droppedFromCore = relieved.dropped;
+      for (const [position, message] of relieved.replaced) {
+        rewrites.set(message, entries[position]!.message);
+        entries[position] = { ...entries[position]!, message };
+      }
+    }
     if (tokens > budget) {
       if (options.onBudgetUnreachable === 'error') {
         throw new CompactorError('budget.unreachable', `the protected messages alone need ${tokens} tokens, over the budget of ${budget}`, {
@@ -138,13 +170,109 @@ export function enforce(options: GuardInput): GuardResult {
       }
       let inputTokens = fixedTokens;
       for (const message of input) inputTokens += tokensOf(message);
-      return { messages: [...input], tokens: inputTokens, repaired, droppedForBudget: 0, passThrough: true, violation };
+      return {
+        messages: [...input],
+        tokens: inputTokens,
+        repaired,
+        droppedForBudget: 0,
+        passThrough: true,
+        violation,
+        cleared: 0,
+        cut: 0,
+        droppedFromCore: 0,
+        rewrites: new Map(),
+      };
     }
     const kept: ChatMessage[] = [];
     for (let position = 0; position < entries.length; position++) if (!dropped[position]) kept.push(entries[position]!.message);
-    return { messages: kept, tokens, repaired, droppedForBudget, passThrough: false, violation };
+    return { messages: kept, tokens, repaired, droppedForBudget, passThrough: false, violation, cleared, cut, droppedFromCore, rewrites };
   }
-  return { messages: entries.map((entry) => entry.message), tokens, repaired, droppedForBudget, passThrough: false, violation };
+  return {
+    messages: entries.map((entry) => entry.message),
+    tokens,
+    repaired,
+    droppedForBudget,
+    passThrough: false,
+    violation,
+    cleared: 0,
+    cut: 0,
+    droppedFromCore: 0,
+    rewrites: new Map(),
+  };
+}
+
+const isResult = (message: ChatMessage): boolean => message.role === 'tool' || message.role === 'function';
+
+/** Clear, then cut, tool results of the kept entries until they fit (see `enforce`). */
+function relieveCore(
+  entries: readonly Entry[],
+  dropped: Uint8Array,
+  parts: Partition,
+  total: number,
+  budget: number,
+  tokensOf: (message: ChatMessage) => number,
+): { tokens: number; cleared: number; cut: number; dropped: number; replaced: Map<number, ChatMessage> } {
+  let tokens = total;
+  const replaced = new Map<number, ChatMessage>();
+  const results: number[] = [];
+  let latestExchange = -1;
+  for (let position = 0; position < entries.length; position++) {
+    const entry = entries[position]!;
+    if (dropped[position] || entry.index < 0 || !isResult(entry.message)) continue;
+    results.push(position);
+    latestExchange = Math.max(latestExchange, parts.unitOf[entry.index]!);
+  }
+  let cleared = 0;
+  for (const position of results) {
+    if (tokens <= budget) break;
+    const entry = entries[position]!;
+    if (parts.unitOf[entry.index]! === latestExchange || isPlaceholder(entry.message)) continue;
+    const before = tokensOf(entry.message);
+    const placeholder = clearedResult(entry.message, before);
+    const after = tokensOf(placeholder);
+    if (after >= before) continue;
+    replaced.set(position, placeholder);
+    tokens -= before - after;
+    cleared++;
+  }
+  // Still over: the older exchanges go whole (a call with its results, or a text message of the
+  // span), oldest first; the system prompt, the latest user message and the latest exchange stay.
+  const current = (position: number) => replaced.get(position) ?? entries[position]!.message;
+  let droppedUnits = 0;
+  if (tokens > budget) {
+    const unitDone = new Set<number>();
+    for (let position = 0; position < entries.length && tokens > budget; position++) {
+      const entry = entries[position]!;
+      if (dropped[position] || entry.index < 0) continue;
+      const unit = parts.unitOf[entry.index]!;
+      if (unit === latestExchange || unit >= latestExchange || unitDone.has(unit)) continue;
+      if (isPinnedRole(entry.message) || entry.index === parts.latestUser) continue;
+      unitDone.add(unit);
+      for (let member = position; member < entries.length; member++) {
+        const other = entries[member]!;
+        if (dropped[member] || other.index < 0 || parts.unitOf[other.index] !== unit) continue;
+        tokens -= tokensOf(current(member));
+        dropped[member] = 1;
+        droppedUnits++;
+      }
+    }
+  }
+  let cut = 0;
+  if (tokens > budget) {
+    const bySize = results.filter((position) => !dropped[position]).sort((a, b) => tokensOf(current(b)) - tokensOf(current(a)));
+    for (const position of bySize) {
+      if (tokens <= budget) break;
+      const message = current(position);
+      const before = tokensOf(message);
+      const excess = tokens - budget;
+      const shorter = cutResult(message, before, (candidate) => tokensOf(candidate) <= Math.max(32, before - excess), before - excess);
+      if (!shorter) continue;
+      replaced.set(position, shorter);
+      tokens -= before - tokensOf(shorter);
+      cut++;
+    }
+  }
+  return { tokens, cleared, cut, dropped: droppedUnits, replaced };
 }
 
 export { partition };

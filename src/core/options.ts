@@ -74,7 +74,7 @@ export interface CompactorOptions {
    */
   imageTokens?: number;
   /**
-   * What to do when the protected messages alone exceed the budget: throw `budget.unreachable`
+   * What to do when the system prompt, the latest user message and the latest tool exchange alone exceed the budget, after older tool results were cleared and huge ones cut: throw `budget.unreachable`
    * (status 413), or send the request on uncompacted.
    * @default 'error'
    */

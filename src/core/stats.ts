@@ -30,7 +30,17 @@ export interface CompactionStats {
   ms: number;
   strategies: StrategyStats[];
   /** What the guard had to repair or drop. A strategy that keeps the invariants leaves `repaired` at 0. */
-  guard: { repaired: number; droppedForBudget: number; violation?: string };
+  guard: {
+    repaired: number;
+    droppedForBudget: number;
+    violation?: string;
+    /** Older tool results of the protected span (an agent's current turn) replaced by a placeholder, since nothing else could be dropped. */
+    cleared?: number;
+    /** Tool results cut to their head and tail for the same reason. */
+    cut?: number;
+    /** Messages of older exchanges in the protected span dropped whole (calls with their results) when clearing was not enough. */
+    droppedFromCore?: number;
+  };
   /** All failures recovered from: strategies' and the cache's. */
   failures: FailureRecord[];
   /**

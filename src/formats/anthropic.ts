@@ -67,7 +67,7 @@ interface Origin {
 export interface AnthropicConversion {
   readonly canonical: ChatRequest;
   /** Build the Anthropic request back from (a subset of) the canonical messages, with cache breakpoints where the hints say (unless the client marked its own). */
-  restore(messages: Messages, hints?: CacheHints): AnthropicRequest;
+  restore(messages: Messages, hints?: CacheHints, rewrites?: ReadonlyMap<ChatMessage, ChatMessage>): AnthropicRequest;
   /** Map a canonical pointer such as `messages[4].content` to the Anthropic body's own path. */
   pointer(canonicalPointer: string): string;
 }
@@ -195,14 +195,16 @@ export function fromAnthropic(request: AnthropicRequest): AnthropicConversion {
       if (!match) return canonicalPointer;
       return pointers[Number(match[1])] ?? canonicalPointer;
     },
-    restore(output, hints) {
+    restore(output, hints, rewrites) {
+      // A rewritten message (a tool result the guard cleared or cut) lands where its original would, with its new text.
+      const originOf = (message: ChatMessage) => origins.get(rewrites?.get(message) ?? message);
       const restored: AnthropicMessage[] = [];
       // Where each canonical message landed: an index into `restored`, or -1 for the system prompt.
       const landed = new Map<ChatMessage, number>();
       let position = 0;
       while (position < output.length) {
         const message = output[position]!;
-        const origin = origins.get(message);
+        const origin = originOf(message);
         if (origin === undefined) {
           // A message a strategy made (a summary or a marker).
           landed.set(message, restored.length);
@@ -217,16 +219,29 @@ export function fromAnthropic(request: AnthropicRequest): AnthropicConversion {
         }
         // Gather the consecutive canonical messages that came from the same Anthropic message.
         const blocks = new Set<number>();
+        const replaced = new Map<number, ChatMessage>();
         let whole = origin.blocks === null;
         while (position < output.length) {
-          const next = origins.get(output[position]!);
+          const current = output[position]!;
+          const next = originOf(current);
           if (next === undefined || next.source !== origin.source) break;
           if (next.blocks === null) whole = true;
           else for (const block of next.blocks) blocks.add(block);
-          landed.set(output[position]!, restored.length);
+          if (rewrites?.has(current) && next.blocks?.length === 1) replaced.set(next.blocks[0]!, current);
+          landed.set(current, restored.length);
           position++;
         }
-        const original = request.messages[origin.source]!;
+        const source = request.messages[origin.source]!;
+        const original =
+          replaced.size === 0
+            ? source
+            : {
+                ...source,
+                content: (source.content as AnthropicBlock[]).map((block, blockIndex) => {
+                  const rewritten = replaced.get(blockIndex);
+                  return rewritten ? { ...block, content: typeof rewritten.content === 'string' ? rewritten.content : textOf(rewritten) } : block;
+                }),
+              };
         if (whole || blocks.size === blockCounts[origin.source]) restored.push(original);
         else {
           const content = (original.content as AnthropicBlock[]).filter((_, blockIndex) => blocks.has(blockIndex));

@@ -32,7 +32,7 @@ export interface CacheHints {
 export interface Conversion {
   readonly canonical: ChatRequest;
   /** The request in its own wire shape, with these (a subset of the canonical, plus any new) messages, and the cache hints its format uses. */
-  restore(messages: Messages, hints?: CacheHints): object;
+  restore(messages: Messages, hints?: CacheHints, rewrites?: ReadonlyMap<ChatMessage, ChatMessage>): object;
 }
 
 /**

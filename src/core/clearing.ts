@@ -1,0 +1,66 @@
+import { messageText } from '../text/message-text.js';
+import type { ChatMessage } from './types.js';
+
+/**
+ * What the guard does to a tool result when the budget leaves no other way to send an agent's
+ * step: clear an older result (its call and result ids stay, so the structure is valid for every
+ * provider), or cut a huge one to its head and tail. Either way the placeholder says what was
+ * removed and keeps the values a later tool call may pass back (ids, numbers, paths).
+ */
+
+/** How every placeholder starts, so a result is never cleared twice. */
+export const CLEARED_MARK = '[context-compactor:';
+
+/** Most values a placeholder keeps, and most characters they take: the line is billed on every later request. */
+const MAX_VALUES = 12;
+const MAX_VALUE_CHARS = 240;
+
+// Tokens that look like something a later call passes back: anything with a digit (ids, numbers,
+// codes, dates), and paths or URLs.
+const VALUE = /(?:[A-Za-z]+:\/\/[^\s"'<>()]+|(?:\.{0,2}\/)?[\w.-]+(?:\/[\w.-]+)+|[A-Za-z_-]*\d[\w.:-]*)/g;
+
+/** The distinct values of a text worth keeping, first seen first, within the placeholder's bounds. */
+export function keptValues(text: string): string[] {
+  const seen = new Set<string>();
+  let chars = 0;
+  for (const match of text.matchAll(VALUE)) {
+    const value = match[0].replace(/[.:,-]+$/, '');
+    if (value.length < 2 || value.length > 80 || seen.has(value)) continue;
+    if (chars + value.length > MAX_VALUE_CHARS) break;
+    seen.add(value);
+    chars += value.length + 2;
+    if (seen.size === MAX_VALUES) break;
+  }
+  return [...seen];
+}
+
+export function isPlaceholder(message: ChatMessage): boolean {
+  return typeof message.content === 'string' && message.content.startsWith(CLEARED_MARK);
+}
+
+/** A tool result with its content replaced by a placeholder: same role, same ids. */
+export function clearedResult(message: ChatMessage, tokens: number): ChatMessage {
+  const values = keptValues(messageText(message));
+  const kept = values.length > 0 ? ` Values it held: ${values.join(', ')}.` : '';
+  return { ...message, content: `${CLEARED_MARK} an older tool result of about ${tokens} tokens was cleared to fit the budget.${kept}]` };
+}
+
+/**
+ * A tool result cut to its head and tail, with a notice in the middle of what was cut, sized by
+ * `fits` (true when a candidate is small enough). Undefined when even a short head and tail do not fit.
+ */
+export function cutResult(message: ChatMessage, tokens: number, fits: (candidate: ChatMessage) => boolean, targetTokens: number): ChatMessage | undefined {
+  const text = messageText(message);
+  if (text.length < 64) return undefined;
+  let keep = Math.floor(text.length * Math.max(0.01, targetTokens / Math.max(1, tokens)) * 0.9);
+  for (let attempt = 0; attempt < 8 && keep >= 32; attempt++) {
+    const head = text.slice(0, Math.ceil(keep * 0.6));
+    const tail = text.slice(text.length - Math.floor(keep * 0.4));
+    const values = keptValues(text.slice(head.length, text.length - tail.length));
+    const notice = `\n${CLEARED_MARK} cut ${text.length - head.length - tail.length} of ${text.length} characters (about ${tokens} tokens in all) from the middle of this tool result to fit the budget.${values.length > 0 ? ` Values in the cut part: ${values.join(', ')}.` : ''}]\n`;
+    const candidate: ChatMessage = { ...message, content: `${head}${notice}${tail}` };
+    if (fits(candidate)) return candidate;
+    keep = Math.floor(keep * 0.6);
+  }
+  return undefined;
+}
