@@ -150,4 +150,39 @@ describe('an agent step whose core fits is never refused', () => {
       { numRuns: 120 },
     );
   });
+
+  test('clearing moves in deep steps: most consecutive steps of a run share the cleared prefix', async () => {
+    const compactor = createCompactor({ maxInputTokens: 3000, strategy: 'truncate' });
+    const run = agentRun(60, 12);
+    let previous: ChatMessage[] | undefined;
+    let moved = 0;
+    let steps = 0;
+    // One request per assistant step: everything before it.
+    for (let end = 4; end <= run.messages.length; end += 2) {
+      const result = compacted(await compactor.compact({ model: 'gpt-4o', messages: run.messages.slice(0, end) }));
+      const out = result.request.messages;
+      if (previous && result.stats.guard.cleared) {
+        steps++;
+        // The previous request's messages, but for its last exchange, are this one's start.
+        const stable = previous.slice(0, -2);
+        if (JSON.stringify(out.slice(0, stable.length)) !== JSON.stringify(stable)) moved++;
+      }
+      previous = out;
+    }
+    expect(steps).toBeGreaterThan(20);
+    expect(moved / steps).toBeLessThan(0.25);
+  });
+
+  test('pass-through: a step whose latest turn is over the budget but fits the window is sent whole, as its cached prefix is cheaper', async () => {
+    const compactor = createCompactor({ maxInputTokens: 2000, strategy: 'truncate', onBudgetUnreachable: 'pass-through' });
+    const request = agentRun(12, 25);
+    const result = compacted(await compactor.compact(request));
+    expect(result.request.messages).toEqual(request.messages);
+    expect(result.stats.passThrough).toBe('budget-unreachable');
+    // Over the model's window (gpt-4o: 128k), it is relieved instead.
+    const huge = agentRun(40, 1200);
+    const relieved = compacted(await compactor.compact(huge));
+    expect(relieved.stats.guard.cleared).toBeGreaterThan(0);
+    expect(relieved.stats.tokensAfter).toBeLessThanOrEqual(2000);
+  });
 });

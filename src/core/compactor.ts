@@ -9,7 +9,7 @@ import { lookupModel, type ModelInfo } from '../tokens/models.js';
 import type { EncodingName } from '../tokens/tokenizer.js';
 import { CompactorError, rethrowIfAborted, throwIfAborted } from './errors.js';
 import { enforce } from './guard.js';
-import { resolveOptions, resolveBudget, type CompactorOptions, type ResolvedOptions } from './options.js';
+import { resolveOptions, resolveBudget, resolveWindow, type CompactorOptions, type ResolvedOptions } from './options.js';
 import { failuresOf, WARMING, type CacheStats, type CompactionStats } from './stats.js';
 import { createStrategyContext, failureOf, runStrategy } from './strategy.js';
 import type { ChatMessage, ChatRequest, Messages } from './types.js';
@@ -344,6 +344,7 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
           fixedTokens,
           tokensOf: (message) => counter.message(message),
           onBudgetUnreachable: settings.onBudgetUnreachable,
+          window: resolveWindow(settings, info, canonical),
         });
         stats.guard = { repaired: guarded.repaired, droppedForBudget: guarded.droppedForBudget };
         if (guarded.violation) stats.guard.violation = guarded.violation;

@@ -18,6 +18,12 @@ export interface GuardInput {
   fixedTokens: number;
   tokensOf: (message: ChatMessage) => number;
   onBudgetUnreachable: OnBudgetUnreachable;
+  /**
+   * Prompt tokens the model's window takes (after the reply's reserve), or null when unknown. With
+   * `pass-through`, a request whose latest turn alone is over the budget but that fits the window
+   * is sent whole, as before: its cached prefix is cheaper than any rewrite of it.
+   */
+  window?: number | null;
 }
 
 export interface GuardResult {
@@ -146,7 +152,11 @@ export function enforce(options: GuardInput): GuardResult {
     let cut = 0;
     let droppedFromCore = 0;
     const rewrites = new Map<ChatMessage, ChatMessage>();
-    if (tokens > budget) {
+    let inputTokens = fixedTokens;
+    for (const message of input) inputTokens += tokensOf(message);
+    const sendWhole =
+      options.onBudgetUnreachable === 'pass-through' && (options.window === undefined || options.window === null || inputTokens <= options.window);
+    if (tokens > budget && !sendWhole) {
       // The protected span alone is over the budget: in an agent run it is the whole tool chain
       // after the task. What the model reacts to (the system prompt, the latest user message, the
       // latest tool exchange) stays; older tool results in the span are cleared, oldest first,
@@ -168,8 +178,6 @@ export function enforce(options: GuardInput): GuardResult {
           details: { protectedTokens: tokens, budget },
         });
       }
-      let inputTokens = fixedTokens;
-      for (const message of input) inputTokens += tokensOf(message);
       return {
         messages: [...input],
         tokens: inputTokens,
@@ -201,6 +209,11 @@ export function enforce(options: GuardInput): GuardResult {
   };
 }
 
+/** Share of the budget cleared at a time, at least, so the point where the prompt changes moves rarely. */
+const CLEAR_SHARE = 0.6;
+/** Older exchanges dropped at a time, for the same reason. */
+const CLEAR_STEP = 8;
+
 const isResult = (message: ChatMessage): boolean => message.role === 'tool' || message.role === 'function';
 
 /** Clear, then cut, tool results of the kept entries until they fit (see `enforce`). */
@@ -222,9 +235,16 @@ function relieveCore(
     results.push(position);
     latestExchange = Math.max(latestExchange, parts.unitOf[entry.index]!);
   }
+  // Oldest first, in deep steps: clearing stops only where the cleared results' own tokens cross a
+  // multiple of CLEAR_SHARE of the budget, points that depend on the history alone. The next
+  // requests of the run append to the same cleared prefix (billed at the cached rate) until the
+  // chain has grown by another such step.
+  const step = Math.max(1, Math.floor(budget * CLEAR_SHARE));
   let cleared = 0;
+  let clearedTokens = 0;
+  let atStep = true;
   for (const position of results) {
-    if (tokens <= budget) break;
+    if (tokens <= budget && atStep) break;
     const entry = entries[position]!;
     if (parts.unitOf[entry.index]! === latestExchange || isPlaceholder(entry.message)) continue;
     const before = tokensOf(entry.message);
@@ -234,6 +254,8 @@ function relieveCore(
     replaced.set(position, placeholder);
     tokens -= before - after;
     cleared++;
+    atStep = Math.floor((clearedTokens + before) / step) > Math.floor(clearedTokens / step);
+    clearedTokens += before;
   }
   // Still over: the older exchanges go whole (a call with its results, or a text message of the
   // span), oldest first; the system prompt, the latest user message and the latest exchange stay.
@@ -241,7 +263,7 @@ function relieveCore(
   let droppedUnits = 0;
   if (tokens > budget) {
     const unitDone = new Set<number>();
-    for (let position = 0; position < entries.length && tokens > budget; position++) {
+    for (let position = 0; position < entries.length && (tokens > budget || unitDone.size % CLEAR_STEP !== 0); position++) {
       const entry = entries[position]!;
       if (dropped[position] || entry.index < 0) continue;
       const unit = parts.unitOf[entry.index]!;
