@@ -13,7 +13,9 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { VALUE } from '../src/core/clearing.js';
 import { createCompactor } from '../src/core/compactor.js';
+import { validToolChain } from '../src/testing/index.js';
 import { CompactorError } from '../src/core/errors.js';
 import type { ChatMessage } from '../src/core/types.js';
 import { Progress } from './harness/progress.js';
@@ -25,8 +27,6 @@ const dirFlag = process.argv.indexOf('--dir');
 const dir = dirFlag > 0 ? process.argv[dirFlag + 1]! : join(packageRoot(), 'bench', 'data', 'agent-traces', 'mini-swe-agent');
 const BUDGETS = [4000, 8000, 16000];
 const PRESETS = ['cache-aware', 'truncate'];
-// What a later call passes back: anything with a digit, and paths or URLs.
-const VALUE = /(?:[A-Za-z]+:\/\/[^\s"'<>()]+|(?:\.{0,2}\/)?[\w.-]+(?:\/[\w.-]+)+|[A-Za-z_-]*\d[\w.:-]*)/g;
 
 const textOf = (message: ChatMessage): string =>
   (typeof message.content === 'string'
@@ -34,22 +34,6 @@ const textOf = (message: ChatMessage): string =>
     : Array.isArray(message.content)
       ? message.content.map((part) => (typeof part.text === 'string' ? part.text : '')).join('\n')
       : '') + (message.tool_calls ?? []).map((call) => call.function.arguments).join('\n');
-
-function valid(messages: readonly ChatMessage[]): boolean {
-  const open = new Set<string>();
-  const calls = new Set<string>();
-  for (const message of messages) {
-    for (const call of message.tool_calls ?? []) {
-      open.add(call.id);
-      calls.add(call.id);
-    }
-    if (message.role === 'tool') {
-      if (!calls.has(message.tool_call_id as string)) return false;
-      open.delete(message.tool_call_id as string);
-    }
-  }
-  return open.size === 0;
-}
 
 interface Step {
   before: ChatMessage[];
@@ -163,7 +147,7 @@ for (const preset of PRESETS) {
           const result = await compactor.compact({ model: 'gpt-4o', messages: step.before });
           if (result.kind !== 'compacted') throw new Error('no cache here');
           const messages = result.request.messages as ChatMessage[];
-          if (!valid(messages)) broken++;
+          if (!validToolChain(messages)) broken++;
           if (result.stats.tokensAfter > budget) over++;
           sent.push(messages);
         } catch (error) {

@@ -8,6 +8,7 @@ import { describe, expect, test } from 'vitest';
 import { CLEARED_MARK } from '../src/core/clearing.js';
 import type { ChatMessage } from '../src/core/types.js';
 import { createCompactor } from '../src/index.js';
+import { validToolChain } from '../src/testing/index.js';
 import { compacted } from './helpers.js';
 
 /** One task, then `calls` tool calls each with a result of `size` words: one user message in all. */
@@ -29,23 +30,6 @@ function agentRun(calls: number, size: number, system = 'You are a coding agent.
   return { model: 'gpt-4o', messages };
 }
 
-/** The structure providers check: every tool result answers an earlier call, every call is answered. */
-function valid(messages: readonly ChatMessage[]): boolean {
-  const open = new Set<string>();
-  const calls = new Set<string>();
-  for (const message of messages) {
-    for (const call of message.tool_calls ?? []) {
-      open.add(call.id);
-      calls.add(call.id);
-    }
-    if (message.role === 'tool') {
-      if (!calls.has(message.tool_call_id as string)) return false;
-      open.delete(message.tool_call_id as string);
-    }
-  }
-  return open.size === 0;
-}
-
 describe('an agent step whose core fits is never refused', () => {
   for (const strategy of ['truncate', 'cache-aware', 'relevance', 'summarize']) {
     test(`${strategy}: a 12-call chain after one user message fits 2,000 tokens, older results cleared with their ids`, async () => {
@@ -56,7 +40,7 @@ describe('an agent step whose core fits is never refused', () => {
       const result = compacted(await compactor.compact(request));
       const out = result.request.messages;
       expect(result.stats.tokensAfter).toBeLessThanOrEqual(2000);
-      expect(valid(out)).toBe(true);
+      expect(validToolChain(out)).toBe(true);
       expect(out[0]).toEqual(request.messages[0]);
       expect(out[1]).toEqual(request.messages[1]);
       // The latest exchange is as it came.
@@ -80,7 +64,7 @@ describe('an agent step whose core fits is never refused', () => {
     expect(last.startsWith('flight FL1000 reservation RSV-0A9')).toBe(true);
     expect(last).toContain(`${CLEARED_MARK} cut`);
     expect(last.endsWith('status ok')).toBe(true);
-    expect(valid(result.request.messages)).toBe(true);
+    expect(validToolChain(result.request.messages)).toBe(true);
   });
 
   test('refused only when the system prompt and the latest user message alone cannot fit', async () => {
@@ -138,7 +122,7 @@ describe('an agent step whose core fits is never refused', () => {
           const core = counter.request({ messages: messages.slice(0, 2) }) + 300;
           try {
             const result = compacted(await createCompactor({ maxInputTokens: budget, strategy: 'truncate' }).compact(body));
-            expect(valid(result.request.messages)).toBe(true);
+            expect(validToolChain(result.request.messages)).toBe(true);
             expect(result.stats.tokensAfter).toBeLessThanOrEqual(budget);
           } catch (error) {
             expect(error).toMatchObject({ code: 'budget.unreachable' });

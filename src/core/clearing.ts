@@ -17,7 +17,7 @@ const MAX_VALUE_CHARS = 240;
 
 // Tokens that look like something a later call passes back: anything with a digit (ids, numbers,
 // codes, dates), and paths or URLs.
-const VALUE = /(?:[A-Za-z]+:\/\/[^\s"'<>()]+|(?:\.{0,2}\/)?[\w.-]+(?:\/[\w.-]+)+|[A-Za-z_-]*\d[\w.:-]*)/g;
+export const VALUE = /(?:[A-Za-z]+:\/\/[^\s"'<>()]+|(?:\.{0,2}\/)?[\w.-]+(?:\/[\w.-]+)+|[A-Za-z_-]*\d[\w.:-]*)/g;
 
 /** The distinct values of a text worth keeping, first seen first, within the placeholder's bounds. */
 export function keptValues(text: string): string[] {

@@ -153,7 +153,7 @@ export function enforce(options: GuardInput): GuardResult {
     let droppedFromCore = 0;
     const rewrites = new Map<ChatMessage, ChatMessage>();
     let inputTokens = fixedTokens;
-    for (const message of input) inputTokens += tokensOf(message);
+    if (options.onBudgetUnreachable === 'pass-through') for (const message of input) inputTokens += tokensOf(message);
     const sendWhole =
       options.onBudgetUnreachable === 'pass-through' && (options.window === undefined || options.window === null || inputTokens <= options.window);
     if (tokens > budget && !sendWhole) {
@@ -267,7 +267,7 @@ function relieveCore(
       const entry = entries[position]!;
       if (dropped[position] || entry.index < 0) continue;
       const unit = parts.unitOf[entry.index]!;
-      if (unit === latestExchange || unit >= latestExchange || unitDone.has(unit)) continue;
+      if (unit >= latestExchange || unitDone.has(unit)) continue;
       if (isPinnedRole(entry.message) || entry.index === parts.latestUser) continue;
       unitDone.add(unit);
       for (let member = position; member < entries.length; member++) {

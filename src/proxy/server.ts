@@ -7,7 +7,7 @@ import pino, { type Logger } from 'pino';
 import { asCompactorError, errorReply, exchange, readBody, type ExchangeResult, type Reply } from '../adapters/exchange.js';
 import type { ResponseCache } from '../cache/response-cache.js';
 import { CompactorError, invalidOption } from '../core/errors.js';
-import { checkedByFactory, defineOptions } from '../core/define-options.js';
+import { checkedByFactory, defineOptions, rules } from '../core/define-options.js';
 import { DEFAULT_PRESET } from '../core/presets.js';
 import type { CompactionStats } from '../core/stats.js';
 import { LARGE_BODY_BYTES } from '../core/turns.js';
@@ -217,7 +217,7 @@ export const PROXY_OPTION_NAMES: readonly (keyof ProxyOptions)[] = [
 export const PROXY_OPTIONS = defineOptions<ProxyOptions, typeof PROXY_DEFAULTS>({
   factory: 'createProxy',
   defaults: PROXY_DEFAULTS,
-  rules: checkedByFactory<ProxyOptions>(PROXY_OPTION_NAMES),
+  rules: { ...checkedByFactory<ProxyOptions>(PROXY_OPTION_NAMES), cacheHints: rules.either(rules.oneOf('auto'), rules.boolean) },
   docs: [['src/proxy/server.ts', 'ProxyOptions']],
 });
 
@@ -490,7 +490,6 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
   );
   const logger = settings.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } });
   const upstream = createUpstream({ timeoutMs: settings.upstreamTimeoutMs, idleTimeoutMs: settings.streamIdleTimeoutMs });
-  if (settings.cacheHints !== 'auto' && typeof settings.cacheHints !== 'boolean') invalidOption('cacheHints', "'auto', true or false", settings.cacheHints);
   const hintsFor = (origin: string, official: string): boolean =>
     settings.cacheHints === 'auto' ? new URL(origin).hostname === official : settings.cacheHints;
   const providers: Record<FormatName, Provider> = {

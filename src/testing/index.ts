@@ -7,11 +7,31 @@
  */
 import { createCompactor } from '../core/compactor.js';
 import { createStrategyContext, type StrategyContext } from '../core/strategy.js';
-import type { ChatRequest } from '../core/types.js';
+import type { ChatMessage, ChatRequest } from '../core/types.js';
 import { createRuntime, type Runtime } from '../runtime.js';
 import { REPLY_PRIMING_TOKENS } from '../tokens/counter.js';
 import type { TextTokenizer, TokenizerFactory } from '../tokens/tokenizer.js';
 import type { Embedder } from '../embedders/types.js';
+
+/**
+ * Whether a message list has the tool structure providers check: every tool result answers an
+ * earlier call, and every call is answered.
+ */
+export function validToolChain(messages: readonly ChatMessage[]): boolean {
+  const open = new Set<string>();
+  const calls = new Set<string>();
+  for (const message of messages) {
+    for (const call of message.tool_calls ?? []) {
+      open.add(call.id);
+      calls.add(call.id);
+    }
+    if (message.role === 'tool') {
+      if (!calls.has(message.tool_call_id as string)) return false;
+      open.delete(message.tool_call_id as string);
+    }
+  }
+  return open.size === 0;
+}
 
 /** Counts whitespace-separated words: one token per word. */
 export const wordTokenizer: TokenizerFactory = (encoding): TextTokenizer => ({
