@@ -306,6 +306,17 @@ describe('6. malformed tool and system fields are a 400 with a pointer, never a 
     expect(error.error.message).toContain(pointer);
   });
 
+  test('a tool whose type or name is not a string (here an object without a prototype, from a fuzzed run) is a 400 naming it', async () => {
+    for (const key of ['type', 'name']) {
+      const body = { system: [], messages: [{ role: 'user', content: 'hi' }], tools: [{ [key]: Object.create(null) }] };
+      const error = await createCompactor({ maxInputTokens: 4000 })
+        .compact(body, { format: 'anthropic' })
+        .catch((caught: unknown) => caught);
+      expect(CompactorError.isInstance(error) && error.code).toBe('input.invalid');
+      expect((error as Error).message).toContain(`tools[0].${key}`);
+    }
+  });
+
   // Arbitrary JSON where the request's structure is: every answer is a compaction or a coded 4xx,
   // never a raw TypeError (which the proxy reports as a 500).
   const json = fc.letrec((tie) => ({

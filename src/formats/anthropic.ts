@@ -178,12 +178,15 @@ export function fromAnthropic(request: AnthropicRequest): AnthropicConversion {
   if (Array.isArray(tools)) {
     tools.forEach((tool, index) => {
       if (typeof tool !== 'object' || tool === null || Array.isArray(tool)) invalid(`tools[${index}]`, 'must be an object');
+      for (const key of ['name', 'type'] as const) {
+        if (tool[key] !== undefined && typeof tool[key] !== 'string') invalid(`tools[${index}].${key}`, 'must be a string');
+      }
     });
     canonical.tools = tools.map(
       (tool): ToolDefinition =>
         typeof tool?.name === 'string'
           ? { type: 'function', function: { name: tool.name, description: tool.description, parameters: tool.input_schema } }
-          : { type: String(tool?.type ?? 'unknown'), ...tool },
+          : { type: typeof tool.type === 'string' ? tool.type : 'unknown', ...tool },
     );
   }
 
