@@ -35,6 +35,11 @@ export function buildBenchProgram(): Command {
   program
     .command('bench')
     .description('Replay transcripts on the path a server runs; bill them under several price rules; score retention, side by side with baselines.')
+    .option(
+      '--suite <name>',
+      'chat (transcripts) or agents (the agent runs: refusals, validity, values kept, bills under six rules, peers; see bench/agent-suite.ts)',
+      'chat',
+    )
     .option('--data <spec...>', 'data files, each [locomo|mtbench101|topical-chat|jsonl:]FILE (default: the data shipped in bench/data)')
     .option('--mode <list>', 'replay (bills, live retention, cold requests), qa (idealised retention, every turn embedded first), or both', 'replay')
     .option('--budgets <list>', 'replay budgets', '2000,4000,8000')

@@ -85,7 +85,7 @@ describe('architecture', () => {
     }
   });
 
-  test('the root entry exports at most 25 names, values and types together', () => {
+  test('the root entry exports at most 26 names, values and types together', () => {
     const source = ts.createSourceFile('index.ts', readFileSync(join(root, 'src/index.ts'), 'utf8'), ts.ScriptTarget.Latest, true);
     const names: string[] = [];
     source.forEachChild((node) => {
@@ -94,7 +94,7 @@ describe('architecture', () => {
       else if (ts.isExportDeclaration(node)) names.push('*');
     });
     expect(names).not.toContain('*');
-    expect(names.length).toBeLessThanOrEqual(25);
+    expect(names.length).toBeLessThanOrEqual(26);
     expect(new Set(names).size).toBe(names.length);
   });
 

@@ -27,7 +27,7 @@ describe('fetch adapter', () => {
     expect(response.status).toBe(200);
     expect(Number(response.headers.get('x-compactor-tokens-before'))).toBeGreaterThan(2000);
     expect(Number(response.headers.get('x-compactor-tokens-after'))).toBeLessThanOrEqual(2000);
-    expect(response.headers.get('x-compactor-strategy')).toBe('truncate');
+    expect(response.headers.get('x-compactor-strategy')).toBe('tool-results,truncate');
     expect(received!.messages.length).toBeLessThan(body.messages.length);
     expect(await createCompactor().countTokens(received!)).toBeLessThanOrEqual(2000);
   });

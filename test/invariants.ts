@@ -17,14 +17,17 @@ export async function strategyViolation(make: () => Strategy, input: ChatMessage
   const counter = context.counter;
   const fits = context.fixedTokens + counter.messages(protectedIndices(input).map((index) => input[index]!)) <= budget;
   let output: Messages;
+  let rewrites: ReadonlyMap<ChatMessage, ChatMessage> | undefined;
   try {
-    output = (await strategy.apply(request.messages, context)).messages;
+    ({ messages: output, rewrites } = await strategy.apply(request.messages, context));
   } catch (error) {
     return `threw: ${CompactorError.isInstance(error) ? error.code : (error as Error).message}`;
   }
-  const problem = outputViolation(input, output, budget, fits, (messages) => context.fixedTokens + counter.messages(messages));
+  const problem = outputViolation(input, output, budget, fits, (messages) => context.fixedTokens + counter.messages(messages), rewrites);
   if (problem) return problem;
-  // Idempotent: compacting the output again changes nothing.
+  // Idempotent: compacting an output that fits the budget again changes nothing. (An output over
+  // it, where even the core does not fit, may be cut further: the guard refuses or passes it on.)
+  if (context.fixedTokens + counter.messages(output) > budget) return undefined;
   const again = await make().apply(deepFreeze([...output]), await strategyContext({ model: 'gpt-4o', messages: [...output] }, { budget }));
   if (again.messages.length !== output.length || again.messages.some((message, index) => JSON.stringify(message) !== JSON.stringify(output[index])))
     return 'not idempotent';
@@ -58,15 +61,26 @@ export function toolUnits(messages: readonly ChatMessage[]): number[][] {
 }
 
 /** The first invariant `output` breaks, or undefined. */
-export function outputViolation(input: Messages, output: Messages, budget: number, fits: boolean, tokens: (messages: Messages) => number): string | undefined {
+export function outputViolation(
+  input: Messages,
+  output: Messages,
+  budget: number,
+  fits: boolean,
+  tokens: (messages: Messages) => number,
+  rewrites?: ReadonlyMap<ChatMessage, ChatMessage>,
+): string | undefined {
   const position = new Map<ChatMessage, number>();
   input.forEach((message, index) => {
     position.set(message, index);
   });
   const kept = new Set<number>();
   let last = -1;
+  const ids = (message: ChatMessage) => JSON.stringify([message.role, message.tool_call_id, message.name, (message.tool_calls ?? []).map((call) => call.id)]);
   for (const message of output) {
-    const index = position.get(message);
+    const original = rewrites?.get(message);
+    // A rewritten message (a cleared or cut tool result) stands for its original: same role, same ids.
+    if (original !== undefined && ids(original) !== ids(message)) return 'rewrote a message’s role or ids';
+    const index = position.get(original ?? message);
     if (index === undefined) {
       // A message of the strategy's own (a summary, a marker): never a tool message or a call.
       if (message.role === 'tool' || message.role === 'function' || message.tool_calls !== undefined || message.function_call !== undefined)
@@ -78,7 +92,16 @@ export function outputViolation(input: Messages, output: Messages, budget: numbe
     kept.add(index);
     last = index;
   }
-  for (const index of protectedIndices(input)) if (!kept.has(index)) return `dropped a protected ${input[index]!.role} message`;
+  // An older exchange of the current turn (before its latest assistant message) may go whole.
+  const latestUser = input.findLastIndex((message) => message.role === 'user');
+  const latestAssistant = input.findLastIndex((message, index) => index > latestUser && message.role === 'assistant');
+  const units = toolUnits(input);
+  const olderExchange = (index: number) => {
+    const unit = units.find((members) => members.includes(index));
+    const head = unit ? unit[0]! : index;
+    return latestUser >= 0 && head > latestUser && head < latestAssistant && input[head]!.role === 'assistant';
+  };
+  for (const index of protectedIndices(input)) if (!kept.has(index) && !olderExchange(index)) return `dropped a protected ${input[index]!.role} message`;
   for (const unit of toolUnits(input)) {
     const present = unit.filter((index) => kept.has(index)).length;
     if (present > 0 && present < unit.length) return 'split a tool-call unit';

@@ -55,7 +55,8 @@ async function run(make: () => Strategy, messages: ChatMessage[], limit: number)
   const request = deepFreeze({ model: 'gpt-4o', messages });
   const context = await strategyContext(request, { budget: limit });
   const result: StrategyResult = await make().apply(request.messages, context);
-  const kept = new Set(result.messages);
+  // A rewritten message (a cleared tool result) stands for its original.
+  const kept = new Set(result.messages.map((message) => result.rewrites?.get(message) ?? message));
   const tokens = (list: readonly ChatMessage[]) => context.counter.messages(list);
   return { result, kept, tokens, fixed: context.fixedTokens };
 }
@@ -66,7 +67,18 @@ function droppedThatFit(messages: ChatMessage[], limit: number, ran: Awaited<Ret
   const pinned = tokens(protectedIndices(messages).map((index) => messages[index]!));
   if (fixed + pinned > limit) return [];
   const free = limit - fixed - tokens(result.messages);
-  return unitsOf(messages).filter((unit) => unit.every((index) => !kept.has(messages[index]!)) && tokens(unit.map((index) => messages[index]!)) <= free);
+  // Older tool exchanges of the current turn are the tool-results stage's: over the budget it cuts
+  // them deep (to 60% of it) on purpose, so the next steps append to a cached prefix.
+  const latestUser = messages.findLastIndex((message) => message.role === 'user');
+  const latestAssistant = messages.findLastIndex((message, index) => index > latestUser && message.role === 'assistant');
+  const cutDeep = (unit: number[]) =>
+    latestUser >= 0 &&
+    unit[0]! > latestUser &&
+    unit[0]! < latestAssistant &&
+    (messages[unit[0]!]!.tool_calls !== undefined || messages[unit[0]!]!.function_call !== undefined);
+  return unitsOf(messages).filter(
+    (unit) => !cutDeep(unit) && unit.every((index) => !kept.has(messages[index]!)) && tokens(unit.map((index) => messages[index]!)) <= free,
+  );
 }
 
 /** A strategy's info, for a strategy or a pipeline's first step that reports one. */

@@ -15,6 +15,8 @@ import { machine } from './stats.js';
 import { lengthRows, type PriceRule, replayRows, turnRows } from './summary.js';
 
 export interface BenchFlags {
+  /** `chat` (the transcripts, default) or `agents` (bench/agent-suite.ts). */
+  suite?: string;
   data?: string[];
   mode: string;
   budgets: string;
@@ -60,6 +62,13 @@ function countingKey(model: string): string {
 }
 
 export async function benchCommand(flags: BenchFlags): Promise<void> {
+  if (flags.suite === 'agents') {
+    const { runAgentSuite } = await import('../agent-suite.js');
+    if (flags.md) writeFileSync(flags.md, await captureStdout(() => runAgentSuite(['--md'])));
+    else await runAgentSuite([]);
+    return;
+  }
+  if (flags.suite !== undefined && flags.suite !== 'chat') invalidOption('suite', '"chat" or "agents"', flags.suite);
   const modes = new Set(flags.mode.split(',').map((mode) => mode.trim()));
   for (const mode of modes) if (mode !== 'qa' && mode !== 'replay') invalidOption('mode', '"replay", "qa" or "replay,qa"', flags.mode);
   const budgets = numbers('budgets', flags.budgets);
@@ -187,4 +196,20 @@ export async function benchCommand(flags: BenchFlags): Promise<void> {
   if (flags.json) write(flags.json, `${JSON.stringify(report, null, 2)}\n`);
   if (flags.md) write(flags.md, `${markdownReport(report)}\n`);
   if (flags.html) write(flags.html, await htmlReport(report));
+}
+
+/** What `run` writes on stdout, captured (and echoed) so `--md FILE` can keep it. */
+async function captureStdout(run: () => Promise<void>): Promise<string> {
+  const chunks: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+    return write(chunk, ...(rest as []));
+  }) as typeof process.stdout.write;
+  try {
+    await run();
+  } finally {
+    process.stdout.write = write;
+  }
+  return chunks.join('');
 }

@@ -19,19 +19,20 @@ const MAX_VALUE_CHARS = 240;
 // codes, dates), and paths or URLs.
 export const VALUE = /(?:[A-Za-z]+:\/\/[^\s"'<>()]+|(?:\.{0,2}\/)?[\w.-]+(?:\/[\w.-]+)+|[A-Za-z_-]*\d[\w.:-]*)/g;
 
-/** The distinct values of a text worth keeping, first seen first, within the placeholder's bounds. */
-export function keptValues(text: string): string[] {
-  const seen = new Set<string>();
+/** The distinct values of a text worth keeping, first seen first, within the placeholder's bounds (or the given ones). */
+export function keptValues(text: string, maxValues = MAX_VALUES, maxChars = MAX_VALUE_CHARS, seen = new Set<string>()): string[] {
+  const kept: string[] = [];
   let chars = 0;
   for (const match of text.matchAll(VALUE)) {
     const value = match[0].replace(/[.:,-]+$/, '');
     if (value.length < 2 || value.length > 80 || seen.has(value)) continue;
-    if (chars + value.length > MAX_VALUE_CHARS) break;
+    if (chars + value.length > maxChars) break;
     seen.add(value);
+    kept.push(value);
     chars += value.length + 2;
-    if (seen.size === MAX_VALUES) break;
+    if (kept.length === maxValues) break;
   }
-  return [...seen];
+  return kept;
 }
 
 export function isPlaceholder(message: ChatMessage): boolean {
@@ -41,8 +42,8 @@ export function isPlaceholder(message: ChatMessage): boolean {
 /** A tool result with its content replaced by a placeholder: same role, same ids. */
 export function clearedResult(message: ChatMessage, tokens: number): ChatMessage {
   const values = keptValues(messageText(message));
-  const kept = values.length > 0 ? ` Values it held: ${values.join(', ')}.` : '';
-  return { ...message, content: `${CLEARED_MARK} an older tool result of about ${tokens} tokens was cleared to fit the budget.${kept}]` };
+  const kept = values.length > 0 ? `; it held ${values.join(', ')}` : '';
+  return { ...message, content: `${CLEARED_MARK} older tool result of ${tokens} tokens cleared${kept}]` };
 }
 
 /**
@@ -53,13 +54,17 @@ export function cutResult(message: ChatMessage, tokens: number, fits: (candidate
   const text = messageText(message);
   if (text.length < 64) return undefined;
   let keep = Math.floor(text.length * Math.max(0.01, targetTokens / Math.max(1, tokens)) * 0.9);
-  for (let attempt = 0; attempt < 8 && keep >= 32; attempt++) {
+  // Shorter and shorter head and tail; near the end, a notice without the values, so that a tight
+  // budget still gets a cut result rather than a refusal.
+  for (let attempt = 0; attempt < 12 && keep >= 8; attempt++) {
     const head = text.slice(0, Math.ceil(keep * 0.6));
     const tail = text.slice(text.length - Math.floor(keep * 0.4));
     const values = keptValues(text.slice(head.length, text.length - tail.length));
-    const notice = `\n${CLEARED_MARK} cut ${text.length - head.length - tail.length} of ${text.length} characters (about ${tokens} tokens in all) from the middle of this tool result to fit the budget.${values.length > 0 ? ` Values in the cut part: ${values.join(', ')}.` : ''}]\n`;
-    const candidate: ChatMessage = { ...message, content: `${head}${notice}${tail}` };
-    if (fits(candidate)) return candidate;
+    for (const held of values.length > 0 ? [values, []] : [values]) {
+      const notice = `\n${CLEARED_MARK} cut ${text.length - head.length - tail.length} of ${text.length} characters (about ${tokens} tokens) from the middle of this tool result to fit the budget${held.length > 0 ? `; the cut part held ${held.join(', ')}` : ''}]\n`;
+      const candidate: ChatMessage = { ...message, content: `${head}${notice}${tail}` };
+      if (fits(candidate)) return candidate;
+    }
     keep = Math.floor(keep * 0.6);
   }
   return undefined;

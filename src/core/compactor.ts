@@ -306,7 +306,8 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
           stats.passThrough = 'no-budget';
           return finish(input);
         }
-        if (tokensBefore <= budget) {
+        const within = tokensBefore <= budget;
+        if (within && settings.strategy.withinBudget !== true) {
           stats.passThrough = 'within-budget';
           return finish(input);
         }
@@ -334,12 +335,18 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
           else if (stats.warming) stats.warming.push(failure.strategy);
           else stats.warming = [failure.strategy];
         }
+        if (within && ran.messages === input) {
+          stats.passThrough = 'within-budget';
+          return finish(input);
+        }
+        stats.reason = within ? 'cheaper' : 'over-budget';
 
         throwIfAborted(signal);
         const guarded = enforce({
           input,
           partition: context.partition(input),
           output: ran.messages,
+          rewrites: ran.rewrites,
           budget,
           fixedTokens,
           tokensOf: (message) => counter.message(message),

@@ -12,6 +12,8 @@ export interface GuardInput {
   partition: Partition;
   /** What the strategies produced. */
   output: Messages;
+  /** Messages of `output` that stand for an input message with new content, mapped to it (from the strategies). */
+  rewrites?: ReadonlyMap<ChatMessage, ChatMessage> | undefined;
   /** Token budget for the whole prompt. */
   budget: number;
   /** Tokens outside the messages: reply priming and tool definitions. */
@@ -81,7 +83,8 @@ export function enforce(options: GuardInput): GuardResult {
   let last = -1;
   for (let position = 0; position < output.length; position++) {
     const message = output[position]!;
-    const index = positions.get(message);
+    const stands = options.rewrites?.get(message);
+    const index = positions.get(stands ?? message);
     if (index === undefined) {
       if (message.role === 'tool' || message.role === 'function' || message.tool_calls !== undefined || message.function_call !== undefined) {
         violation ??= 'a strategy made a tool message or tool call of its own';
@@ -104,9 +107,23 @@ export function enforce(options: GuardInput): GuardResult {
     entries.push({ message, index, key: index, sub: 0 });
   }
 
+  // An older exchange of the current turn (an assistant message, with its results, before the
+  // latest one) is protected from the window strategies but may be dropped whole by a strategy
+  // that handles tool chains (see toolResults); the core is the system prompt, the latest user
+  // message and the latest exchange.
+  let latestAssistantUnit = -1;
+  for (let index = input.length - 1; index > parts.latestUser; index--) {
+    if (input[index]!.role === 'assistant') {
+      latestAssistantUnit = parts.unitOf[index]!;
+      break;
+    }
+  }
+  const olderExchange = (unit: number) =>
+    unit < latestAssistantUnit && input[parts.units[unit]!.indices[0]!]!.role === 'assistant' && parts.units[unit]!.indices[0]! > parts.latestUser;
   // Protected units, and every member of a unit of which any member was kept.
   for (let unit = 0; unit < parts.units.length; unit++) {
     const current = parts.units[unit]!;
+    if (current.protected && !keptUnit[unit] && olderExchange(unit)) continue;
     if (current.protected) {
       if (!keptUnit[unit]) violation ??= 'a protected message was dropped';
       keptUnit[unit] = 1;
@@ -123,7 +140,13 @@ export function enforce(options: GuardInput): GuardResult {
   if (violation !== undefined || repaired > 0) entries.sort((a, b) => a.key - b.key || a.sub - b.sub);
 
   let tokens = fixedTokens;
-  for (const entry of entries) tokens += tokensOf(entry.message);
+  // Tokens of each unit as it stands in the output (a rewritten result counts as rewritten).
+  const unitTokens = new Float64Array(parts.units.length);
+  for (const entry of entries) {
+    const count = tokensOf(entry.message);
+    tokens += count;
+    if (entry.index >= 0) unitTokens[parts.unitOf[entry.index]!]! += count;
+  }
 
   let droppedForBudget = 0;
   if (tokens > budget) {
@@ -141,7 +164,7 @@ export function enforce(options: GuardInput): GuardResult {
       const unit = parts.unitOf[entry.index]!;
       if (parts.units[unit]!.protected || unitDropped[unit]) continue;
       unitDropped[unit] = 1;
-      tokens -= parts.units[unit]!.tokens;
+      tokens -= unitTokens[unit]!;
       droppedForBudget += parts.units[unit]!.indices.length;
     }
     for (let position = 0; position < entries.length; position++) {
@@ -168,7 +191,8 @@ export function enforce(options: GuardInput): GuardResult {
       cut = relieved.cut;
       droppedFromCore = relieved.dropped;
       for (const [position, message] of relieved.replaced) {
-        rewrites.set(message, entries[position]!.message);
+        const was = entries[position]!.message;
+        rewrites.set(message, options.rewrites?.get(was) ?? was);
         entries[position] = { ...entries[position]!, message };
       }
     }
@@ -193,20 +217,19 @@ export function enforce(options: GuardInput): GuardResult {
     }
     const kept: ChatMessage[] = [];
     for (let position = 0; position < entries.length; position++) if (!dropped[position]) kept.push(entries[position]!.message);
+    for (const message of kept) {
+      const stands = options.rewrites?.get(message);
+      if (stands && !rewrites.has(message)) rewrites.set(message, stands);
+    }
     return { messages: kept, tokens, repaired, droppedForBudget, passThrough: false, violation, cleared, cut, droppedFromCore, rewrites };
   }
-  return {
-    messages: entries.map((entry) => entry.message),
-    tokens,
-    repaired,
-    droppedForBudget,
-    passThrough: false,
-    violation,
-    cleared: 0,
-    cut: 0,
-    droppedFromCore: 0,
-    rewrites: new Map(),
-  };
+  const messages = entries.map((entry) => entry.message);
+  const rewrites = new Map<ChatMessage, ChatMessage>();
+  for (const message of messages) {
+    const stands = options.rewrites?.get(message);
+    if (stands) rewrites.set(message, stands);
+  }
+  return { messages, tokens, repaired, droppedForBudget, passThrough: false, violation, cleared: 0, cut: 0, droppedFromCore: 0, rewrites };
 }
 
 /** Share of the budget cleared at a time, at least, so the point where the prompt changes moves rarely. */

@@ -2,6 +2,7 @@ import { cacheAware, type CacheAwareOptions } from '../../strategies/cache-aware
 import { relevance, type RelevanceOptions } from '../../strategies/relevance/index.js';
 import { summarize, type SummarizeStrategyOptions } from '../../strategies/summarize/index.js';
 import { truncate, type TruncateOptions } from '../../strategies/truncate/index.js';
+import { toolResults, type ToolResultsOptions } from '../../strategies/tool-results/index.js';
 import { pipeline } from './strategy.js';
 import { invalidOption } from './errors.js';
 import { defineOptions, rules } from './define-options.js';
@@ -13,27 +14,38 @@ export interface PresetOptions {
   relevance?: RelevanceOptions;
   summarize?: SummarizeStrategyOptions;
   'cache-aware'?: CacheAwareOptions;
+  /** The tool-output stage every preset starts with (a no-op on histories without tool results). */
+  'tool-results'?: ToolResultsOptions;
 }
 
 export const PRESET_OPTIONS = defineOptions<PresetOptions>({
   factory: 'presetOptions',
   defaults: {},
-  rules: { truncate: rules.object, relevance: rules.object, summarize: rules.object, 'cache-aware': rules.object },
+  rules: { truncate: rules.object, relevance: rules.object, summarize: rules.object, 'cache-aware': rules.object, 'tool-results': rules.object },
   docs: [['src/core/presets.ts', 'PresetOptions']],
 });
 
 type PresetFactory = (options: PresetOptions) => Strategy;
 
+// Every preset starts with the tool-output stage: older tool results cleared (ids and values kept)
+// under the budget only where that lowers the bill, over it in deep steps, huge results cut at
+// ingestion. On a chat history without tool results it changes nothing.
+const withTools = (name: string, options: PresetOptions, stages: readonly Strategy[]): Strategy =>
+  pipeline(name, [toolResults(options['tool-results']), ...stages]);
+
 const PRESETS: Record<string, PresetFactory> = {
-  truncate: (options) => truncate(options.truncate),
+  truncate: (options) => withTools('truncate', options, [truncate(options.truncate)]),
   // The recent turns in a window that moves in steps (cached between them), and excerpts for the latest message sized by the model's cache price.
-  'cache-aware': (options) => cacheAware(options['cache-aware']),
-  relevance: (options) => relevance(options.relevance),
+  'cache-aware': (options) => withTools('cache-aware', options, [cacheAware(options['cache-aware'])]),
+  relevance: (options) => withTools('relevance', options, [relevance(options.relevance)]),
   // Rolling summaries of old chunks, then recency for what is still over budget.
-  summarize: (options) => pipeline('summarize', [summarize(options.summarize), truncate(options.truncate)]),
+  summarize: (options) => withTools('summarize', options, [summarize(options.summarize), truncate(options.truncate)]),
   // Summaries of old chunks, relevance-selected turns from the middle, the recent turns verbatim.
   balanced: (options) =>
-    pipeline('balanced', [summarize({ summaryShare: 0.1, keepSource: true, ...options.summarize }), relevance({ recencyShare: 0.2, ...options.relevance })]),
+    withTools('balanced', options, [
+      summarize({ summaryShare: 0.1, keepSource: true, ...options.summarize }),
+      relevance({ recencyShare: 0.2, ...options.relevance }),
+    ]),
 };
 
 /**

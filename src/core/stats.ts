@@ -50,6 +50,12 @@ export interface CompactionStats {
   warming?: string[];
   /** Why the request went on uncompacted, when it did. */
   passThrough?: 'within-budget' | 'no-budget' | 'budget-unreachable';
+  /**
+   * Why it was compacted, when it was: `over-budget` (the budget forced it), or `cheaper` (within
+   * the budget, a stage such as `tool-results` changed it because that lowers the bill under the
+   * request's price rule, or cut a huge result at ingestion).
+   */
+  reason?: 'over-budget' | 'cheaper';
   /** The response cache's verdict, when the compactor has a cache. */
   cache?: CacheStats;
   /**

@@ -46,6 +46,12 @@ export interface StrategyResult {
    * marks the end of the history before the latest turn.
    */
   readonly breakpoints?: readonly ChatMessage[];
+  /**
+   * Messages of the output that stand for an input message with new content (a cleared or cut
+   * tool result), each mapped to the message it replaces. The guard treats them as that message
+   * (same place, same tool unit); any other new tool message is a violation it removes.
+   */
+  readonly rewrites?: ReadonlyMap<ChatMessage, ChatMessage>;
 }
 
 /**
@@ -59,6 +65,11 @@ export interface StrategyResult {
  */
 export interface Strategy {
   readonly name: string;
+  /**
+   * Run also on requests within the budget. Only for strategies that change a request under the
+   * budget when that lowers its bill (tool-result clearing): others run only when the budget forces it.
+   */
+  readonly withinBudget?: boolean;
   apply(messages: Messages, context: StrategyContext): Promise<StrategyResult>;
 }
 
@@ -118,7 +129,7 @@ export async function runStrategy(
   strategy: Strategy,
   messages: Messages,
   context: StrategyContext,
-): Promise<{ messages: Messages; stats: StrategyStats; breakpoints?: readonly ChatMessage[] }> {
+): Promise<{ messages: Messages; stats: StrategyStats; breakpoints?: readonly ChatMessage[]; rewrites?: ReadonlyMap<ChatMessage, ChatMessage> }> {
   throwIfAborted(context.signal);
   const started = context.clock();
   const tokensBefore = context.counter.messages(messages);
@@ -144,7 +155,12 @@ export async function runStrategy(
   };
   if (result.info) stats.info = result.info;
   if (result.steps) stats.steps = result.steps;
-  return result.breakpoints ? { messages: result.messages, stats, breakpoints: result.breakpoints } : { messages: result.messages, stats };
+  return {
+    messages: result.messages,
+    stats,
+    ...(result.breakpoints ? { breakpoints: result.breakpoints } : {}),
+    ...(result.rewrites && result.rewrites.size > 0 ? { rewrites: result.rewrites } : {}),
+  };
 }
 
 /**
@@ -168,20 +184,32 @@ export function pipeline(name: string, strategies: readonly Strategy[]): Strateg
   const steps = [...strategies];
   return {
     name,
+    withinBudget: steps.some((step) => step.withinBudget === true),
     async apply(messages, context) {
       let current = messages;
       const stats: StrategyStats[] = [];
       let breakpoints: readonly ChatMessage[] | undefined;
+      const rewrites = new Map<ChatMessage, ChatMessage>();
       for (const step of steps) {
+        // A step that acts only when the budget forces it is skipped while the request fits.
+        if (step.withinBudget !== true && context.fixedTokens + context.counter.messages(current) <= context.budget) continue;
         const ran = await runStrategy(step, current, context);
         current = ran.messages;
         stats.push(ran.stats);
         // The last step that knows its layout says where it is stable.
         if (ran.breakpoints) breakpoints = ran.breakpoints;
+        // A rewrite of a rewrite stands for the original message.
+        for (const [made, original] of ran.rewrites ?? []) rewrites.set(made, rewrites.get(original) ?? original);
       }
       const kept = new Set(current);
       const present = breakpoints?.filter((message) => kept.has(message));
-      return present && present.length > 0 ? { messages: current, steps: stats, breakpoints: present } : { messages: current, steps: stats };
+      const liveRewrites = new Map([...rewrites].filter(([made]) => kept.has(made)));
+      return {
+        messages: current,
+        steps: stats,
+        ...(present && present.length > 0 ? { breakpoints: present } : {}),
+        ...(liveRewrites.size > 0 ? { rewrites: liveRewrites } : {}),
+      };
     },
   };
 }
