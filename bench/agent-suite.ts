@@ -85,6 +85,7 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
   ];
   const BUDGETS = quick ? [4000, 16000] : [2000, 4000, 8000, 16000, 32000];
   const PRESETS = quick ? ['cache-aware'] : ['cache-aware', 'truncate'];
+  const OTHER_PRESETS = ['relevance', 'summarize', 'balanced'];
 
   const runs = loadAgentRuns(root);
   const counter = await createCompactor().tokenCounter('gpt-4o');
@@ -384,6 +385,41 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
     }
   }
 
+  // Validity of the other presets (one rule, gpt-5): refusals whose core fits, broken requests, requests over budget.
+  const validity: string[][] = [['preset', 'budget', 'steps', 'refused (core fits)', 'broken', 'over budget']];
+  for (const preset of quick ? [] : OTHER_PRESETS) {
+    for (const budget of BUDGETS) {
+      const compactor = createCompactor({ maxInputTokens: budget, strategy: preset });
+      let refused = 0;
+      let fits = 0;
+      let broken = 0;
+      let over = 0;
+      let steps = 0;
+      const bar = new Progress(`${preset} at ${budget} (validity)`, totalSteps);
+      for (const run of runs) {
+        for (const step of run.steps) {
+          steps++;
+          try {
+            const body = { model: 'gpt-5', ...(run.format === 'anthropic' ? { max_tokens: 1024 } : {}), ...step.body };
+            const result = await compactor.compact(body, { format: run.format, cacheHints: false });
+            if (result.kind !== 'compacted') throw new Error('no response cache here');
+            const sent = canonicalOf(run.format, result.request as { messages: unknown[] });
+            if (!validToolChain(sent)) broken++;
+            if (result.stats.tokensAfter > budget) over++;
+          } catch (error) {
+            if (!CompactorError.isInstance(error) || error.code !== 'budget.unreachable') throw error;
+            refused++;
+            if (coreTokens(step.canonical, 'gpt-5') <= budget) fits++;
+          }
+          bar.tick();
+        }
+      }
+      bar.finish();
+      await compactor.close();
+      validity.push([preset, String(budget), String(steps), `${refused} (${fits})`, String(broken), String(over)]);
+    }
+  }
+
   // Tables: one per group, contenders × budgets, a column pair per rule.
   const pct = (value: number) => `${value >= 0 ? '+' : ''}${(value * 100).toFixed(1)}%`;
   const contenders = ['send everything', 'mask all but last 3', 'LangChain ClearToolUsesEdit', 'AI SDK pruneMessages', ...PRESETS];
@@ -488,6 +524,7 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
       '',
     );
   }
+  if (validity.length > 1) out.push('Validity of the other presets, all runs (gpt-5):', markdown ? markdownTable(validity) : table(validity), '');
   out.push(
     'Bill: the prompt bill against sending everything, under each rule with its own model (negative saves). Refused (in brackets: of those, steps whose core fits the budget), broken and over budget are the worst of the rules; values kept the lowest. A refused step is billed as sent whole and keeps no values.',
     machine(),
