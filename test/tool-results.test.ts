@@ -7,6 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { CLEARED_MARK } from '../src/core/clearing.js';
+import { fromAnthropic } from '../src/formats/anthropic.js';
 import type { ChatMessage } from '../src/core/types.js';
 import { createCompactor, pipeline, toolResults, truncate } from '../src/index.js';
 import { cacheTerms, PRICES } from '../src/prices.js';
@@ -155,6 +156,42 @@ describe('toolResults', () => {
       if (model === 'gpt-4o') expect(compactedBill).toBeLessThan(wholeBill * 0.95);
     }
   }, 120_000);
+
+  test('Anthropic breakpoints for agents: at the end of the part that stays until the next cut, and at the end; the first never moves back between cuts', async () => {
+    const run = agentRun(Array.from({ length: 40 }, () => 30));
+    // The Anthropic shape of the run: tool_use blocks and tool_result blocks.
+    const anthropic: unknown[] = [{ role: 'user', content: String(run[1]!.content) }];
+    for (let index = 2; index < run.length; index += 2) {
+      const call = run[index]!.tool_calls![0]!;
+      anthropic.push({ role: 'assistant', content: [{ type: 'tool_use', id: call.id, name: call.function.name, input: JSON.parse(call.function.arguments) }] });
+      anthropic.push({ role: 'user', content: [{ type: 'tool_result', tool_use_id: call.id, content: String(run[index + 1]!.content) }] });
+    }
+    const compactor = createCompactor({ maxInputTokens: 3000 });
+    let previous: { stable: number; bytes: string; dropped: number } | undefined;
+    let checked = 0;
+    for (let end = 3; end <= anthropic.length; end += 2) {
+      const { request, stats } = compacted(
+        await compactor.compact({ model: 'claude-sonnet-4-5', max_tokens: 100, system: 'You are an agent.', messages: anthropic.slice(0, end) }),
+      );
+      const step = stats.strategies.find((entry) => entry.name === 'tool-results')!;
+      const dropped = Number(step.info?.droppedExchanges ?? 0);
+      if (dropped === 0) continue;
+      expect(stats.breakpoints).toHaveLength(2);
+      const [stable, last] = stats.breakpoints!;
+      // Indices are of the canonical messages (an Anthropic tool_result block is one).
+      expect(last).toBe(stats.messagesAfter - 1);
+      const canonical = fromAnthropic(request as never).canonical.messages;
+      const bytes = JSON.stringify(canonical.slice(0, stable! + 1), (key, value) => (key === 'cache_control' ? undefined : value));
+      if (previous && previous.dropped === dropped) {
+        // Between cuts: the same stable part, byte for byte, at the same place.
+        expect(stable).toBe(previous.stable);
+        expect(bytes).toBe(previous.bytes);
+        checked++;
+      }
+      previous = { stable: stable!, bytes, dropped };
+    }
+    expect(checked).toBeGreaterThan(5);
+  });
 
   test('property: generated chains over the budget stay valid, within budget when the core fits, and keep every id of the kept results', async () => {
     const counter = await createCompactor().tokenCounter('gpt-4o');

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { messageText } from '../text/message-text.js';
 import type { ChatMessage } from './types.js';
 
@@ -35,13 +36,34 @@ export function keptValues(text: string, maxValues = MAX_VALUES, maxChars = MAX_
   return kept;
 }
 
+// Every distinct value of a text, memoized by the text (bounded by its characters): a new step
+// rescans only its new messages.
+const valueMemo = new LRUCache<string, readonly string[]>({ maxSize: 8_000_000, sizeCalculation: (values, text) => text.length + values.length * 16 + 1 });
+
+/** Every distinct value of a text, first seen first (memoized). */
+export function allValues(text: string): readonly string[] {
+  let values = valueMemo.get(text);
+  if (values === undefined) {
+    values = keptValues(text, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
+    valueMemo.set(text, values);
+  }
+  return values;
+}
+
 export function isPlaceholder(message: ChatMessage): boolean {
   return typeof message.content === 'string' && message.content.startsWith(CLEARED_MARK);
 }
 
 /** A tool result with its content replaced by a placeholder: same role, same ids. */
 export function clearedResult(message: ChatMessage, tokens: number): ChatMessage {
-  const values = keptValues(messageText(message));
+  const values: string[] = [];
+  let chars = 0;
+  for (const value of allValues(messageText(message))) {
+    if (chars + value.length > MAX_VALUE_CHARS) break;
+    values.push(value);
+    chars += value.length + 2;
+    if (values.length === MAX_VALUES) break;
+  }
   const kept = values.length > 0 ? `; it held ${values.join(', ')}` : '';
   return { ...message, content: `${CLEARED_MARK} older tool result of ${tokens} tokens cleared${kept}]` };
 }

@@ -1,4 +1,4 @@
-import { CLEARED_MARK, clearedResult, cutResult, isPlaceholder, keptValues } from '../../src/core/clearing.js';
+import { allValues, CLEARED_MARK, clearedResult, cutResult, isPlaceholder, keptValues } from '../../src/core/clearing.js';
 import { defineOptions, rules } from '../../src/core/define-options.js';
 import type { Strategy, StrategyContext } from '../../src/core/strategy.js';
 import type { ChatMessage, Messages } from '../../src/core/types.js';
@@ -69,8 +69,8 @@ const HORIZON_SHARE = 0.5;
 /** Share of the budget cleared at least once the budget forces a clearing (as the guard and truncate's `lowWater`). */
 const CLEAR_SHARE = 0.6;
 
-/** Characters of values the line for dropped exchanges keeps, per token of budget (about 3% of it), and at least. */
-const NOTE_CHARS_PER_TOKEN = 0.12;
+/** Characters of values the line for dropped exchanges keeps, per token of budget (about 4% of it), and at least. */
+const NOTE_CHARS_PER_TOKEN = 0.16;
 const MAX_NOTE_CHARS_MIN = 240;
 
 const noteChars = (budget: number) => Math.max(MAX_NOTE_CHARS_MIN, Math.floor(budget * NOTE_CHARS_PER_TOKEN));
@@ -155,20 +155,34 @@ export function toolResults(options: ToolResultsOptions = {}): Strategy {
       if (settings.clearToolInputs) clearInputs(messages, current, rewrites, tokensOf);
       if (state.dropped.size === 0) return { messages: current, rewrites, info };
       info.droppedExchanges = state.dropped.size;
-      // One compact line where they were, with the values they held (newest first), so a later
-      // call can still pass them back; it changes only when a deeper cut drops more.
+      // One compact line where they were, with the values they held, so a later call can still
+      // pass them back: the ones the dropped steps used most first (then the newest), leaving out
+      // what the messages before the line already hold. It depends on the dropped steps and what
+      // precedes them alone, so it changes only when a deeper cut drops more.
       const droppedIndices = [...state.dropped].sort((a, b) => a - b);
-      const seen = new Set<string>();
-      const values: string[] = [];
-      const room = noteChars(budget);
-      let used = 0;
-      for (let at = droppedIndices.length - 1; at >= 0 && used < room; at--) {
-        const message = messages[droppedIndices[at]!]!;
+      const before = new Set<string>();
+      for (let index = 0; index < droppedIndices[0]!; index++)
+        for (const value of allValues(messageText(messages[index]!))) before.add(value);
+      const uses = new Map<string, { count: number; last: number }>();
+      droppedIndices.forEach((index, order) => {
+        const message = messages[index]!;
         const text = `${messageText(message)} ${(message.tool_calls ?? []).map((call) => call.function.arguments).join(' ')}`;
-        for (const value of keptValues(text, Number.POSITIVE_INFINITY, room - used, seen)) {
-          values.push(value);
-          used += value.length + 2;
+        for (const value of allValues(text)) {
+          // Short bare numbers (line numbers, counts) identify nothing; the line has no room for them.
+          if (before.has(value) || /^\d{1,3}$/.test(value)) continue;
+          const entry = uses.get(value) ?? { count: 0, last: 0 };
+          entry.count++;
+          entry.last = order;
+          uses.set(value, entry);
         }
+      });
+      const room = noteChars(budget);
+      const values: string[] = [];
+      let used = 0;
+      for (const [value] of [...uses].sort((a, b) => b[1].count - a[1].count || b[1].last - a[1].last || (a[0] < b[0] ? -1 : 1))) {
+        if (used + value.length + 2 > room) continue;
+        values.push(value);
+        used += value.length + 2;
       }
       const steps = droppedIndices.filter((index) => messages[index]!.role === 'assistant').length;
       const noteOf = (held: readonly string[]): ChatMessage => ({
@@ -186,7 +200,13 @@ export function toolResults(options: ToolResultsOptions = {}): Strategy {
         if (note && index === droppedIndices[0]) output.push(note);
         if (!state.dropped.has(index)) output.push(message);
       });
-      return { messages: output, rewrites, info };
+      // Cache breakpoints: the end of the part that stays until the next deeper cut (through the
+      // line), and the end of what the steps since have appended.
+      const stableEnd = note ? note : output[output.indexOf(current[droppedIndices[0]! - 1]!)];
+      const breakpoints = [stableEnd, output.at(-1)].filter(
+        (message, at, list): message is ChatMessage => message !== undefined && list.indexOf(message) === at,
+      );
+      return { messages: output, rewrites, info, breakpoints };
     },
   };
 }
