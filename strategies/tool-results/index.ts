@@ -161,8 +161,7 @@ export function toolResults(options: ToolResultsOptions = {}): Strategy {
       // precedes them alone, so it changes only when a deeper cut drops more.
       const droppedIndices = [...state.dropped].sort((a, b) => a - b);
       const before = new Set<string>();
-      for (let index = 0; index < droppedIndices[0]!; index++)
-        for (const value of allValues(messageText(messages[index]!))) before.add(value);
+      for (let index = 0; index < droppedIndices[0]!; index++) for (const value of allValues(messageText(messages[index]!))) before.add(value);
       const uses = new Map<string, { count: number; last: number }>();
       droppedIndices.forEach((index, order) => {
         const message = messages[index]!;
