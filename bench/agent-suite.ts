@@ -24,7 +24,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { pruneMessages, type ModelMessage } from 'ai';
-import { AIMessage, type BaseMessage, ClearToolUsesEdit, HumanMessage, SystemMessage, ToolMessage } from 'langchain';
+import { type BaseMessage, ClearToolUsesEdit } from 'langchain';
 import { createCompactor } from '../src/core/compactor.js';
 import { CompactorError } from '../src/core/errors.js';
 import type { ChatMessage } from '../src/core/types.js';
@@ -32,6 +32,7 @@ import { cacheTerms, PRICES, type PriceTable } from '../src/prices.js';
 import { packageRoot } from '../src/cli/package-root.js';
 import { validToolChain } from '../src/testing/index.js';
 import { type AgentRun, canonicalOf, fullText, loadAgentRuns } from './datasets/agent-traces.js';
+import { argumentsObject, fromLangChain, toLangChain } from './harness/langchain.js';
 import { Progress } from './harness/progress.js';
 import { machine, markdownTable, percentile, table } from './harness/stats.js';
 
@@ -234,35 +235,10 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
     return messages.map((message, index) => (message.role === 'tool' && !keep.has(index) ? { ...message, content: '[cleared]' } : message));
   };
 
-  function toLangChain(messages: readonly ChatMessage[]): BaseMessage[] {
-    return messages.map((message) => {
-      const text = typeof message.content === 'string' ? message.content : fullText({ ...message, tool_calls: undefined });
-      if (message.role === 'system' || message.role === 'developer') return new SystemMessage(text);
-      if (message.role === 'user') return new HumanMessage(text);
-      if (message.role === 'tool') return new ToolMessage({ content: text, tool_call_id: String(message.tool_call_id) });
-      return new AIMessage({
-        content: text,
-        tool_calls: (message.tool_calls ?? []).map((call) => ({ id: call.id, name: call.function.name, args: safeJson(call.function.arguments) })),
-      });
-    });
-  }
-  const safeJson = (text: string): Record<string, unknown> => {
-    try {
-      const value = JSON.parse(text) as unknown;
-      return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : { value };
-    } catch {
-      return { input: text };
-    }
-  };
   async function langChainEdit(messages: ChatMessage[], budget: number): Promise<ChatMessage[]> {
-    const converted = toLangChain(messages);
+    const converted = messages.map(toLangChain);
     const edit = new ClearToolUsesEdit({ trigger: { tokens: budget }, keep: { messages: 3 } });
-    const countTokens = (list: BaseMessage[]) =>
-      list.reduce(
-        (sum, message) =>
-          sum + counter.message({ role: 'user', content: typeof message.content === 'string' ? message.content : JSON.stringify(message.content) }),
-        0,
-      );
+    const countTokens = (list: BaseMessage[]) => list.reduce((sum, message) => sum + counter.message(fromLangChain(message)), 0);
     // The model is read only for fractional triggers, which this configuration does not use.
     await edit.apply({ messages: converted, countTokens, model: undefined as never });
     // The edit replaces tool results' content in place: map them back by position.
@@ -287,7 +263,7 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
       if (text.trim()) parts.push({ type: 'text', text });
       for (const call of message.tool_calls ?? []) {
         names.set(call.id, call.function.name);
-        parts.push({ type: 'tool-call', toolCallId: call.id, toolName: call.function.name, input: safeJson(call.function.arguments) });
+        parts.push({ type: 'tool-call', toolCallId: call.id, toolName: call.function.name, input: argumentsObject(call.function.arguments) });
       }
       return { role: 'assistant', content: parts };
     });

@@ -1,4 +1,5 @@
 import { createCompactor, type Compactor } from '../../src/core/compactor.js';
+import { fromLangChain, toLangChain } from './langchain.js';
 import type { CompactorOptions } from '../../src/core/options.js';
 import type { CompactionStats } from '../../src/core/stats.js';
 import { createEmbeddingCache, type EmbeddingStore } from '../../src/embedders/memo.js';
@@ -123,40 +124,9 @@ export function presetContender(preset: string, contenderOptions: PresetContende
  * prompt and starting on a human message, at the same budget and with the same memoized counter.
  */
 export async function trimMessagesContender(counter: TokenCounter): Promise<Contender> {
-  const { AIMessage, HumanMessage, SystemMessage, ToolMessage, trimMessages } = await import('@langchain/core/messages');
+  const { trimMessages } = await import('@langchain/core/messages');
   type Base = import('@langchain/core/messages').BaseMessage;
-  const roleOf: Record<string, ChatMessage['role']> = { human: 'user', ai: 'assistant', system: 'system', tool: 'tool', developer: 'developer' };
-  const toChat = (message: Base): ChatMessage => {
-    const chat: ChatMessage = { role: roleOf[message.getType()] ?? 'user', content: message.content as string };
-    if (message instanceof ToolMessage) chat.tool_call_id = message.tool_call_id;
-    const calls = (message as InstanceType<typeof AIMessage>).tool_calls;
-    if (message instanceof AIMessage && calls && calls.length > 0) {
-      chat.tool_calls = calls.map((call) => ({ id: call.id ?? '', type: 'function', function: { name: call.name, arguments: JSON.stringify(call.args) } }));
-    }
-    return chat;
-  };
-  const toLangChain = (message: ChatMessage): Base => {
-    const content = typeof message.content === 'string' ? message.content : JSON.stringify(message.content ?? '');
-    switch (message.role) {
-      case 'system':
-      case 'developer':
-        return new SystemMessage(content);
-      case 'assistant':
-        return new AIMessage({
-          content,
-          tool_calls: (message.tool_calls ?? []).map((call) => ({
-            id: call.id,
-            name: call.function.name,
-            args: JSON.parse(call.function.arguments || '{}') as Record<string, unknown>,
-            type: 'tool_call' as const,
-          })),
-        });
-      case 'tool':
-        return new ToolMessage({ content, tool_call_id: message.tool_call_id ?? '' });
-      default:
-        return new HumanMessage(content);
-    }
-  };
+  const toChat = fromLangChain;
   const memo = new WeakMap<object, number>();
   const tokenCounter = (messages: Base[]): number => {
     let total = 3;

@@ -20,22 +20,6 @@ const MAX_VALUE_CHARS = 240;
 // codes, dates), and paths or URLs.
 export const VALUE = /(?:[A-Za-z]+:\/\/[^\s"'<>()]+|(?:\.{0,2}\/)?[\w.-]+(?:\/[\w.-]+)+|[A-Za-z_-]*\d[\w.:-]*)/g;
 
-/** The distinct values of a text worth keeping, first seen first, within the placeholder's bounds (or the given ones). */
-export function keptValues(text: string, maxValues = MAX_VALUES, maxChars = MAX_VALUE_CHARS, seen = new Set<string>()): string[] {
-  const kept: string[] = [];
-  let chars = 0;
-  for (const match of text.matchAll(VALUE)) {
-    const value = match[0].replace(/[.:,-]+$/, '');
-    if (value.length < 2 || value.length > 80 || seen.has(value)) continue;
-    if (chars + value.length > maxChars) break;
-    seen.add(value);
-    kept.push(value);
-    chars += value.length + 2;
-    if (kept.length === maxValues) break;
-  }
-  return kept;
-}
-
 // Every distinct value of a text, memoized by the text (bounded by its characters): a new step
 // rescans only its new messages.
 const valueMemo = new LRUCache<string, readonly string[]>({ maxSize: 8_000_000, sizeCalculation: (values, text) => text.length + values.length * 16 + 1 });
@@ -44,11 +28,30 @@ const valueMemo = new LRUCache<string, readonly string[]>({ maxSize: 8_000_000, 
 export function allValues(text: string): readonly string[] {
   let values = valueMemo.get(text);
   if (values === undefined) {
-    values = keptValues(text, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
+    const seen = new Set<string>();
+    for (const match of text.matchAll(VALUE)) {
+      const value = match[0].replace(/[.:,-]+$/, '');
+      if (value.length >= 2 && value.length <= 80) seen.add(value);
+    }
+    values = [...seen];
     valueMemo.set(text, values);
   }
   return values;
 }
+
+/** The first distinct values of a text, within the placeholder's bounds (or the given ones). */
+export function keptValues(text: string, maxValues = MAX_VALUES, maxChars = MAX_VALUE_CHARS): string[] {
+  const kept: string[] = [];
+  let chars = 0;
+  for (const value of allValues(text)) {
+    if (chars + value.length > maxChars || kept.length === maxValues) break;
+    kept.push(value);
+    chars += value.length + 2;
+  }
+  return kept;
+}
+
+export const isResult = (message: ChatMessage): boolean => message.role === 'tool' || message.role === 'function';
 
 export function isPlaceholder(message: ChatMessage): boolean {
   return typeof message.content === 'string' && message.content.startsWith(CLEARED_MARK);
@@ -56,14 +59,7 @@ export function isPlaceholder(message: ChatMessage): boolean {
 
 /** A tool result with its content replaced by a placeholder: same role, same ids. */
 export function clearedResult(message: ChatMessage, tokens: number): ChatMessage {
-  const values: string[] = [];
-  let chars = 0;
-  for (const value of allValues(messageText(message))) {
-    if (chars + value.length > MAX_VALUE_CHARS) break;
-    values.push(value);
-    chars += value.length + 2;
-    if (values.length === MAX_VALUES) break;
-  }
+  const values = keptValues(messageText(message));
   const kept = values.length > 0 ? `; it held ${values.join(', ')}` : '';
   return { ...message, content: `${CLEARED_MARK} older tool result of ${tokens} tokens cleared${kept}]` };
 }

@@ -1,7 +1,7 @@
 import { CompactorError } from './errors.js';
 import type { ChatMessage, Messages } from './types.js';
 import { isPinnedRole, partition, type Partition } from './units.js';
-import { clearedResult, cutResult, isPlaceholder } from './clearing.js';
+import { clearedResult, cutResult, isPlaceholder, isResult } from './clearing.js';
 
 export type OnBudgetUnreachable = 'error' | 'pass-through';
 
@@ -236,8 +236,6 @@ export function enforce(options: GuardInput): GuardResult {
 const CLEAR_SHARE = 0.6;
 /** Older exchanges dropped at a time, for the same reason. */
 const CLEAR_STEP = 8;
-
-const isResult = (message: ChatMessage): boolean => message.role === 'tool' || message.role === 'function';
 
 /** Clear, then cut, tool results of the kept entries until they fit (see `enforce`). */
 function relieveCore(

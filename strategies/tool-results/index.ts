@@ -1,4 +1,4 @@
-import { allValues, CLEARED_MARK, clearedResult, cutResult, isPlaceholder, keptValues } from '../../src/core/clearing.js';
+import { allValues, CLEARED_MARK, clearedResult, cutResult, isPlaceholder, isResult, keptValues } from '../../src/core/clearing.js';
 import { defineOptions, rules } from '../../src/core/define-options.js';
 import type { Strategy, StrategyContext } from '../../src/core/strategy.js';
 import type { ChatMessage, Messages } from '../../src/core/types.js';
@@ -76,8 +76,6 @@ const MAX_NOTE_CHARS_MIN = 240;
 const noteChars = (budget: number) => Math.max(MAX_NOTE_CHARS_MIN, Math.floor(budget * NOTE_CHARS_PER_TOKEN));
 /** Tokens the line for dropped exchanges may take at most (values at 3 characters a token, and its words). */
 const noteReserve = (budget: number) => Math.ceil(noteChars(budget) / 3) + 32;
-
-const isResult = (message: ChatMessage): boolean => message.role === 'tool' || message.role === 'function';
 
 /**
  * Tool-output clearing for agent histories, alone or as the first stage of every preset. Older
@@ -278,9 +276,8 @@ function replay(
 
   for (const end of ends) {
     for (; scan < end; scan++) {
-      const role = messages[scan]!.role;
-      if (role === 'tool' || role === 'function') resultsBefore++;
-      else if (role === 'user') latestUser = scan;
+      if (isResult(messages[scan]!)) resultsBefore++;
+      else if (messages[scan]!.role === 'user') latestUser = scan;
     }
     // Results of this step that may be cleared: all but its latest `keep`.
     const limit = resultsBefore - settings.keep;
