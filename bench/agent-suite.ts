@@ -45,6 +45,7 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
   };
   const markdown = argv.includes('--md');
   const quick = argv.includes('--quick');
+  const anyPrefix = argv.includes('--any-prefix');
   const root = flag('--dir') ?? join(packageRoot(), 'bench', 'data', 'agent-traces');
   const svgFile = flag('--svg') ?? join(packageRoot(), 'bench', 'out', 'agents.svg');
 
@@ -96,7 +97,15 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
     const probe = createCompactor({ prices: EXTRA_PRICES });
     for (const rule of RULES) counters.set(rule.model, await probe.tokenCounter(rule.model));
   }
-  const key = (message: ChatMessage) => JSON.stringify([message.role, message.content, message.tool_calls, message.tool_call_id]);
+  const keys = new WeakMap<ChatMessage, string>();
+  const key = (message: ChatMessage) => {
+    let known = keys.get(message);
+    if (known === undefined) {
+      known = JSON.stringify([message.role, message.content, message.tool_calls, message.tool_call_id]);
+      keys.set(message, known);
+    }
+    return known;
+  };
 
   interface Bill {
     cost: number;
@@ -105,12 +114,19 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
   }
   /** One run's requests billed under a rule, in input-price units. */
   function billRun(requests: readonly ChatMessage[][], rule: Rule): Bill {
-    let previous: ChatMessage[] = [];
+    const earlier: ChatMessage[][] = [];
     const bill: Bill = { cost: 0, tokens: 0, cached: 0 };
     for (const messages of requests) {
+      // The longest run of messages shared from the start with the previous request (or, with
+      // --any-prefix, with any earlier request of the run, as a provider's prefix cache holds them).
+      let best = 0;
+      for (const previous of anyPrefix ? earlier : earlier.slice(-1)) {
+        let at = 0;
+        while (at < messages.length && at < previous.length && key(messages[at]!) === key(previous[at]!)) at++;
+        best = Math.max(best, at);
+      }
       let shared = 0;
-      let at = 0;
-      while (at < messages.length && at < previous.length && key(messages[at]!) === key(previous[at]!)) shared += counter.message(messages[at++]!);
+      for (let at = 0; at < best; at++) shared += counter.message(messages[at]!);
       let tokens = 3;
       for (const message of messages) tokens += counter.message(message);
       const cached = shared >= rule.minTokens ? Math.min(shared, tokens) : 0;
@@ -119,7 +135,7 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
       bill.cost += cached * rule.cached + written * (1 + rule.write) + (rest - written);
       bill.tokens += tokens;
       bill.cached += cached;
-      previous = messages;
+      earlier.push(messages);
     }
     return bill;
   }
@@ -133,6 +149,8 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
     over: number;
     kept: number;
     needed: number;
+    /** Values needed by the steps that were served (not refused). */
+    neededServed: number;
     cost: number;
     whole: number;
     tokens: number;
@@ -147,6 +165,7 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
     over: 0,
     kept: 0,
     needed: 0,
+    neededServed: 0,
     cost: 0,
     whole: 0,
     tokens: 0,
@@ -207,6 +226,7 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
           if (budgetTokens !== undefined && coreTokens(step.canonical, rule.model) <= budgetTokens) cell.refusedCoreFits++;
           return;
         }
+        cell.neededServed += step.values.length;
         if (!validToolChain(messages)) cell.broken++;
         if (budgetTokens !== undefined && counter.messages(messages) + 3 > budgetTokens) cell.over++;
         const text = messages.map(fullText).join('\n');
@@ -411,7 +431,7 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
         'refused (core fits)',
         'broken',
         'over',
-        'values kept',
+        'values kept (served steps)',
         ...RULES.map((rule) => `bill ${rule.name}`),
         'cached (gpt-5)',
         'ms p50 / p99',
@@ -429,13 +449,14 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
         const broken = Math.max(...ruleCells.map((cell) => cell.broken));
         const over = Math.max(...ruleCells.map((cell) => cell.over));
         const kept = Math.min(...ruleCells.map((cell) => cell.kept / Math.max(1, cell.needed)));
+        const keptServed = Math.min(...ruleCells.map((cell) => cell.kept / Math.max(1, cell.neededServed)));
         rows.push([
           contender,
           budget,
           `${refused} (${refusedCoreFits})`,
           String(broken),
           budget === 'none' ? '–' : String(over),
-          kept.toFixed(3),
+          keptServed < kept + 0.0005 ? kept.toFixed(3) : `${kept.toFixed(3)} (${keptServed.toFixed(3)})`,
           ...ruleCells.map((cell) => pct(cell.cost / cell.whole - 1)),
           `${((100 * gpt5.cached) / gpt5.tokens).toFixed(0)}%`,
           first.ms.length > 0 ? `${percentile(gpt5.ms, 50).toFixed(2)} / ${percentile(gpt5.ms, 99).toFixed(1)}` : '–',
@@ -502,15 +523,21 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
   }
   if (validity.length > 1) out.push('Validity of the other presets, all runs (gpt-5):', markdown ? markdownTable(validity) : table(validity), '');
   out.push(
-    'Bill: the prompt bill against sending everything, under each rule with its own model (negative saves). Refused (in brackets: of those, steps whose core fits the budget), broken and over budget are the worst of the rules; values kept the lowest. A refused step is billed as sent whole and keeps no values.',
+    'Bill: the prompt bill against sending everything, under each rule with its own model (negative saves). Refused (in brackets: of those, steps whose core fits the budget), broken and over budget are the worst of the rules; values kept the lowest. A refused step is billed as sent whole and keeps no values (in brackets, where it differs: values kept over the served steps alone).' +
+      (anyPrefix
+        ? ' Cache: --any-prefix (a prompt is read from the longest prefix it shares with any earlier request of its run).'
+        : ' Cache: the prefix shared with the previous request only (--any-prefix: with any earlier request of the run).'),
     machine(),
   );
   process.stdout.write(`${out.join('\n')}\n`);
 
   // The chart: bill against values kept, one panel per rule, the default preset's budgets joined by a line.
-  mkdirSync(dirname(svgFile), { recursive: true });
-  writeFileSync(svgFile, chart());
-  console.error(`chart: ${svgFile}`);
+  // Drawn from the default bill only: an --any-prefix run leaves the chart alone.
+  if (!anyPrefix) {
+    mkdirSync(dirname(svgFile), { recursive: true });
+    writeFileSync(svgFile, chart());
+    console.error(`chart: ${svgFile}`);
+  }
 
   function chart(): string {
     const width = 300;

@@ -78,6 +78,11 @@ export function excerptShareFor(ratio: number | undefined): number {
   return Math.min(0.35, Math.max(0.03, 0.5 * r));
 }
 
+/** A tool call or result: its presence makes the conversation an agent run. */
+function isToolMessage(message: ChatMessage): boolean {
+  return message.role === 'tool' || message.role === 'function' || message.tool_calls !== undefined || message.function_call !== undefined;
+}
+
 /**
  * Price-aware compaction that keeps the provider's prompt cache hitting. The prompt is laid out as
  * system prompt, then the recent turns in a window whose front moves only in steps, at points
@@ -104,8 +109,16 @@ export function cacheAware(options: CacheAwareOptions = {}): Strategy {
       const counter = context.counter;
       if (context.fixedTokens + parts.tokens <= context.budget) return { messages };
       const units = parts.units;
-      const share =
-        settings.excerptShare === 'auto' ? excerptShareFor(context.price ? context.price.cachedInput / context.price.input : undefined) : settings.excerptShare;
+      // In an agent run (tool calls in the history) 'auto' quotes nothing: excerpts never quote tool
+      // exchanges, which are what an agent step needs (the tool-results stage keeps their values),
+      // and their reserve would only shrink the window. Decided per conversation, so the window's
+      // room changes once, at the first tool call, not between its requests.
+      const agentRun = settings.excerptShare === 'auto' && messages.some(isToolMessage);
+      const share = agentRun
+        ? 0
+        : settings.excerptShare === 'auto'
+          ? excerptShareFor(context.price ? context.price.cachedInput / context.price.input : undefined)
+          : settings.excerptShare;
       const excerptRoom = Math.floor(share * context.budget);
       const layout = stableHistory(messages, parts, {
         budget: context.budget,
@@ -186,6 +199,7 @@ export function cacheAware(options: CacheAwareOptions = {}): Strategy {
       }
       const breakpoints = [layout.prefixEnd, layout.windowEnd].filter((message) => message !== undefined);
       const info: Record<string, unknown> = { ...(scores?.info ?? {}), excerptShare: share, excerpts: picked.length, trimmed: layout.trimmed };
+      if (agentRun) info.agentRun = true;
       if (Object.keys(nets).length > 0) info.nets = nets;
       return { messages: output, breakpoints, failures: scores?.failures ?? [], info };
     },
