@@ -53,6 +53,9 @@ export function keptValues(text: string, maxValues = MAX_VALUES, maxChars = MAX_
 
 export const isResult = (message: ChatMessage): boolean => message.role === 'tool' || message.role === 'function';
 
+/** A tool result or a message that makes tool calls: part of a tool chain. */
+export const isToolMessage = (message: ChatMessage): boolean => isResult(message) || message.tool_calls !== undefined || message.function_call !== undefined;
+
 export function isPlaceholder(message: ChatMessage): boolean {
   return typeof message.content === 'string' && message.content.startsWith(CLEARED_MARK);
 }

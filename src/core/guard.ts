@@ -1,7 +1,7 @@
 import { CompactorError } from './errors.js';
 import type { ChatMessage, Messages } from './types.js';
 import { isPinnedRole, partition, type Partition } from './units.js';
-import { clearedResult, cutResult, isPlaceholder, isResult } from './clearing.js';
+import { clearedResult, cutResult, isPlaceholder, isResult, isToolMessage } from './clearing.js';
 
 export type OnBudgetUnreachable = 'error' | 'pass-through';
 
@@ -86,7 +86,7 @@ export function enforce(options: GuardInput): GuardResult {
     const stands = options.rewrites?.get(message);
     const index = positions.get(stands ?? message);
     if (index === undefined) {
-      if (message.role === 'tool' || message.role === 'function' || message.tool_calls !== undefined || message.function_call !== undefined) {
+      if (isToolMessage(message)) {
         violation ??= 'a strategy made a tool message or tool call of its own';
         repaired++;
         continue;

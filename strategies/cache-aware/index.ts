@@ -5,6 +5,7 @@ import { messageText } from '../../src/text/message-text.js';
 import { sessions } from '../../src/text/sessions.js';
 import { SESSION_HEADER } from '../../src/text/stopwords.js';
 import { keepLatestExchange } from '../../src/core/nets.js';
+import { isToolMessage } from '../../src/core/clearing.js';
 import { defineOptions, rules } from '../../src/core/define-options.js';
 import { SCORING_DEFAULTS, SCORING_RULES, type ScoringOptions, scoreUnits } from '../relevance/score.js';
 
@@ -78,11 +79,6 @@ export function excerptShareFor(ratio: number | undefined): number {
   return Math.min(0.35, Math.max(0.03, 0.5 * r));
 }
 
-/** A tool call or result: its presence makes the conversation an agent run. */
-function isToolMessage(message: ChatMessage): boolean {
-  return message.role === 'tool' || message.role === 'function' || message.tool_calls !== undefined || message.function_call !== undefined;
-}
-
 /**
  * Price-aware compaction that keeps the provider's prompt cache hitting. The prompt is laid out as
  * system prompt, then the recent turns in a window whose front moves only in steps, at points
@@ -140,7 +136,7 @@ export function cacheAware(options: CacheAwareOptions = {}): Strategy {
         !keep[unit] &&
         units[unit]!.indices.every((index) => {
           const message = messages[index]!;
-          return (message.role === 'user' || message.role === 'assistant') && message.tool_calls === undefined && message.function_call === undefined;
+          return (message.role === 'user' || message.role === 'assistant') && !isToolMessage(message);
         });
       const candidates = layout.dropped.filter(quotable);
       const room = Math.min(excerptRoom, left);
