@@ -4,7 +4,7 @@ import { createEmbeddingCache, type EmbeddingCache } from './embedders/memo.js';
 import type { Embedder } from './embedders/types.js';
 import { useLite } from './embedders/use-lite.js';
 import { isStore, type Store } from './stores/types.js';
-import { embeddingStore, summaryStore as summaryStoreOf } from './stores/views.js';
+import { embeddingStore, layoutStore as layoutStoreOf, summaryStore as summaryStoreOf } from './stores/views.js';
 import { memorySummaryStore, SummaryQueue, type SummaryQueueOptions, type SummaryStore } from './summarizers/queue.js';
 
 /**
@@ -21,6 +21,11 @@ export interface Runtime {
   readonly summaryStore: SummaryStore;
   /** The bounded, deduplicated queue that computes summaries off the request path. */
   readonly summaryQueue: SummaryQueue;
+  /**
+   * Small per-conversation state a layout needs besides the history (cache-aware's early cuts), so
+   * that every instance sharing the store computes the same prompt bytes.
+   */
+  readonly layoutStore: SummaryStore;
   /**
    * The embedded default dense embedder: Universal Sentence Encoder lite, or null when its
    * optional packages are not installed (`npm install --omit=optional`). Then relevance scores with
@@ -52,7 +57,8 @@ export function encoderUnavailable(): string | undefined {
 export interface RuntimeOptions {
   /**
    * A store that instances share (`redisStore()`): embeddings and summaries are also kept there,
-   * behind the in-process memo, so one instance's work serves the others.
+   * behind the in-process memo, so one instance's work serves the others; so is the small state
+   * of cache-aware's layout, so that instances compute the same prompt bytes.
    * @default undefined (this process only)
    */
   store?: Store;
@@ -94,11 +100,13 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   });
   const summaryStore = options.store ? summaryStoreOf(options.store) : memorySummaryStore();
   const summaryQueue = new SummaryQueue(options.summaryQueue);
+  const layoutStore = options.store ? layoutStoreOf(options.store) : memorySummaryStore(4 * 1024 * 1024);
   let encoder: Embedder | null | undefined;
   return {
     embeddings,
     summaryStore,
     summaryQueue,
+    layoutStore,
     defaultEmbedder() {
       if (encoder === undefined) {
         const reason = encoderUnavailable();

@@ -16,7 +16,7 @@ const RUNS = Number(process.env.NET_RUNS ?? 300);
 const live = (name: string) => (): Strategy =>
   createPreset(name, {
     relevance: { embedder: hashEmbedder() },
-    'cache-aware': { embedder: hashEmbedder(), excerptShare: 0.2 },
+    'cache-aware': { embedder: hashEmbedder(), excerptShare: 0.2, excerptGate: 0, excerptSpend: 1000 },
     summarize: { store: memorySummaryStore(), queue: new SummaryQueue() },
   });
 
@@ -117,12 +117,14 @@ describe.each(['relevance', 'balanced'])('nets: %s, cold', (name) => {
 });
 
 describe('nets: cache-aware, cold', () => {
-  test('with nothing embedded, the excerpts block still fills by recency when an earlier turn fits in it', async () => {
+  test('with nothing embedded, an open excerpts block still fills by recency when an earlier turn fits in it', async () => {
     await fc.assert(
       fc.asyncProperty(history, fc.integer({ min: 40, max: 400 }), async (messages, limit) => {
         const { result, kept, tokens, fixed } = await run(live('cache-aware'), messages, limit);
         const block = result.messages.find((message) => typeof message.content === 'string' && message.content.startsWith(EXCERPTS_LABEL));
-        if (block) return;
+        // Gate 0: the block opens whenever the latest message matches anything the window dropped.
+        const gate = infoOf(result).excerptGate as number | undefined;
+        if (block || gate === undefined || gate === 0) return;
         const label = tokens([{ role: 'system', content: EXCERPTS_LABEL }]);
         const room = Math.min(Math.floor(0.2 * limit), limit - fixed - tokens(result.messages));
         const quotable = unitsOf(messages).filter(
@@ -144,9 +146,9 @@ describe('nets: cache-aware, cold', () => {
   test('reports the nets it used', async () => {
     const messages: ChatMessage[] = [{ role: 'system', content: 'be brief' }];
     for (let turn = 0; turn < 30; turn++)
-      messages.push({ role: 'user', content: `question ${turn} `.repeat(5) }, { role: 'assistant', content: `answer ${turn} `.repeat(5) });
-    messages.push({ role: 'user', content: 'zzz' });
-    const { result } = await run(live('cache-aware'), messages, 200);
+      messages.push({ role: 'user', content: `question${turn} `.repeat(5) }, { role: 'assistant', content: `answer${turn} `.repeat(5) });
+    messages.push({ role: 'user', content: 'question3' });
+    const { result } = await run(live('cache-aware'), messages, 400);
     expect(nets(result)).toMatchObject({ recencyFill: expect.any(Number), cold: true });
   });
 });

@@ -42,3 +42,54 @@ describe('the stepped window', () => {
     );
   });
 });
+
+describe('early cuts and the shortest cached prefix', () => {
+  const turns = (count: number): ChatMessage[] =>
+    Array.from({ length: count }, (_, turn) => [
+      { role: 'user' as const, content: `u${turn} a b c d e` },
+      { role: 'assistant' as const, content: `a${turn} a b c d e` },
+    ]).flat();
+  const tokens = () => 10;
+
+  test('a claim cuts the window before its unit, and the replay keeps that cut', () => {
+    const messages = [...turns(10), { role: 'user' as const, content: 'latest' }];
+    const parts = partition(messages, tokens);
+    const plain = windowStart(parts, { high: 200, low: 120 });
+    expect(plain).toBe(0);
+    // On the request whose latest message was unit 12 (turn 7's user message), room was made for 100 tokens.
+    const cut = windowStart(parts, { high: 200, low: 120, claims: new Map([[12, 100]]) });
+    // Before unit 12 the window held units 0–11 (120 tokens): it drops whole turns until 120 + 100 fits in 200 less…
+    expect(cut).toBeGreaterThan(plain);
+    expect((12 - cut) * 10 + 100).toBeLessThanOrEqual(200);
+    // …and is still a turn boundary.
+    expect(parts.units[cut]!.indices.map((index) => messages[index]!.role)).toEqual(['user']);
+  });
+
+  test('the window is not cut below the shortest cached prefix the budget can hold', async () => {
+    const { stableHistory } = await import('../src/core/window.js');
+    const messages = [{ role: 'system' as const, content: 'sys' }, ...turns(40), { role: 'user' as const, content: 'latest' }];
+    const parts = partition(messages, tokens);
+    const options = { budget: 500, fixedTokens: 0, reserve: 50, lowWater: 0.2, firstTurns: 0 };
+    // The smallest window over every request once it has first filled (a cut has happened).
+    const smallest = (minCachedPrefix: number | undefined) => {
+      let least = Infinity;
+      let filled = false;
+      for (let end = 1; end < messages.length; end++) {
+        if (messages[end]!.role !== 'user') continue;
+        const request = messages.slice(0, end + 1);
+        const requestParts = partition(request, tokens);
+        const layout = stableHistory(request, requestParts, minCachedPrefix === undefined ? options : { ...options, minCachedPrefix });
+        const size = layout.keep.reduce((sum, flag, unit) => sum + (flag && !requestParts.units[unit]!.protected ? requestParts.units[unit]!.tokens : 0), 0);
+        if (layout.dropped.length > 0) filled = true;
+        if (filled) least = Math.min(least, size);
+      }
+      return least;
+    };
+    // Room 440, lowWater 0.2: cut to 88 tokens. With a 300-token minimum (the system prompt's 10
+    // included), to at most 290 and no less than one turn under it.
+    expect(smallest(undefined)).toBeLessThan(100);
+    expect(smallest(300)).toBeGreaterThanOrEqual(270);
+    // A budget too small to hold the minimum caches nothing anyway: no floor.
+    expect(smallest(10_000)).toBe(smallest(undefined));
+  });
+});

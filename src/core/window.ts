@@ -20,6 +20,12 @@ export interface WindowLimits {
   high: number;
   /** Tokens it is compacted down to (at most; whole turns are dropped). */
   low: number;
+  /**
+   * Early cuts a strategy made, by unit: when the replay reaches that unit, the window first drops
+   * whole groups from its front until it holds at most `high` less the claimed tokens (room the
+   * strategy took, on the request that unit was the latest of, for what it adds after the window).
+   */
+  claims?: ReadonlyMap<number, number>;
 }
 
 /**
@@ -43,7 +49,18 @@ export function windowStart(
   // `start` indexes `droppable`; `size` is the tokens of droppable[start..position].
   let start = 0;
   let size = 0;
+  const claims = limits.claims;
   for (let position = 0; position < droppable.length; position++) {
+    const claim = claims?.get(droppable[position]!);
+    if (claim !== undefined) {
+      while (start < position && size + claim > high) {
+        const group = groupOf(droppable[start]!);
+        while (start < position && groupOf(droppable[start]!) === group) {
+          size -= units[droppable[start]!]!.tokens;
+          start++;
+        }
+      }
+    }
     size += units[droppable[position]!]!.tokens;
     if (size <= high) continue;
     // Compact: drop whole groups (turns, unless told otherwise) from the front until the window is
@@ -73,6 +90,13 @@ export interface StableHistoryOptions {
   firstTurns: number;
   /** The groups the window is cut by, numbered in order (by default, turns; see `windowStart`). */
   groupOf?: (unit: number) => number;
+  /**
+   * The provider's shortest cached prefix, in tokens: the window is not cut below what keeps the
+   * prompt's start that long (at most 90% of its room), since a shorter prefix is not cached at all.
+   */
+  minCachedPrefix?: number;
+  /** Early cuts, by unit (see `WindowLimits.claims`). */
+  claims?: ReadonlyMap<number, number>;
 }
 
 export interface StableHistory {
@@ -121,7 +145,11 @@ export function stableHistory(messages: Messages, parts: Partition, options: Sta
   }
   for (let unit = 0; unit < units.length; unit++) if (first[unit]) keep[unit] = 1;
   const windowRoom = room;
-  const start = windowStart(parts, { high: room, low: room * options.lowWater }, (unit) => !first[unit], options.groupOf);
+  // Not below the shortest cached prefix, where the budget can hold one at all.
+  const prefixRoom = options.budget - options.reserve - options.fixedTokens;
+  const minPrefix = options.minCachedPrefix ?? 0;
+  const floor = minPrefix > 0 && minPrefix <= prefixRoom ? Math.min(0.9 * room, minPrefix - (prefixRoom - room)) : 0;
+  const start = windowStart(parts, { high: room, low: Math.max(room * options.lowWater, floor), ...(options.claims ? { claims: options.claims } : {}) }, (unit) => !first[unit], options.groupOf);
   for (let unit = start; unit < units.length; unit++) if (!units[unit]!.protected && !first[unit]) keep[unit] = 1;
 
   // This request's own fit: the window gives up its oldest turns if the latest turn outgrew the reserve.

@@ -35,3 +35,14 @@ export function summaryStore(store: Store, ttlMs = 30 * 24 * 3600 * 1000): Summa
     set: (key, value) => store.set(`sum:${key}`, value, ttlMs),
   };
 }
+
+/**
+ * Layout state on a Store (cache-aware's early cuts, a few hundred bytes per conversation): with
+ * `redisStore()`, instances lay a conversation's prompt out the same way.
+ */
+export function layoutStore(store: Store, ttlMs = 7 * 24 * 3600 * 1000): SummaryStore {
+  return {
+    get: (key) => store.get(`lay:${key}`),
+    set: (key, value) => store.set(`lay:${key}`, value, ttlMs),
+  };
+}

@@ -7,6 +7,7 @@
  */
 import { createCompactor } from '../core/compactor.js';
 import { createStrategyContext, type StrategyContext } from '../core/strategy.js';
+import { type ModelPrice, PRICES, priceOf } from '../prices.js';
 import type { ChatMessage, ChatRequest } from '../core/types.js';
 import { createRuntime, type Runtime } from '../runtime.js';
 import { REPLY_PRIMING_TOKENS } from '../tokens/counter.js';
@@ -108,6 +109,8 @@ export interface StrategyContextOptions {
   signal?: AbortSignal;
   route?: string;
   tenant?: string;
+  /** The request model's price. @default the shipped price table's entry for the request's model, if any */
+  price?: ModelPrice;
 }
 
 /**
@@ -132,5 +135,6 @@ export async function strategyContext(request: ChatRequest, options: StrategyCon
     tenant: options.tenant,
     embedder: options.embedder,
     runtime: options.runtime ?? createRuntime(),
+    price: options.price ?? priceOf(PRICES, request.model),
   });
 }

@@ -1,4 +1,4 @@
-import type { Strategy } from '../../src/core/strategy.js';
+import type { FailureRecord, Strategy } from '../../src/core/strategy.js';
 import type { ChatMessage } from '../../src/core/types.js';
 import { stableHistory } from '../../src/core/window.js';
 import { messageText } from '../../src/text/message-text.js';
@@ -7,22 +7,42 @@ import { SESSION_HEADER } from '../../src/text/stopwords.js';
 import { keepLatestExchange } from '../../src/core/nets.js';
 import { isToolMessage } from '../../src/core/clearing.js';
 import { defineOptions, rules } from '../../src/core/define-options.js';
+import { cacheTerms } from '../../src/prices.js';
 import { SCORING_DEFAULTS, SCORING_RULES, type ScoringOptions, scoreUnits } from '../relevance/score.js';
+import { earlyCutKey, loadEarlyCuts } from './early-cuts.js';
 
 export interface CacheAwareOptions extends ScoringOptions {
   /**
-   * Share of the budget for the excerpts block: the earlier turns most relevant to the latest
+   * Most of the budget the excerpts block may take: the earlier turns most relevant to the latest
    * message, quoted in one labelled message just before it. The block changes with every question,
-   * so it is billed at the full input price on every request while the rest of the prompt is
-   * billed at the cached rate. `auto` sizes it from the model's cache discount (its cached price
-   * over its input price, from the price table): small where cached tokens cost a tenth, larger
-   * where they cost half; for a model the table does not know, as for a half-price cache.
+   * so it is billed at the full input price, where the window is billed at the cached rate; it is
+   * added only when the gate opens (`excerptGate`), and sized from what it saves (`excerptSpend`).
+   * `auto`: 35% of the budget in a conversation, none in an agent run (a history with tool calls).
    * @default 'auto'
    */
   excerptShare?: number | 'auto';
   /**
+   * The gate: excerpts are added only when the latest message's best BM25 match among the turns the
+   * window dropped is strong against its best match among the last four messages, i.e. when
+   * best outside / (best outside + best recent) reaches this. Chit-chat answers the latest exchange
+   * and stays shut out; a question about something said long ago opens it. 0 opens it whenever
+   * anything outside matches. On LoCoMo dev at 2,000 tokens under gpt-5, 0.75 let 92% of the QA
+   * questions through and 20% of the chat turns it was consulted on (`npm run bench:gate`).
+   * @default 0.75
+   */
+  excerptGate?: number;
+  /**
+   * What the block may cost, as a share of what the history the window dropped would have cost at
+   * the cached price: the block's tokens, billed at the full price, stay within
+   * `excerptSpend × cached price × dropped tokens`. A long history under a cheap cache affords a
+   * large block, a short one none; where cached tokens cost half (gpt-4o) the share caps it.
+   * @default 0.5
+   */
+  excerptSpend?: number;
+  /**
    * When the recent turns outgrow their room, they are cut down to this share of it at once, then
-   * grow by appending until the room is full again (see `truncate`).
+   * grow by appending until the room is full again (see `truncate`); never below what keeps the
+   * prompt's start as long as the model's shortest cached prefix (from the price table).
    * @default 0.6
    */
   lowWater?: number;
@@ -41,6 +61,8 @@ export interface CacheAwareOptions extends ScoringOptions {
 export const CACHE_AWARE_DEFAULTS = {
   ...SCORING_DEFAULTS,
   excerptShare: 'auto' as number | 'auto',
+  excerptGate: 0.75,
+  excerptSpend: 0.5,
   lowWater: 0.6,
   latestShare: 0.1,
   keepFirstUserTurns: 0,
@@ -55,6 +77,8 @@ export const CACHE_AWARE_OPTIONS = defineOptions<CacheAwareOptions, typeof CACHE
   rules: {
     ...SCORING_RULES,
     excerptShare: rules.either(rules.oneOf('auto'), rules.number(0, 1, { max: true })),
+    excerptGate: rules.number(0, 1),
+    excerptSpend: rules.number(0, 1000),
     lowWater: rules.number(0, 1, { min: true }),
     latestShare: rules.number(0, 1, { max: true }),
     keepFirstUserTurns: rules.int(0),
@@ -66,31 +90,44 @@ export const CACHE_AWARE_OPTIONS = defineOptions<CacheAwareOptions, typeof CACHE
   ],
 });
 
+/** `excerptShare: 'auto'` in a conversation. */
+export const AUTO_EXCERPT_SHARE = 0.35;
+/** The gate's recent messages: the exchange the latest message most likely answers. */
+const RECENT_UNITS = 4;
+/** Cache terms for a model the price table does not know: as for a half-price cache. */
+const UNKNOWN_TERMS = { cached: 0.5, minTokens: 1024 };
+
 /**
- * The excerpts block's share of the budget for a cache discount (cached price over input price):
- * half the discount ratio, from 3% to 35% of the budget. Each excerpt token costs as much as
- * 1 / ratio tokens of the cached window, so where cached tokens cost a tenth (gpt-5, Claude) the
- * block gets 5% of the budget, and where they cost half (gpt-4o) 25%. On the shipped replay at
- * 2,000 tokens this kept the prompt-bill saving near 50% under the 10% rules and over 70% under
- * gpt-4o's (bench/RESULTS.md has the sweep).
+ * The excerpts block's size in tokens: what it may cost (`spend` of what the dropped history would
+ * have cost at the cached price `ratio`, spent at the full price), within `cap`.
  */
-export function excerptShareFor(ratio: number | undefined): number {
-  const r = ratio === undefined || !Number.isFinite(ratio) ? 0.5 : Math.max(0, Math.min(1, ratio));
-  return Math.min(0.35, Math.max(0.03, 0.5 * r));
+export function affordableExcerpts(droppedTokens: number, ratio: number, spend: number, cap: number): number {
+  if (ratio >= 1) return cap;
+  return Math.max(0, Math.min(cap, Math.floor((spend * ratio * droppedTokens) / (1 - ratio))));
+}
+
+/**
+ * The gate's score: the best match outside the window over itself plus the best match among the
+ * recent messages (0 when nothing outside matches).
+ */
+export function excerptGateScore(outside: number, recent: number): number {
+  return outside > 0 ? outside / (outside + Math.max(0, recent)) : 0;
 }
 
 /**
  * Price-aware compaction that keeps the provider's prompt cache hitting. The prompt is laid out as
  * system prompt, then the recent turns in a window whose front moves only in steps, at points
- * derived from the history (see `truncate`), then a block of excerpts picked for the latest
- * message, then the latest turn. Between steps every prompt starts with the previous one's bytes,
- * so all but the new turn and the excerpts are billed at the cached rate; the excerpts block is
- * sized from the model's cache price. Breakpoints for Anthropic's cache go at the end of the
- * stable prefix and of the window.
+ * derived from the history (see `truncate`), then, when the latest message asks about something
+ * the window dropped, a block of excerpts picked for it, then the latest turn. Between steps every
+ * prompt starts with the previous one's bytes, so all but the new turn and the excerpts are billed
+ * at the cached rate. The excerpts are gated (`excerptGate`) and sized from what they save
+ * (`excerptSpend`); where the window leaves no room for them, it is cut early, and the cut is
+ * recorded in the runtime's layout store so later requests derive the same window (see
+ * `early-cuts.ts`). Breakpoints for Anthropic's cache go at the end of the stable prefix and of
+ * the window.
  *
  * Safety nets, reported in `info.nets`: the latest answer and the message it answers are kept when
- * they fit in half the budget; with nothing relevant (a cold history, a question that shares no
- * words with it), the excerpts fill by recency.
+ * they fit in half the budget; what the relevant turns leave of an open block fills by recency.
  *
  * @example
  * createCompactor({ maxInputTokens: 2000, strategy: cacheAware() })
@@ -106,44 +143,105 @@ export function cacheAware(options: CacheAwareOptions = {}): Strategy {
       if (context.fixedTokens + parts.tokens <= context.budget) return { messages };
       const units = parts.units;
       // In an agent run (tool calls in the history) 'auto' quotes nothing: excerpts never quote tool
-      // exchanges, which are what an agent step needs (the tool-results stage keeps their values),
-      // and their reserve would only shrink the window. Decided per conversation, so the window's
-      // room changes once, at the first tool call, not between its requests.
+      // exchanges, which are what an agent step needs (the tool-results stage keeps their values).
+      // Decided per conversation, at its first tool call.
       const agentRun = settings.excerptShare === 'auto' && messages.some(isToolMessage);
-      const share = agentRun
-        ? 0
-        : settings.excerptShare === 'auto'
-          ? excerptShareFor(context.price ? context.price.cachedInput / context.price.input : undefined)
-          : settings.excerptShare;
+      const terms = context.price ? cacheTerms(context.price) : UNKNOWN_TERMS;
+      const share = agentRun ? 0 : settings.excerptShare === 'auto' ? AUTO_EXCERPT_SHARE : settings.excerptShare;
       const excerptRoom = Math.floor(share * context.budget);
+      const latestStart = parts.latestUser >= 0 ? parts.latestUser : units[units.length - 1]!.indices[0]!;
+      const failures: FailureRecord[] = [];
+
+      // Early cuts made on earlier requests of this conversation, so the window is derived as it was laid out then.
+      const loaded =
+        excerptRoom > 0
+          ? await loadEarlyCuts(
+              context.runtime.layoutStore,
+              earlyCutKey(messages, [context.budget, terms.cached, share, settings.excerptGate, settings.excerptSpend, settings.lowWater, settings.latestShare, settings.keepFirstUserTurns]),
+              messages,
+              parts,
+              latestStart,
+            )
+          : undefined;
+      if (loaded?.failure) failures.push(loaded.failure);
       const layout = stableHistory(messages, parts, {
         budget: context.budget,
         fixedTokens: context.fixedTokens,
-        reserve: Math.ceil(settings.latestShare * context.budget) + excerptRoom,
+        reserve: Math.ceil(settings.latestShare * context.budget),
         lowWater: settings.lowWater,
         firstTurns: settings.keepFirstUserTurns,
+        minCachedPrefix: terms.minTokens,
+        ...(loaded ? { claims: loaded.cuts.claims } : {}),
       });
       const keep = layout.keep;
       let left = layout.left;
 
+      // Excerpts: earlier turns, quoted as text; tool calls and their results are not quoted.
+      const scored: number[] = [];
+      let droppedTokens = 0;
+      for (let unit = 0; unit < units.length; unit++) {
+        if (units[unit]!.protected || units[unit]!.indices[0]! >= latestStart) continue;
+        if (!keep[unit]) droppedTokens += units[unit]!.tokens;
+        const quotable = units[unit]!.indices.every((index) => {
+          const message = messages[index]!;
+          return (message.role === 'user' || message.role === 'assistant') && !isToolMessage(message);
+        });
+        if (quotable) scored.push(unit);
+      }
+      const wanted = affordableExcerpts(droppedTokens, terms.cached, settings.excerptSpend, excerptRoom);
+      const labelTokens = counter.message({ role: 'system', content: EXCERPTS_LABEL });
+      const worthScoring = wanted > labelTokens && scored.some((unit) => !keep[unit]);
+      const scores = worthScoring ? await scoreUnits(messages, parts, scored, context, settings, 'cache-aware') : undefined;
+      if (scores) failures.push(...scores.failures);
+      let gate: number | undefined;
+      if (scores) {
+        let outside = 0;
+        let recent = 0;
+        scored.forEach((unit, position) => {
+          const value = scores.sparse[unit]!;
+          if (!keep[unit]) outside = Math.max(outside, value);
+          else if (position >= scored.length - RECENT_UNITS) recent = Math.max(recent, value);
+        });
+        gate = excerptGateScore(outside, recent);
+      }
+      const open = gate !== undefined && gate > 0 && gate >= settings.excerptGate;
+
       const nets: Record<string, unknown> = {};
+      if (open && left < wanted) {
+        // An early cut: the window drops whole turns from its front, as its next cut would, until
+        // the block fits; recorded, so later requests derive the same window.
+        const window: number[] = [];
+        let size = 0;
+        for (let unit = layout.start; unit < units.length; unit++) {
+          if (!keep[unit] || units[unit]!.protected || units[unit]!.indices[0]! >= latestStart || units[unit]!.turn <= settings.keepFirstUserTurns) continue;
+          window.push(unit);
+          size += units[unit]!.tokens;
+        }
+        let position = 0;
+        while (position < window.length && size + wanted > layout.room) {
+          const turn = units[window[position]!]!.turn;
+          while (position < window.length && units[window[position]!]!.turn === turn) {
+            keep[window[position]!] = 0;
+            size -= units[window[position]!]!.tokens;
+            left += units[window[position]!]!.tokens;
+            position++;
+          }
+        }
+        if (position > 0) {
+          nets.earlyCut = position;
+          const failure = await loaded?.cuts.record(latestStart, wanted);
+          if (failure) failures.push(failure);
+        }
+      }
       const net = keepLatestExchange(messages, parts, keep, left, context.budget);
       left = net.left;
       if (net.added > 0) nets.latestAnswer = net.added;
 
-      // Excerpts: earlier turns, quoted as text; tool calls and their results are not quoted.
-      const quotable = (unit: number) =>
-        !keep[unit] &&
-        units[unit]!.indices.every((index) => {
-          const message = messages[index]!;
-          return (message.role === 'user' || message.role === 'assistant') && !isToolMessage(message);
-        });
-      const candidates = layout.dropped.filter(quotable);
-      const room = Math.min(excerptRoom, left);
-      const scores = candidates.length > 0 && room > 0 ? await scoreUnits(messages, parts, candidates, context, settings, 'cache-aware') : undefined;
+      const room = Math.min(wanted, left);
+      const candidates = scored.filter((unit) => !keep[unit]);
       const picked: number[] = [];
-      let estimate = counter.message({ role: 'system', content: EXCERPTS_LABEL });
-      if (scores) {
+      let estimate = labelTokens;
+      if (open && scores) {
         const order = [...candidates].sort((a, b) => scores.score[b]! - scores.score[a]! || b - a);
         for (const unit of order) {
           if (scores.score[unit]! <= 0) break;
@@ -151,7 +249,7 @@ export function cacheAware(options: CacheAwareOptions = {}): Strategy {
           picked.push(unit);
           estimate += units[unit]!.tokens;
         }
-        // Net: with nothing relevant left to add, the newest turns fill what is left of the block.
+        // Net: what the relevant turns leave of the block fills with the newest dropped turns.
         let filled = 0;
         const chosen = new Set(picked);
         for (let position = candidates.length - 1; position >= 0; position--) {
@@ -162,8 +260,8 @@ export function cacheAware(options: CacheAwareOptions = {}): Strategy {
           filled++;
         }
         if (filled > 0) nets.recencyFill = filled;
-        if (scores.cold) nets.cold = true;
       }
+      if (scores?.cold) nets.cold = true;
 
       const sessionOf = sessions(messages, settings.sessionHeader);
       const render = (chosen: readonly number[]): ChatMessage | undefined => {
@@ -188,16 +286,18 @@ export function cacheAware(options: CacheAwareOptions = {}): Strategy {
 
       const output: ChatMessage[] = [];
       // Just before the latest turn (with no user message, before the last unit: never inside a tool chain).
-      const latestStart = parts.latestUser >= 0 ? parts.latestUser : units[units.length - 1]!.indices[0]!;
       for (let index = 0; index < messages.length; index++) {
         if (index === latestStart && block) output.push(block);
         if (keep[parts.unitOf[index]!]) output.push(messages[index]!);
       }
-      const breakpoints = [layout.prefixEnd, layout.windowEnd].filter((message) => message !== undefined);
+      // An early cut can take the window's end with it: a breakpoint goes only on a message that is sent.
+      const sent = new Set(output);
+      const breakpoints = [layout.prefixEnd, layout.windowEnd].filter((message): message is ChatMessage => message !== undefined && sent.has(message));
       const info: Record<string, unknown> = { ...(scores?.info ?? {}), excerptShare: share, excerpts: picked.length, trimmed: layout.trimmed };
+      if (gate !== undefined) info.excerptGate = Number(gate.toFixed(3));
       if (agentRun) info.agentRun = true;
       if (Object.keys(nets).length > 0) info.nets = nets;
-      return { messages: output, breakpoints, failures: scores?.failures ?? [], info };
+      return { messages: output, breakpoints, failures, info };
     },
   };
 }

@@ -119,6 +119,8 @@ export interface Scores {
   readonly bestCosine: number | undefined;
   /** Per unit: its own cosine with the query (-Infinity without one). */
   readonly cosine: Float64Array;
+  /** Per unit: its raw BM25 score against the query, its previous message's start included (0 for non-candidates). */
+  readonly sparse: Float64Array;
   readonly failures: FailureRecord[];
   readonly info: Record<string, unknown>;
 }
@@ -252,6 +254,10 @@ export async function scoreUnits(
       }
     }
   }
+  const sparseByUnit = new Float64Array(units.length);
+  candidates.forEach((unit, position) => {
+    sparseByUnit[unit] = sparse[position]!;
+  });
   const cosine = new Float64Array(units.length).fill(-Infinity);
   let bestCosine: number | undefined;
   if (dense) {
@@ -265,5 +271,5 @@ export async function scoreUnits(
   if (bestCosine !== undefined) info.bestCosine = Number(bestCosine.toFixed(4));
   // A lean install (no encoder) is a choice, not a failure: said in stats, and once in the process's warnings.
   if (!embedder && settings.embedder === undefined && !context.embedder) info.encoder = encoderUnavailable() ?? 'none';
-  return { score, dense: Boolean(dense), vectors, cold: candidates.length > 0 && vectors === 0, bestCosine, cosine, failures, info };
+  return { score, dense: Boolean(dense), vectors, cold: candidates.length > 0 && vectors === 0, bestCosine, cosine, sparse: sparseByUnit, failures, info };
 }
