@@ -191,19 +191,20 @@ export function cacheAware(options: CacheAwareOptions = {}): Strategy {
       const wanted = affordableExcerpts(droppedTokens, terms.cached, settings.excerptSpend, excerptRoom);
       const labelTokens = counter.message({ role: 'system', content: EXCERPTS_LABEL });
       const worthScoring = wanted > labelTokens && scored.some((unit) => !keep[unit]);
-      const scores = worthScoring ? await scoreUnits(messages, parts, scored, context, settings, 'cache-aware') : undefined;
-      if (scores) failures.push(...scores.failures);
+      // The gate reads BM25 alone, before the query is embedded: a shut gate skips the embedding.
       let gate: number | undefined;
-      if (scores) {
+      const gateOpens = (sparse: Float64Array) => {
         let outside = 0;
         let recent = 0;
         scored.forEach((unit, position) => {
-          const value = scores.sparse[unit]!;
-          if (!keep[unit]) outside = Math.max(outside, value);
-          else if (position >= scored.length - RECENT_UNITS) recent = Math.max(recent, value);
+          if (!keep[unit]) outside = Math.max(outside, sparse[unit]!);
+          else if (position >= scored.length - RECENT_UNITS) recent = Math.max(recent, sparse[unit]!);
         });
         gate = excerptGateScore(outside, recent);
-      }
+        return gate > 0 && gate >= settings.excerptGate;
+      };
+      const scores = worthScoring ? await scoreUnits(messages, parts, scored, context, settings, 'cache-aware', gateOpens) : undefined;
+      if (scores) failures.push(...scores.failures);
       const open = gate !== undefined && gate > 0 && gate >= settings.excerptGate;
 
       const nets: Record<string, unknown> = {};

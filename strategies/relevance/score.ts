@@ -141,6 +141,11 @@ export async function scoreUnits(
   context: StrategyContext,
   settings: ScoringSettings,
   strategy: string,
+  /**
+   * Consulted with the BM25 scores (by unit) before the query is embedded: false skips the dense
+   * half for this request (the history's missing vectors are still embedded in the background).
+   */
+  sparseGate?: (sparse: Float64Array) => boolean,
 ): Promise<Scores> {
   const units = parts.units;
   const unitText = (unit: number) => units[unit]!.indices.map((index) => messageText(messages[index]!)).join('\n');
@@ -185,12 +190,32 @@ export async function scoreUnits(
   const sparseStarted = performance.now();
   const sparse = bm25Scores(query, texts, settings.previousContext > 0 ? { previous: previousText } : {});
   const sparseMs = performance.now() - sparseStarted;
+  const sparseByUnit = new Float64Array(units.length);
+  candidates.forEach((unit, position) => {
+    sparseByUnit[unit] = sparse[position]!;
+  });
+  const skipDense = sparseGate !== undefined && !sparseGate(sparseByUnit);
   let dense: Float64Array | undefined;
   let vectors = 0;
   const cache = settings.embeddings ?? context.runtime.embeddings;
   const embedder = settings.embedder === undefined ? (context.embedder ?? context.runtime.defaultEmbedder()) : settings.embedder;
   const timings = { embedMs: 0, scoreMs: 0 };
-  if (embedder && settings.denseWeight > 0 && candidates.length > 0) {
+  if (embedder && settings.denseWeight > 0 && candidates.length > 0 && skipDense) {
+    // No query to embed: only the history's missing vectors, in the background, for the next request.
+    try {
+      const missing: string[] = [];
+      for (let start = 0; start < paired.length; start += PEEK_SLICE) {
+        if (start > 0) await nextTurn();
+        const slice = paired.slice(start, start + PEEK_SLICE);
+        cache.peek(embedder, slice).forEach((vector, index) => {
+          if (vector === undefined) missing.push(slice[index]!);
+        });
+      }
+      if (missing.length > 0) cache.warm(embedder, missing);
+    } catch (error) {
+      rethrowIfAborted(error, context.signal);
+    }
+  } else if (embedder && settings.denseWeight > 0 && candidates.length > 0) {
     try {
       const embedStarted = performance.now();
       let documentVectors: (Float32Array | undefined)[];
@@ -254,10 +279,6 @@ export async function scoreUnits(
       }
     }
   }
-  const sparseByUnit = new Float64Array(units.length);
-  candidates.forEach((unit, position) => {
-    sparseByUnit[unit] = sparse[position]!;
-  });
   const cosine = new Float64Array(units.length).fill(-Infinity);
   let bestCosine: number | undefined;
   if (dense) {
