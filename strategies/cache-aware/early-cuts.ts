@@ -62,7 +62,7 @@ function parseMarks(value: string | undefined): Mark[] {
   }
 }
 
-/** A conversation's key: the settings the layout depends on, and its start (the messages through the first user message). */
+/** A conversation's key: the tenant and the settings the layout depends on, and its start (the messages through the first user message). */
 export function earlyCutKey(messages: Messages, settings: readonly unknown[]): string {
   const hash = createHash('sha256');
   hash.update(JSON.stringify(settings));

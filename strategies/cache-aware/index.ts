@@ -157,7 +157,7 @@ export function cacheAware(options: CacheAwareOptions = {}): Strategy {
         excerptRoom > 0
           ? await loadEarlyCuts(
               context.runtime.layoutStore,
-              earlyCutKey(messages, [context.budget, terms.cached, share, settings.excerptGate, settings.excerptSpend, settings.lowWater, settings.latestShare, settings.keepFirstUserTurns]),
+              earlyCutKey(messages, [context.tenant ?? null, context.budget, terms.cached, share, settings.excerptGate, settings.excerptSpend, settings.lowWater, settings.latestShare, settings.keepFirstUserTurns]),
               messages,
               parts,
               latestStart,
