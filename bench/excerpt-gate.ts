@@ -40,7 +40,8 @@ function auc(positives: number[], negatives: number[]): number {
   return sum / Math.max(1, positives.length * negatives.length);
 }
 
-const share = (samples: Sample[], threshold: number) => samples.filter((sample) => sample.score > 0 && sample.score >= threshold).length / Math.max(1, samples.length);
+const share = (samples: Sample[], threshold: number) =>
+  samples.filter((sample) => sample.score > 0 && sample.score >= threshold).length / Math.max(1, samples.length);
 const pct = (value: number) => `${(100 * value).toFixed(0)}%`;
 
 async function gateScore(compactor: Compactor<false>, model: string, messages: ChatMessage[]): Promise<number | undefined> {
@@ -79,7 +80,9 @@ async function latency(model: string, md: boolean): Promise<void> {
       const started = performance.now();
       const { stats } = await compactor.compact({ model, messages: [...structuredClone(history), { role: 'user', content }] });
       const elapsed = performance.now() - started;
-      const info = stats.strategies.find((strategy) => strategy.name === 'cache-aware')?.info as { excerpts?: number; embedMs?: number; scoreMs?: number } | undefined;
+      const info = stats.strategies.find((strategy) => strategy.name === 'cache-aware')?.info as
+        | { excerpts?: number; embedMs?: number; scoreMs?: number }
+        | undefined;
       if (info) {
         open = (info.excerpts ?? 0) > 0;
         parts.embed.push(info.embedMs ?? 0);
@@ -99,7 +102,9 @@ async function latency(model: string, md: boolean): Promise<void> {
   const ours = percentile([...times.get('cache-aware (default)')!.open, ...times.get('cache-aware (default)')!.shut], 50);
   console.log(`\nWarm latency, 700-message history, one new message, budget ${budget}, ${model} (${machine()})`);
   console.log(table(rows));
-  console.log(`of which, p50: embedding the new message ${percentile(parts.embed, 50).toFixed(2)} ms, scoring (cached vectors + BM25) ${percentile(parts.score, 50).toFixed(2)} ms`);
+  console.log(
+    `of which, p50: embedding the new message ${percentile(parts.embed, 50).toFixed(2)} ms, scoring (cached vectors + BM25) ${percentile(parts.score, 50).toFixed(2)} ms`,
+  );
   console.log(`cache-aware adds ${(ours - base).toFixed(2)} ms p50 over truncate (${(ours / base).toFixed(1)}×)`);
   if (md) console.log(`\n${markdownTable(rows)}`);
   await runtime.close();
@@ -139,16 +144,43 @@ async function main(): Promise<void> {
     const target = share(all.qa, threshold);
     for (const conversation of conversations) {
       const own = samples.filter((s) => s.conversation === conversation.id);
-      const others = samples.filter((s) => s.conversation !== conversation.id && s.kind === 'qa').map((s) => s.score).sort((a, b) => a - b);
+      const others = samples
+        .filter((s) => s.conversation !== conversation.id && s.kind === 'qa')
+        .map((s) => s.score)
+        .sort((a, b) => a - b);
       // The threshold that lets `target` of the other conversations' QA through.
       const picked = others[Math.min(others.length - 1, Math.floor((1 - target) * others.length))]!;
       const qa = own.filter((s) => s.kind === 'qa');
       const chat = own.filter((s) => s.kind === 'chat');
-      rows.push([conversation.id, pct(share(qa, threshold)), pct(share(chat, threshold)), auc(qa.map((s) => s.score), chat.map((s) => s.score)).toFixed(3), picked.toFixed(3), pct(share(qa, picked)), pct(share(chat, picked))]);
+      rows.push([
+        conversation.id,
+        pct(share(qa, threshold)),
+        pct(share(chat, threshold)),
+        auc(
+          qa.map((s) => s.score),
+          chat.map((s) => s.score),
+        ).toFixed(3),
+        picked.toFixed(3),
+        pct(share(qa, picked)),
+        pct(share(chat, picked)),
+      ]);
     }
-    rows.push(['all', pct(share(all.qa, threshold)), pct(share(all.chat, threshold)), auc(all.qa.map((s) => s.score), all.chat.map((s) => s.score)).toFixed(3), '', '', '']);
+    rows.push([
+      'all',
+      pct(share(all.qa, threshold)),
+      pct(share(all.chat, threshold)),
+      auc(
+        all.qa.map((s) => s.score),
+        all.chat.map((s) => s.score),
+      ).toFixed(3),
+      '',
+      '',
+      '',
+    ]);
     if (budget === budgets.at(-1)) progress.finish();
-    console.log(`\nExcerpt gate at ${budget} tokens, ${model}, threshold ${threshold} (${all.qa.length} QA questions, ${all.chat.length} chat turns where the gate was consulted)`);
+    console.log(
+      `\nExcerpt gate at ${budget} tokens, ${model}, threshold ${threshold} (${all.qa.length} QA questions, ${all.chat.length} chat turns where the gate was consulted)`,
+    );
     console.log(table(rows));
     if (md) console.log(`\n${markdownTable(rows)}`);
   }

@@ -65,7 +65,8 @@ describe('cache-aware excerpts', () => {
 
   test('an early cut is recorded: the next request derives the same window, so only the block and the new turn are new', async () => {
     const runtime = createRuntime();
-    const history = chat();
+    // 41 turns: the window is nearly full, so the block's free room is under half of it.
+    const history = chat(41);
     const first = [...history, { role: 'user' as const, content: 'what happened with item3?' }];
     const one = await compact(first, { runtime });
     expect(one.info?.nets).toMatchObject({ earlyCut: expect.any(Number) });

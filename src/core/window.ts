@@ -149,7 +149,12 @@ export function stableHistory(messages: Messages, parts: Partition, options: Sta
   const prefixRoom = options.budget - options.reserve - options.fixedTokens;
   const minPrefix = options.minCachedPrefix ?? 0;
   const floor = minPrefix > 0 && minPrefix <= prefixRoom ? Math.min(0.9 * room, minPrefix - (prefixRoom - room)) : 0;
-  const start = windowStart(parts, { high: room, low: Math.max(room * options.lowWater, floor), ...(options.claims ? { claims: options.claims } : {}) }, (unit) => !first[unit], options.groupOf);
+  const start = windowStart(
+    parts,
+    { high: room, low: Math.max(room * options.lowWater, floor), ...(options.claims ? { claims: options.claims } : {}) },
+    (unit) => !first[unit],
+    options.groupOf,
+  );
   for (let unit = start; unit < units.length; unit++) if (!units[unit]!.protected && !first[unit]) keep[unit] = 1;
 
   // This request's own fit: the window gives up its oldest turns if the latest turn outgrew the reserve.

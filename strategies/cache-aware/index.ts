@@ -34,9 +34,10 @@ export interface CacheAwareOptions extends ScoringOptions {
   /**
    * What the block may cost, as a share of what the history the window dropped would have cost at
    * the cached price: the block's tokens, billed at the full price, stay within
-   * `excerptSpend × cached price × dropped tokens`. A long history under a cheap cache affords a
-   * large block, a short one none; where cached tokens cost half (gpt-4o) the share caps it.
-   * @default 0.5
+   * `excerptSpend × cached price × dropped tokens`. At 1, quoting never costs more than sending the
+   * dropped history would have. A long history under a cheap cache affords a large block, a short
+   * one none; where cached tokens cost half (gpt-4o) the share caps it.
+   * @default 1
    */
   excerptSpend?: number;
   /**
@@ -62,7 +63,7 @@ export const CACHE_AWARE_DEFAULTS = {
   ...SCORING_DEFAULTS,
   excerptShare: 'auto' as number | 'auto',
   excerptGate: 0.75,
-  excerptSpend: 0.5,
+  excerptSpend: 1,
   lowWater: 0.6,
   latestShare: 0.1,
   keepFirstUserTurns: 0,
@@ -92,6 +93,11 @@ export const CACHE_AWARE_OPTIONS = defineOptions<CacheAwareOptions, typeof CACHE
 
 /** `excerptShare: 'auto'` in a conversation. */
 export const AUTO_EXCERPT_SHARE = 0.35;
+/**
+ * An early cut only when the window's free room holds less than this share of the block: above it,
+ * the block takes the free room and the cache keeps hitting (cut rarely).
+ */
+const EARLY_CUT_BELOW = 0.5;
 /** The gate's recent messages: the exchange the latest message most likely answers. */
 const RECENT_UNITS = 4;
 /** Cache terms for a model the price table does not know: as for a half-price cache. */
@@ -157,7 +163,17 @@ export function cacheAware(options: CacheAwareOptions = {}): Strategy {
         excerptRoom > 0
           ? await loadEarlyCuts(
               context.runtime.layoutStore,
-              earlyCutKey(messages, [context.tenant ?? null, context.budget, terms.cached, share, settings.excerptGate, settings.excerptSpend, settings.lowWater, settings.latestShare, settings.keepFirstUserTurns]),
+              earlyCutKey(messages, [
+                context.tenant ?? null,
+                context.budget,
+                terms.cached,
+                share,
+                settings.excerptGate,
+                settings.excerptSpend,
+                settings.lowWater,
+                settings.latestShare,
+                settings.keepFirstUserTurns,
+              ]),
               messages,
               parts,
               latestStart,
@@ -208,9 +224,10 @@ export function cacheAware(options: CacheAwareOptions = {}): Strategy {
       const open = gate !== undefined && gate > 0 && gate >= settings.excerptGate;
 
       const nets: Record<string, unknown> = {};
-      if (open && left < wanted) {
-        // An early cut: the window drops whole turns from its front, as its next cut would, until
-        // the block fits; recorded, so later requests derive the same window.
+      if (open && left < wanted * EARLY_CUT_BELOW) {
+        // An early cut, where the free room holds less than half the block: the window drops whole
+        // turns from its front, as its next cut would, until the block fits; recorded, so later
+        // requests derive the same window.
         const window: number[] = [];
         let size = 0;
         for (let unit = layout.start; unit < units.length; unit++) {
