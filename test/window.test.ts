@@ -68,7 +68,6 @@ describe('early cuts and the shortest cached prefix', () => {
   test('the window is not cut below the shortest cached prefix the budget can hold', async () => {
     const { stableHistory } = await import('../src/core/window.js');
     const messages = [{ role: 'system' as const, content: 'sys' }, ...turns(40), { role: 'user' as const, content: 'latest' }];
-    const parts = partition(messages, tokens);
     const options = { budget: 500, fixedTokens: 0, reserve: 50, lowWater: 0.2, firstTurns: 0 };
     // The smallest window over every request once it has first filled (a cut has happened).
     const smallest = (minCachedPrefix: number | undefined) => {
