@@ -211,6 +211,7 @@ export async function scoreUnits(
           if (vector === undefined) missing.push(slice[index]!);
         });
       }
+      vectors = paired.length - missing.length;
       if (missing.length > 0) cache.warm(embedder, missing);
     } catch (error) {
       rethrowIfAborted(error, context.signal);
