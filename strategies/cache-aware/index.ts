@@ -1,7 +1,6 @@
 import type { FailureRecord, Strategy } from '../../src/core/strategy.js';
 import type { ChatMessage } from '../../src/core/types.js';
 import { stableHistory } from '../../src/core/window.js';
-import { messageText } from '../../src/text/message-text.js';
 import { sessions } from '../../src/text/sessions.js';
 import { SESSION_HEADER } from '../../src/text/stopwords.js';
 import { keepLatestExchange } from '../../src/core/nets.js';
@@ -10,6 +9,9 @@ import { defineOptions, rules } from '../../src/core/define-options.js';
 import { cacheTerms } from '../../src/prices.js';
 import { SCORING_DEFAULTS, SCORING_RULES, type ScoringOptions, scoreUnits } from '../relevance/score.js';
 import { earlyCutKey, loadEarlyCuts } from './early-cuts.js';
+import { affordableExcerpts, EXCERPTS_LABEL, excerptGateScore, pickExcerpts, renderExcerpts } from './excerpts.js';
+
+export { affordableExcerpts, EXCERPTS_LABEL, excerptGateScore } from './excerpts.js';
 
 export interface CacheAwareOptions extends ScoringOptions {
   /**
@@ -70,8 +72,6 @@ export const CACHE_AWARE_DEFAULTS = {
   sessionHeader: SESSION_HEADER as RegExp | null,
 };
 
-export const EXCERPTS_LABEL = '[Earlier in this conversation, for the latest message]';
-
 export const CACHE_AWARE_OPTIONS = defineOptions<CacheAwareOptions, typeof CACHE_AWARE_DEFAULTS>({
   factory: 'cacheAware',
   defaults: CACHE_AWARE_DEFAULTS,
@@ -102,23 +102,6 @@ const EARLY_CUT_BELOW = 0.5;
 const RECENT_UNITS = 4;
 /** Cache terms for a model the price table does not know: as for a half-price cache. */
 const UNKNOWN_TERMS = { cached: 0.5, minTokens: 1024 };
-
-/**
- * The excerpts block's size in tokens: what it may cost (`spend` of what the dropped history would
- * have cost at the cached price `ratio`, spent at the full price), within `cap`.
- */
-export function affordableExcerpts(droppedTokens: number, ratio: number, spend: number, cap: number): number {
-  if (ratio >= 1) return cap;
-  return Math.max(0, Math.min(cap, Math.floor((spend * ratio * droppedTokens) / (1 - ratio))));
-}
-
-/**
- * The gate's score: the best match outside the window over itself plus the best match among the
- * recent messages (0 when nothing outside matches).
- */
-export function excerptGateScore(outside: number, recent: number): number {
-  return outside > 0 ? outside / (outside + Math.max(0, recent)) : 0;
-}
 
 /**
  * Price-aware compaction that keeps the provider's prompt cache hitting. The prompt is laid out as
@@ -257,50 +240,11 @@ export function cacheAware(options: CacheAwareOptions = {}): Strategy {
 
       const room = Math.min(wanted, left);
       const candidates = scored.filter((unit) => !keep[unit]);
-      const picked: number[] = [];
-      let estimate = labelTokens;
-      if (open && scores) {
-        const order = [...candidates].sort((a, b) => scores.score[b]! - scores.score[a]! || b - a);
-        for (const unit of order) {
-          if (scores.score[unit]! <= 0) break;
-          if (estimate + units[unit]!.tokens > room) continue;
-          picked.push(unit);
-          estimate += units[unit]!.tokens;
-        }
-        // Net: what the relevant turns leave of the block fills with the newest dropped turns.
-        let filled = 0;
-        const chosen = new Set(picked);
-        for (let position = candidates.length - 1; position >= 0; position--) {
-          const unit = candidates[position]!;
-          if (chosen.has(unit) || estimate + units[unit]!.tokens > room) continue;
-          picked.push(unit);
-          estimate += units[unit]!.tokens;
-          filled++;
-        }
-        if (filled > 0) nets.recencyFill = filled;
-      }
+      const picked = open && scores ? pickExcerpts(candidates, units, scores.score, room, labelTokens) : { units: [], filled: 0 };
+      if (picked.filled > 0) nets.recencyFill = picked.filled;
       if (scores?.cold) nets.cold = true;
 
-      const sessionOf = sessions(messages, settings.sessionHeader);
-      const render = (chosen: readonly number[]): ChatMessage | undefined => {
-        if (chosen.length === 0) return undefined;
-        const lines = [EXCERPTS_LABEL];
-        let shown = '';
-        const indices = chosen.flatMap((unit) => units[unit]!.indices).sort((a, b) => a - b);
-        for (const index of indices) {
-          const header = sessionOf.header[index]!;
-          if (header !== '' && header !== shown && sessionOf.first[index] !== index) lines.push(header);
-          if (header !== '') shown = header;
-          lines.push(messageText(messages[index]!));
-        }
-        return { role: 'system', content: lines.join('\n') };
-      };
-      // The rendered block (headers included) must fit: the weakest picks go first.
-      let block = render(picked);
-      while (block && counter.message(block) > room) {
-        picked.pop();
-        block = render(picked);
-      }
+      const block = renderExcerpts(messages, units, picked.units, sessions(messages, settings.sessionHeader), room, counter);
 
       const output: ChatMessage[] = [];
       // Just before the latest turn (with no user message, before the last unit: never inside a tool chain).
@@ -311,7 +255,7 @@ export function cacheAware(options: CacheAwareOptions = {}): Strategy {
       // An early cut can take the window's end with it: a breakpoint goes only on a message that is sent.
       const sent = new Set(output);
       const breakpoints = [layout.prefixEnd, layout.windowEnd].filter((message): message is ChatMessage => message !== undefined && sent.has(message));
-      const info: Record<string, unknown> = { ...(scores?.info ?? {}), excerptShare: share, excerpts: picked.length, trimmed: layout.trimmed };
+      const info: Record<string, unknown> = { ...(scores?.info ?? {}), excerptShare: share, excerpts: picked.units.length, trimmed: layout.trimmed };
       if (gate !== undefined) info.excerptGate = Number(gate.toFixed(3));
       if (agentRun) info.agentRun = true;
       if (Object.keys(nets).length > 0) info.nets = nets;
