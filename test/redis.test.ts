@@ -3,7 +3,9 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { createClient } from 'redis';
 import { cosineVerifier } from '../src/cache/verifier.js';
 import { createCompactor, createResponseCache, createRuntime, redisStore, type ChatRequest } from '../src/index.js';
-import { hashEmbedder } from '../src/testing/index.js';
+import type { ChatMessage } from '../src/core/types.js';
+import { deepFreeze, hashEmbedder, strategyContext } from '../src/testing/index.js';
+import { cacheAware } from '../strategies/cache-aware/index.js';
 import { compacted, freePort } from './helpers.js';
 
 // CI installs redis-server (.ci/run); locally the suite is skipped when it is missing.
@@ -91,6 +93,40 @@ describe.skipIf(!hasRedis)('redis store', () => {
     expect(await two.runtime.summaryStore.get('chunk-1')).toBe('- Alice moved to Oslo in 2021');
     await one.store.close();
     await two.store.close();
+  });
+
+  test("two instances sharing one Redis lay a conversation out byte for byte alike, cache-aware's early cuts included", async () => {
+    let url = process.env.REDIS_URL;
+    if (!url) {
+      const port = await freePort();
+      children.push(await startRedis(port));
+      url = `redis://127.0.0.1:${port}`;
+    }
+    const prefix = `test-layout-${process.pid}-${Date.now()}:`;
+    const messages: ChatMessage[] = [{ role: 'system', content: 'be brief' }];
+    for (let turn = 0; turn < 41; turn++)
+      messages.push(
+        { role: 'user', content: `day ${turn}: we talked about the ${['harbour', 'violin', 'garden', 'marathon'][turn % 4]} and item${turn} today` },
+        { role: 'assistant', content: `lovely, tell me more about item${turn} and how it went` },
+      );
+    const first = [...messages, { role: 'user' as const, content: 'what happened with item3?' }];
+    const next = [...first, { role: 'assistant' as const, content: 'item3 was the marathon day' }, { role: 'user' as const, content: 'ok thanks' }];
+    const compact = async (runtime: ReturnType<typeof createRuntime>, history: ChatMessage[]) => {
+      const request = deepFreeze({ model: 'gpt-4o', messages: history });
+      return cacheAware({ embedder: hashEmbedder() }).apply(request.messages, await strategyContext(request, { budget: 300, runtime }));
+    };
+    const stores = [redisStore({ url, prefix }), redisStore({ url, prefix })];
+    const [one, two] = stores.map((store) => createRuntime({ store }));
+    const cut = await compact(one!, first);
+    expect(cut.info?.nets).toMatchObject({ earlyCut: expect.any(Number) });
+    // The instance that made the cut and the one that did not send the same bytes next.
+    const here = await compact(one!, next);
+    const there = await compact(two!, next);
+    expect(JSON.stringify(there.messages)).toBe(JSON.stringify(here.messages));
+    // Without the shared record, a third instance lays the window out without the cut.
+    const alone = await compact(createRuntime(), next);
+    expect(JSON.stringify(alone.messages)).not.toBe(JSON.stringify(here.messages));
+    for (const store of stores) await store.close();
   });
 
   test('TTL is carried by Redis: every key the cache writes expires with its entry', async () => {
