@@ -25,7 +25,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { pruneMessages, type ModelMessage } from 'ai';
 import { type BaseMessage, ClearToolUsesEdit } from 'langchain';
-import { createCompactor } from '../src/core/compactor.js';
+import { createCompactor } from '../src/compose/compactor.js';
 import { CompactorError } from '../src/core/errors.js';
 import type { ChatMessage } from '../src/core/types.js';
 import { cacheTerms, PRICES, type PriceTable } from '../src/prices.js';

@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { integer, runProgram } from '../src/cli/main.js';
-import { DEFAULT_PRESET, presetNames } from '../src/core/presets.js';
+import { DEFAULT_PRESET, presetNames } from '../strategies/presets.js';
 import { cacheEvalCommand } from './cache-eval/command.js';
 import { runDemo } from './demo.js';
 import { benchCommand } from './harness/command.js';

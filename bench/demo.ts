@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { createCompactor } from '../src/core/compactor.js';
+import { createCompactor } from '../src/compose/compactor.js';
 import { createRuntime } from '../src/runtime.js';
 import { locomoMessages, parseLocomo } from './datasets/locomo.js';
 import { shippedLocomoPath } from './paths.js';

@@ -13,7 +13,7 @@
  *
  * Run: npm run build && node dist/bench/excerpt-gate.js [--model gpt-5] [--budgets 2000,4000] [--latency-only] [--md]
  */
-import { type Compactor, createCompactor } from '../src/core/compactor.js';
+import { type Compactor, createCompactor } from '../src/compose/compactor.js';
 import type { ChatMessage } from '../src/core/types.js';
 import { createRuntime } from '../src/runtime.js';
 import { CACHE_AWARE_DEFAULTS } from '../strategies/cache-aware/index.js';

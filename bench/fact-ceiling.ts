@@ -7,7 +7,7 @@
  *
  * Run: npm run build && node dist/bench/fact-ceiling.js [--md]
  */
-import { createCompactor } from '../src/core/compactor.js';
+import { createCompactor } from '../src/compose/compactor.js';
 import { shippedData } from './harness/command.js';
 import { presetContender } from './harness/contenders.js';
 import { loadDataset } from './harness/loaders.js';

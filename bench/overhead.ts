@@ -4,7 +4,7 @@
  */
 import { AIMessage, HumanMessage, SystemMessage, trimMessages, type BaseMessage } from '@langchain/core/messages';
 import { readFileSync } from 'node:fs';
-import { createCompactor } from '../src/core/compactor.js';
+import { createCompactor } from '../src/compose/compactor.js';
 import { locomoMessages, parseLocomo } from './datasets/locomo.js';
 import { shippedLocomoPath } from './paths.js';
 import { builtinTokenizer, type TextTokenizer } from '../src/tokens/tokenizer.js';

@@ -18,7 +18,7 @@ import { locomoMessages, parseLocomo } from './datasets/locomo.js';
 import { readFileSync } from 'node:fs';
 import { shippedLocomoPath } from './paths.js';
 import { createProxy } from '../src/proxy/server.js';
-import { createRouteTable } from '../src/core/routes.js';
+import { createRouteTable } from '../src/compose/routes.js';
 import { fakeModel } from './harness/fake-model.js';
 import { machine, markdownTable, ms, table } from './harness/stats.js';
 

@@ -5,7 +5,7 @@
  *
  * Run: npm run build && node dist/bench/relevance.js [--budgets 1000,2000,4000] [--limit N] [--only a,b]
  */
-import { createCompactor, type Compactor } from '../src/core/compactor.js';
+import { createCompactor, type Compactor } from '../src/compose/compactor.js';
 import { guardProblem, presetContender, type Contender } from './harness/contenders.js';
 import { shippedData } from './harness/command.js';
 import { loadDataset } from './harness/loaders.js';

@@ -5,7 +5,7 @@
  * Prints figures; asserts nothing. Run: npm run build && node dist/bench/summaries.js [--md]
  */
 import { createServer } from 'node:http';
-import { createCompactor } from '../src/core/compactor.js';
+import { createCompactor } from '../src/compose/compactor.js';
 import { shippedData } from './harness/command.js';
 import { noCompaction, presetContender, type Contender } from './harness/contenders.js';
 import { loadPrices, priceFor } from './harness/cost.js';

@@ -5,10 +5,10 @@
  * live behind subpaths: `context-compactor/express`, `/fetch`, `/ai-sdk`, `/proxy`, and the test
  * fakes behind `/testing`.
  */
-export { createCompactor, type Compactor } from './core/compactor.js';
+export { createCompactor, type Compactor } from './compose/compactor.js';
 export { CompactorError } from './core/errors.js';
-export type { CompactorOptions } from './core/options.js';
-export { createRouteTable } from './core/routes.js';
+export type { CompactorOptions } from './compose/options.js';
+export { createRouteTable } from './compose/routes.js';
 export type { CompactionStats } from './core/stats.js';
 export { pipeline, type Strategy } from './core/strategy.js';
 export type { ChatMessage, ChatRequest } from './core/types.js';

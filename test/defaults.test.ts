@@ -5,7 +5,7 @@ import { compaction as aiSdkCompaction } from '../src/adapters/ai-sdk.js';
 import { compaction as expressCompaction } from '../src/adapters/express.js';
 import { compaction as fetchCompaction } from '../src/adapters/fetch.js';
 import { OPTION_REGISTRY } from '../src/core/define-options.js';
-import { createPreset } from '../src/core/presets.js';
+import { createPreset } from '../strategies/presets.js';
 import { createEmbeddingCache } from '../src/embedders/memo.js';
 import {
   cacheAware,
@@ -159,6 +159,6 @@ describe('every @default states the real default', () => {
     expect(literalOf('33554432 (32 MiB)')).toEqual({ value: 33554432 });
     expect(literalOf('false')).toEqual({ value: false });
     expect(literalOf("the runtime's default encoder")).toBeUndefined();
-    expect(documentedDefaults([['src/core/options.ts', 'CompactorOptions']]).get('strategy')).toBe("'cache-aware'");
+    expect(documentedDefaults([['src/compose/options.ts', 'CompactorOptions']]).get('strategy')).toBe("'cache-aware'");
   });
 });

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { locomoMessages, parseLocomo, type LocomoConversation } from '../bench/datasets/locomo.js';
 import { shippedLocomoPath } from '../bench/paths.js';
-import type { CompactResult, Compacted } from '../src/core/compactor.js';
+import type { CompactResult, Compacted } from '../src/compose/compactor.js';
 import type { ChatMessage } from '../src/core/types.js';
 
 /** Matches a CompactorError by its stable code (and the option or field it names): tests never match message text. */

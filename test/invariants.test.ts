@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { createPreset } from '../src/core/presets.js';
+import { createPreset } from '../strategies/presets.js';
 import { pipeline, truncate, type ChatMessage, type Strategy } from '../src/index.js';
 import { hashEmbedder } from '../src/testing/index.js';
 import { memorySummaryStore, SummaryQueue } from '../src/summarizers/queue.js';

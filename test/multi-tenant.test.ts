@@ -8,7 +8,7 @@
  */
 import pino from 'pino';
 import { afterAll, expect, test } from 'vitest';
-import { createRouteTable } from '../src/core/routes.js';
+import { createRouteTable } from '../src/compose/routes.js';
 import { cosineVerifier } from '../src/cache/verifier.js';
 import { createResponseCache } from '../src/index.js';
 import { createProxy } from '../src/proxy/server.js';

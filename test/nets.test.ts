@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { createPreset } from '../src/core/presets.js';
+import { createPreset } from '../strategies/presets.js';
 import type { Strategy, StrategyResult } from '../src/core/strategy.js';
 import type { ChatMessage } from '../src/core/types.js';
 import { memorySummaryStore, SummaryQueue } from '../src/summarizers/queue.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { packageRoot } from '../src/cli/package-root.js';
-import { createRouteTable } from '../src/core/routes.js';
+import { createRouteTable } from '../src/compose/routes.js';
 import { cosineVerifier } from '../src/cache/verifier.js';
 import { createCompactor, createResponseCache, CompactorError, redisStore, type ChatRequest } from '../src/index.js';
 import { createProxy, type ProxyOptions, type ProxyServer } from '../src/proxy/server.js';

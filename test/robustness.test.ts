@@ -22,7 +22,7 @@ import { profile } from '../src/cache/features.js';
 import { type CacheTicket, conflict } from '../src/cache/response-cache.js';
 import { cosineVerifier } from '../src/cache/verifier.js';
 import { packageRoot } from '../src/cli/package-root.js';
-import { createRouteTable } from '../src/core/routes.js';
+import { createRouteTable } from '../src/compose/routes.js';
 import type { Embedder } from '../src/embedders/types.js';
 import { CompactorError, createCompactor, createResponseCache, createRuntime } from '../src/index.js';
 import { createProxy, type ProxyOptions, type ProxyServer } from '../src/proxy/server.js';

@@ -1,8 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { createCompactor } from '../../src/core/compactor.js';
+import { createCompactor } from '../../src/compose/compactor.js';
 import { CompactorError, invalidOption } from '../../src/core/errors.js';
-import { type PresetOptions, presetNames } from '../../src/core/presets.js';
+import { type PresetOptions, presetNames } from '../../strategies/presets.js';
 import { lookupModel } from '../../src/tokens/models.js';
 import { benchRoot } from '../paths.js';
 import { type Contender, noCompaction, PRICE_AWARE, presetContender, trimMessagesContender } from './contenders.js';

@@ -1,6 +1,6 @@
-import { createCompactor, type Compactor } from '../../src/core/compactor.js';
+import { createCompactor, type Compactor } from '../../src/compose/compactor.js';
 import { fromLangChain, toLangChain } from './langchain.js';
-import type { CompactorOptions } from '../../src/core/options.js';
+import type { CompactorOptions } from '../../src/compose/options.js';
 import type { CompactionStats } from '../../src/core/stats.js';
 import { createEmbeddingCache, type EmbeddingStore } from '../../src/embedders/memo.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';

@@ -1,10 +1,10 @@
 import { isUtf8 } from 'node:buffer';
 import { LARGE_BODY_BYTES, nextTurn } from '../core/turns.js';
-import { createCompactor, type Compactor } from '../core/compactor.js';
+import { createCompactor, type Compactor } from '../compose/compactor.js';
 import { CompactorError } from '../core/errors.js';
 import { type Rule, rules } from '../core/define-options.js';
-import type { CompactorOptions } from '../core/options.js';
-import { isRouteTable, type RouteTable } from '../core/routes.js';
+import type { CompactorOptions } from '../compose/options.js';
+import { isRouteTable, type RouteTable } from '../compose/routes.js';
 import type { CompactionStats } from '../core/stats.js';
 import { FORMATS, resolveFormat } from '../formats/registry.js';
 import { encodeSse, sseCollector } from '../formats/sse.js';

@@ -123,7 +123,8 @@ export interface ResponseCacheOptions {
 }
 
 /** Why a request was not looked up. */
-export type BypassReason = 'header' | 'route-off' | 'tool-results' | 'no-user-message' | 'no-tenant' | 'store-failed' | 'sampled';
+export type { BypassReason } from '../core/stats.js';
+import type { BypassReason } from '../core/stats.js';
 
 export interface CacheTicket {
   readonly scope: string;

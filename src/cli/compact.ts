@@ -1,7 +1,7 @@
 import { defaultRuntime } from '../runtime.js';
-import type { CompactorOptions } from '../core/options.js';
+import type { CompactorOptions } from '../compose/options.js';
 import { CompactorError } from '../core/errors.js';
-import { createRouteTable, loadConfig, type RouteTable } from '../core/routes.js';
+import { createRouteTable, loadConfig, type RouteTable } from '../compose/routes.js';
 import { inputLines, parseJson, readInput, write } from './io.js';
 
 /** Model assumed by the CLI for requests that name none. */

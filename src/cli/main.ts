@@ -2,7 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CompactorError } from '../core/errors.js';
-import { DEFAULT_PRESET, presetNames } from '../core/presets.js';
+import { DEFAULT_PRESET, presetNames } from '../../strategies/presets.js';
 import { CLI_DEFAULT_MODEL, CLI_EMBED_TIMEOUT_MS, compactCommand } from './compact.js';
 import { packageRoot } from './package-root.js';
 import { serveCommand } from './serve.js';

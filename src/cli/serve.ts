@@ -1,10 +1,10 @@
 import { createResponseCache, RESPONSE_CACHE_OPTION_NAMES, type ResponseCache, type ResponseCacheOptions } from '../cache/response-cache.js';
-import type { CompactorOptions } from '../core/options.js';
+import type { CompactorOptions } from '../compose/options.js';
 import { invalidOption, rejectUnknownKeys, underPath } from '../core/errors.js';
-import { DEFAULT_PRESET } from '../core/presets.js';
+import { DEFAULT_PRESET } from '../../strategies/presets.js';
 import type { ProxyKey, TenantSource } from '../proxy/auth.js';
 import { createProxy, DEFAULT_PROXY_BUDGET, httpUrl, JSON_PROXY_OPTIONS, type ProxyOptions } from '../proxy/server.js';
-import { createRouteTable, loadConfig, withSharedCache, type RouteTableOptions } from '../core/routes.js';
+import { createRouteTable, loadConfig, withSharedCache, type RouteTableOptions } from '../compose/routes.js';
 import { memoryStore } from '../stores/memory.js';
 import { redisStore } from '../stores/redis.js';
 import { createRuntime, defaultRuntime, type Runtime } from '../runtime.js';

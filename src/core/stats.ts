@@ -1,5 +1,7 @@
-import type { BypassReason } from '../cache/response-cache.js';
-import type { FormatName } from '../formats/wire-format.js';
+import type { FormatName } from './types.js';
+
+/** Why the response cache was not consulted for a request. */
+export type BypassReason = 'header' | 'route-off' | 'tool-results' | 'no-user-message' | 'no-tenant' | 'store-failed' | 'sampled';
 import type { FailureRecord, StrategyStats } from './strategy.js';
 
 /** The response cache stage's verdict on one request. */

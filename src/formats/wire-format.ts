@@ -3,7 +3,8 @@ import type { ChatMessage, ChatRequest, Messages } from '../core/types.js';
 import type { InputLimits } from '../core/validate.js';
 import type { SseEvent } from './sse.js';
 
-export type FormatName = 'openai' | 'anthropic';
+export type { FormatName } from '../core/types.js';
+import type { FormatName } from '../core/types.js';
 
 /** What a cache stores and replays: an upstream's JSON body, or the events of a completed stream. */
 export interface CachedResponse {

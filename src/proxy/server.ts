@@ -8,10 +8,10 @@ import { asCompactorError, errorReply, exchange, readBody, type ExchangeResult, 
 import type { ResponseCache } from '../cache/response-cache.js';
 import { CompactorError, invalidOption } from '../core/errors.js';
 import { checkedByFactory, defineOptions, rules } from '../core/define-options.js';
-import { DEFAULT_PRESET } from '../core/presets.js';
+import { DEFAULT_PRESET } from '../../strategies/presets.js';
 import type { CompactionStats } from '../core/stats.js';
 import { LARGE_BODY_BYTES } from '../core/turns.js';
-import { createRouteTable, isRouteTable, withSharedCache, type RouteTable, type RouteTableOptions } from '../core/routes.js';
+import { createRouteTable, isRouteTable, withSharedCache, type RouteTable, type RouteTableOptions } from '../compose/routes.js';
 import { FORMATS } from '../formats/registry.js';
 import type { FormatName } from '../formats/wire-format.js';
 import { defaultRuntime, type Runtime } from '../runtime.js';

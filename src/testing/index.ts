@@ -5,7 +5,7 @@
  * import { wordTokenizer, manualClock } from 'context-compactor/testing'
  * const compactor = createCompactor({ maxInputTokens: 50, tokenizer: wordTokenizer, clock: manualClock().now })
  */
-import { createCompactor } from '../core/compactor.js';
+import { createCompactor } from '../compose/compactor.js';
 import { createStrategyContext, type StrategyContext } from '../core/strategy.js';
 import { type ModelPrice, PRICES, priceOf } from '../prices.js';
 import type { ChatMessage, ChatRequest } from '../core/types.js';

@@ -7,12 +7,12 @@ import { messageKey, REPLY_PRIMING_TOKENS, TokenCounter } from '../tokens/counte
 import { priceOf } from '../prices.js';
 import { lookupModel, type ModelInfo } from '../tokens/models.js';
 import type { EncodingName } from '../tokens/tokenizer.js';
-import { CompactorError, rethrowIfAborted, throwIfAborted } from './errors.js';
-import { enforce } from './guard.js';
+import { CompactorError, rethrowIfAborted, throwIfAborted } from '../core/errors.js';
+import { enforce } from '../core/guard.js';
 import { resolveOptions, resolveBudget, resolveWindow, type CompactorOptions, type ResolvedOptions } from './options.js';
-import { failuresOf, WARMING, type CacheStats, type CompactionStats } from './stats.js';
-import { createStrategyContext, failureOf, runStrategy } from './strategy.js';
-import type { ChatMessage, ChatRequest, Messages } from './types.js';
+import { failuresOf, WARMING, type CacheStats, type CompactionStats } from '../core/stats.js';
+import { createStrategyContext, failureOf, runStrategy } from '../core/strategy.js';
+import type { ChatMessage, ChatRequest, Messages } from '../core/types.js';
 
 export interface CompactOptions {
   signal?: AbortSignal;

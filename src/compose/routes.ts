@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { CompactorError, invalidOption, rejectUnknownKeys, underPath } from './errors.js';
+import { CompactorError, invalidOption, rejectUnknownKeys, underPath } from '../core/errors.js';
 import { createCompactor, type Compactor } from './compactor.js';
 import type { CompactorOptions } from './options.js';
 

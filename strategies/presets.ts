@@ -1,12 +1,12 @@
-import { cacheAware, type CacheAwareOptions } from '../../strategies/cache-aware/index.js';
-import { relevance, type RelevanceOptions } from '../../strategies/relevance/index.js';
-import { summarize, type SummarizeStrategyOptions } from '../../strategies/summarize/index.js';
-import { truncate, type TruncateOptions } from '../../strategies/truncate/index.js';
-import { toolResults, type ToolResultsOptions } from '../../strategies/tool-results/index.js';
-import { pipeline } from './strategy.js';
-import { invalidOption } from './errors.js';
-import { defineOptions, rules } from './define-options.js';
-import type { Strategy } from './strategy.js';
+import { cacheAware, type CacheAwareOptions } from './cache-aware/index.js';
+import { relevance, type RelevanceOptions } from './relevance/index.js';
+import { summarize, type SummarizeStrategyOptions } from './summarize/index.js';
+import { truncate, type TruncateOptions } from './truncate/index.js';
+import { toolResults, type ToolResultsOptions } from './tool-results/index.js';
+import { pipeline } from '../src/core/strategy.js';
+import { invalidOption } from '../src/core/errors.js';
+import { defineOptions, rules } from '../src/core/define-options.js';
+import type { Strategy } from '../src/core/strategy.js';
 
 /** Options a preset may read, under the names of the strategies they configure (as the presets are written: `'cache-aware'`); each preset takes the part it knows. */
 export interface PresetOptions {
@@ -22,7 +22,7 @@ export const PRESET_OPTIONS = defineOptions<PresetOptions>({
   factory: 'presetOptions',
   defaults: {},
   rules: { truncate: rules.object, relevance: rules.object, summarize: rules.object, 'cache-aware': rules.object, 'tool-results': rules.object },
-  docs: [['src/core/presets.ts', 'PresetOptions']],
+  docs: [['strategies/presets.ts', 'PresetOptions']],
 });
 
 type PresetFactory = (options: PresetOptions) => Strategy;

@@ -5,14 +5,14 @@ import { defaultRuntime, type Runtime } from '../runtime.js';
 import { DEFAULT_IMAGE_TOKENS } from '../tokens/images.js';
 import { KNOWN_MODELS, type ModelInfo } from '../tokens/models.js';
 import { builtinTokenizer, type TokenizerBackend, type TokenizerFactory } from '../tokens/tokenizer.js';
-import { invalidOption } from './errors.js';
-import { checkedByFactory, defineOptions, rules } from './define-options.js';
-import { requireInstalled } from './optional.js';
-import type { OnBudgetUnreachable } from './guard.js';
-import { createPreset, DEFAULT_PRESET, type PresetOptions } from './presets.js';
-import type { Strategy } from './strategy.js';
-import type { ChatRequest } from './types.js';
-import { DEFAULT_LIMITS, type InputLimits } from './validate.js';
+import { invalidOption } from '../core/errors.js';
+import { checkedByFactory, defineOptions, rules } from '../core/define-options.js';
+import { requireInstalled } from '../core/optional.js';
+import type { OnBudgetUnreachable } from '../core/guard.js';
+import { createPreset, DEFAULT_PRESET, type PresetOptions } from '../../strategies/presets.js';
+import type { Strategy } from '../core/strategy.js';
+import type { ChatRequest } from '../core/types.js';
+import { DEFAULT_LIMITS, type InputLimits } from '../core/validate.js';
 
 export interface CompactorOptions {
   /**
@@ -199,7 +199,7 @@ export const COMPACTOR_OPTIONS = defineOptions<CompactorOptions, typeof COMPACTO
     clock: rules.function,
     limits: rules.object,
   },
-  docs: [['src/core/options.ts', 'CompactorOptions']],
+  docs: [['src/compose/options.ts', 'CompactorOptions']],
 });
 
 export const LIMITS_OPTIONS = defineOptions<Partial<InputLimits>>({
