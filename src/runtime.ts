@@ -1,4 +1,5 @@
 import { defineOptions, rules } from './core/define-options.js';
+import type { StrategyRuntime } from './core/strategy.js';
 import { isInstalled, warnOnce } from './core/optional.js';
 import { createEmbeddingCache, type EmbeddingCache } from './embedders/memo.js';
 import type { Embedder } from './embedders/types.js';
@@ -14,7 +15,7 @@ import { memorySummaryStore, SummaryQueue, type SummaryQueueOptions, type Summar
  * Strategies and caches receive it (through the strategy context, or an option); none of them owns
  * it, so they never import one another.
  */
-export interface Runtime {
+export interface Runtime extends StrategyRuntime {
   /** Embeddings memoized by (embedder id, text hash), bounded by bytes. */
   readonly embeddings: EmbeddingCache;
   /** Summaries by the hashes of the messages they stand for. */

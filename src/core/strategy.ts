@@ -1,10 +1,30 @@
-import type { Embedder } from '../embedders/types.js';
+import type { Embedder, EmbeddingCache } from '../embedders/types.js';
 import type { ModelPrice } from '../prices.js';
-import type { Runtime } from '../runtime.js';
 import type { TokenCounter } from '../tokens/counter.js';
 import { CompactorError, rethrowIfAborted, throwIfAborted } from './errors.js';
 import type { ChatMessage, ChatRequest, Messages } from './types.js';
 import { partition, type Partition } from './units.js';
+
+/** Small strings by key: summaries, layout state (memory, or a Store shared by instances). */
+export interface KeyValueStore {
+  get(key: string): Promise<string | undefined>;
+  set(key: string, value: string): Promise<void>;
+}
+
+/** Background work, deduplicated by key and bounded (the summary queue). */
+export interface BackgroundQueue {
+  /** Runs `run` once per key in the background; undefined when the queue refused it (full or closed). */
+  schedule(key: string, run: (signal: AbortSignal) => Promise<void>): Promise<void> | undefined;
+}
+
+/** What strategies use of the runtime (see `createRuntime`): the port the core defines and the runtime implements. */
+export interface StrategyRuntime {
+  readonly embeddings: EmbeddingCache;
+  readonly summaryStore: KeyValueStore;
+  readonly summaryQueue: BackgroundQueue;
+  readonly layoutStore: KeyValueStore;
+  defaultEmbedder(): Embedder | null;
+}
 
 /** Everything impure or request-specific a strategy may use. Strategies never reach elsewhere. */
 export interface StrategyContext {
@@ -25,7 +45,7 @@ export interface StrategyContext {
   /** The compactor's dense embedder, when one is configured (relevance strategies use it). */
   readonly embedder?: Embedder | undefined;
   /** What compactions share across requests: the embedding memo, the summary store and queue, the default encoder. */
-  readonly runtime: Runtime;
+  readonly runtime: StrategyRuntime;
   /** The request model's list price, when the price table knows it (price-aware strategies read its cache discount). */
   readonly price?: ModelPrice | undefined;
   /** Units of a message list, memoized per list object. */

@@ -3,7 +3,7 @@ import { nextTurn } from '../core/turns.js';
 import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { throwIfAborted } from '../core/errors.js';
-import { normalize, type Embedder, type EmbedOptions } from './types.js';
+import { normalize, type Embedder, type EmbeddingCache } from './types.js';
 
 /**
  * A second tier behind the in-process memo, shared by many instances (the Redis store of the
@@ -32,25 +32,7 @@ export interface EmbeddingCacheOptions {
 
 export const EMBEDDING_CACHE_DEFAULTS = { maxBytes: 64 * 1024 * 1024, maxBatch: 16 };
 
-export interface EmbeddingCache {
-  /** Normalised vectors for `texts`, embedding only the misses, in batches, sharing in-flight work. */
-  embed(embedder: Embedder, texts: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>;
-  /** Vectors already in the memo, without embedding anything (undefined where missing). */
-  peek(embedder: Embedder, texts: readonly string[]): (Float32Array | undefined)[];
-  /**
-   * Start embedding texts in the background. A failure is counted in `backgroundFailures` and
-   * otherwise dropped: the texts stay missing, and the next request retries them.
-   */
-  warm(embedder: Embedder, texts: readonly string[]): void;
-  /** Stop background (`warm`) work not started yet. The memo stays usable, and keeps its vectors. */
-  close(): void;
-  /** Resolves when no embedding, and no write to the store, is in flight (for benches, tests and graceful shutdown). */
-  idle(): Promise<void>;
-  /** Number of texts the embedder was actually asked for, since creation. */
-  readonly misses: number;
-  /** Background (`warm`) embedding calls that failed, since creation. */
-  readonly backgroundFailures: number;
-}
+export type { EmbeddingCache } from './types.js';
 
 export const EMBEDDING_CACHE_OPTIONS = defineOptions<EmbeddingCacheOptions, typeof EMBEDDING_CACHE_DEFAULTS>({
   factory: 'createEmbeddingCache',

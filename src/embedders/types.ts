@@ -46,3 +46,24 @@ export function dot(a: Float32Array, b: Float32Array): number {
   for (; index < length; index++) s0 += a[index]! * b[index]!;
   return s0 + s1 + s2 + s3;
 }
+
+/** The embedding memo (see `createEmbeddingCache`): what strategies and the response cache read vectors through. */
+export interface EmbeddingCache {
+  /** Normalised vectors for `texts`, embedding only the misses, in batches, sharing in-flight work. */
+  embed(embedder: Embedder, texts: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>;
+  /** Vectors already in the memo, without embedding anything (undefined where missing). */
+  peek(embedder: Embedder, texts: readonly string[]): (Float32Array | undefined)[];
+  /**
+   * Start embedding texts in the background. A failure is counted in `backgroundFailures` and
+   * otherwise dropped: the texts stay missing, and the next request retries them.
+   */
+  warm(embedder: Embedder, texts: readonly string[]): void;
+  /** Stop background (`warm`) work not started yet. The memo stays usable, and keeps its vectors. */
+  close(): void;
+  /** Resolves when no embedding, and no write to the store, is in flight (for benches, tests and graceful shutdown). */
+  idle(): Promise<void>;
+  /** Number of texts the embedder was actually asked for, since creation. */
+  readonly misses: number;
+  /** Background (`warm`) embedding calls that failed, since creation. */
+  readonly backgroundFailures: number;
+}

@@ -1,11 +1,10 @@
+import type { KeyValueStore } from '../core/strategy.js';
 import { defineOptions, rules } from '../core/define-options.js';
 import { LRUCache } from 'lru-cache';
 
 /** Where summaries live; memory by default, Redis with the semantic-cache issue's store. */
-export interface SummaryStore {
-  get(key: string): Promise<string | undefined>;
-  set(key: string, value: string): Promise<void>;
-}
+/** Summaries by the hashes of the messages they stand for. */
+export type SummaryStore = KeyValueStore;
 
 export function memorySummaryStore(maxBytes = 16 * 1024 * 1024): SummaryStore {
   const cache = new LRUCache<string, string>({ maxSize: maxBytes, sizeCalculation: (value, key) => (value.length + key.length) * 2 + 64 });

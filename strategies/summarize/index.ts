@@ -3,7 +3,7 @@ import { withDeadline } from '../../src/core/deadline.js';
 import { isAbortError } from '../../src/core/errors.js';
 import { defineOptions, rules } from '../../src/core/define-options.js';
 import { SESSION_HEADER } from '../../src/text/stopwords.js';
-import type { FailureRecord, Strategy, StrategyContext, StrategyResult } from '../../src/core/strategy.js';
+import type { BackgroundQueue, FailureRecord, Strategy, StrategyContext, StrategyResult } from '../../src/core/strategy.js';
 import type { Messages } from '../../src/core/types.js';
 import type { Partition } from '../../src/core/units.js';
 import { stableHistory } from '../../src/core/window.js';
@@ -225,7 +225,7 @@ class Run {
     return this.settings.store ?? this.context.runtime.summaryStore;
   }
 
-  get queue(): SummaryQueue {
+  get queue(): BackgroundQueue {
     return this.settings.queue ?? this.context.runtime.summaryQueue;
   }
 
