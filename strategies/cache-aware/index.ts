@@ -7,7 +7,7 @@ import { keepLatestExchange } from '../../src/core/nets.js';
 import { isToolMessage } from '../../src/core/clearing.js';
 import { defineOptions, rules } from '../../src/core/define-options.js';
 import { cacheTerms } from '../../src/prices.js';
-import { SCORING_DEFAULTS, SCORING_RULES, type ScoringOptions, scoreUnits } from '../relevance/score.js';
+import { SCORING_DEFAULTS, SCORING_RULES, type ScoringOptions, scoreUnits } from '../scoring.js';
 import { earlyCutKey, loadEarlyCuts } from './early-cuts.js';
 import { affordableExcerpts, EXCERPTS_LABEL, excerptGateScore, pickExcerpts, renderExcerpts } from './excerpts.js';
 
@@ -87,7 +87,7 @@ export const CACHE_AWARE_OPTIONS = defineOptions<CacheAwareOptions, typeof CACHE
   },
   docs: [
     ['strategies/cache-aware/index.ts', 'CacheAwareOptions'],
-    ['strategies/relevance/score.ts', 'ScoringOptions'],
+    ['strategies/scoring.ts', 'ScoringOptions'],
   ],
 });
 

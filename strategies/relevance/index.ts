@@ -4,7 +4,7 @@ import type { ChatMessage } from '../../src/core/types.js';
 import { type Sessions, sessions } from '../../src/text/sessions.js';
 import { SESSION_HEADER } from '../../src/text/stopwords.js';
 import { defineOptions, rules } from '../../src/core/define-options.js';
-import { SCORING_DEFAULTS, SCORING_RULES, type ScoringOptions, scoreUnits } from './score.js';
+import { SCORING_DEFAULTS, SCORING_RULES, type ScoringOptions, scoreUnits } from '../scoring.js';
 
 export interface RelevanceOptions extends ScoringOptions {
   /** Share of the budget (after protected messages) kept for the most recent turns. @default 0.1 */
@@ -55,7 +55,7 @@ export const RELEVANCE_OPTIONS = defineOptions<RelevanceOptions, typeof RELEVANC
   },
   docs: [
     ['strategies/relevance/index.ts', 'RelevanceOptions'],
-    ['strategies/relevance/score.ts', 'ScoringOptions'],
+    ['strategies/scoring.ts', 'ScoringOptions'],
   ],
 });
 

@@ -1,17 +1,17 @@
-import { withDeadline } from '../../src/core/deadline.js';
-import { rethrowIfAborted, throwIfAborted } from '../../src/core/errors.js';
-import { type Rule, rules } from '../../src/core/define-options.js';
-import type { FailureRecord, StrategyContext } from '../../src/core/strategy.js';
-import type { Messages } from '../../src/core/types.js';
-import type { Partition } from '../../src/core/units.js';
-import { dotMany } from '../../src/embedders/dot-many.js';
-import type { EmbeddingCache } from '../../src/embedders/memo.js';
-import type { Embedder } from '../../src/embedders/types.js';
-import { encoderUnavailable } from '../../src/runtime.js';
-import { bm25Scores, prepareTerms } from '../../src/text/bm25.js';
-import { nextTurn, timeSlicer } from '../../src/core/turns.js';
-import { WARMING } from '../../src/core/stats.js';
-import { messageText } from '../../src/text/message-text.js';
+import { withDeadline } from '../src/core/deadline.js';
+import { rethrowIfAborted, throwIfAborted } from '../src/core/errors.js';
+import { type Rule, rules } from '../src/core/define-options.js';
+import type { FailureRecord, StrategyContext } from '../src/core/strategy.js';
+import type { Messages } from '../src/core/types.js';
+import type { Partition } from '../src/core/units.js';
+import { dotMany } from '../src/embedders/dot-many.js';
+import type { EmbeddingCache } from '../src/embedders/memo.js';
+import type { Embedder } from '../src/embedders/types.js';
+import { encoderUnavailable } from '../src/runtime.js';
+import { bm25Scores, prepareTerms } from '../src/text/bm25.js';
+import { nextTurn, timeSlicer } from '../src/core/turns.js';
+import { WARMING } from '../src/core/stats.js';
+import { messageText } from '../src/text/message-text.js';
 
 /** How units are scored against the latest message: shared by the strategies that pick by relevance. */
 export interface ScoringOptions {
