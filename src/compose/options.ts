@@ -10,7 +10,7 @@ import { checkedByFactory, defineOptions, rules } from '../core/define-options.j
 import { requireInstalled } from '../core/optional.js';
 import type { OnBudgetUnreachable } from '../core/guard.js';
 import { createPreset, DEFAULT_PRESET, type PresetOptions } from '../../strategies/presets.js';
-import type { Strategy } from '../core/strategy.js';
+import { isStrategy, type Strategy } from '../core/strategy.js';
 import type { ChatRequest } from '../core/types.js';
 import { DEFAULT_LIMITS, type InputLimits } from '../core/validate.js';
 
@@ -245,8 +245,8 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
   let strategy: Strategy;
   const chosen = merged.strategy;
   if (typeof chosen === 'string') strategy = createPreset(chosen, merged.presetOptions, 'strategy');
-  else if (typeof chosen === 'object' && chosen !== null && typeof chosen.apply === 'function' && typeof chosen.name === 'string') strategy = chosen;
-  else invalidOption('strategy', 'a preset name or a strategy ({ name, apply })', chosen);
+  else if (isStrategy(chosen)) strategy = chosen;
+  else invalidOption('strategy', "a preset name or a strategy ({ name, apply }, specificationVersion 'v1' or none)", chosen);
   if (
     merged.embedder !== undefined &&
     (typeof merged.embedder !== 'object' || merged.embedder === null || typeof merged.embedder.embed !== 'function' || typeof merged.embedder.id !== 'string')

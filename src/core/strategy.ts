@@ -26,7 +26,11 @@ export interface StrategyRuntime {
   defaultEmbedder(): Embedder | null;
 }
 
-/** Everything impure or request-specific a strategy may use. Strategies never reach elsewhere. */
+/**
+ * Everything impure or request-specific a strategy may use. Strategies never reach elsewhere.
+ * Version `'v1'` (see `STRATEGY_SPECIFICATION_VERSION`): members may be added in a minor release,
+ * never removed or changed. The object is frozen: a strategy cannot change what the next one sees.
+ */
 export interface StrategyContext {
   /** Token counter for the request's model (memoized per message). */
   readonly counter: TokenCounter;
@@ -83,7 +87,21 @@ export interface StrategyResult {
  *   async apply(messages) { return { messages: messages.filter((m) => typeof m.content === 'string') } },
  * }
  */
+/** The version of the `Strategy` interface (and of `StrategyContext`) this release implements. */
+export const STRATEGY_SPECIFICATION_VERSION = 'v1';
+
+/**
+ * A strategy: a small pure async unit over an immutable message list. Version `'v1'` of this
+ * interface: `apply(messages, context)` returns the messages to send (a subset of the input,
+ * rewritten messages reported in `rewrites`), and reads nothing but its options and `context`.
+ */
 export interface Strategy {
+  /**
+   * The version of this interface the strategy is written for (see `STRATEGY_SPECIFICATION_VERSION`).
+   * Omitted, it is `'v1'`. A strategy declaring a version this release does not know is refused
+   * when it is given to `createCompactor` or `pipeline` (`options.invalid`), never run half-understood.
+   */
+  readonly specificationVersion?: 'v1';
   readonly name: string;
   /**
    * Run also on requests within the budget. Only for strategies that change a request under the
@@ -121,9 +139,9 @@ export type StrategyContextInit = Omit<StrategyContext, 'partition'>;
 export function createStrategyContext(init: StrategyContextInit): StrategyContext {
   const partitions = new WeakMap<Messages, Partition>();
   const tokensOf = (message: ChatMessage) => init.counter.message(message);
-  return {
+  return Object.freeze({
     ...init,
-    partition(messages) {
+    partition(messages: Messages) {
       let cached = partitions.get(messages);
       if (cached === undefined) {
         cached = partition(messages, tokensOf);
@@ -131,7 +149,7 @@ export function createStrategyContext(init: StrategyContextInit): StrategyContex
       }
       return cached;
     },
-  };
+  });
 }
 
 export function failureOf(strategy: string, error: unknown): FailureRecord {
@@ -190,13 +208,24 @@ export async function runStrategy(
  * @example
  * const strategy = pipeline('my-route', [truncate({ keepFirstUserTurns: 1 })])
  */
+/** Whether `value` is a strategy this release can run: `{ name, apply }`, of a known specification version. */
+export function isStrategy(value: unknown): value is Strategy {
+  if (typeof value !== 'object' || value === null) return false;
+  const candidate = value as Partial<Strategy>;
+  return (
+    typeof candidate.apply === 'function' &&
+    typeof candidate.name === 'string' &&
+    (candidate.specificationVersion === undefined || candidate.specificationVersion === STRATEGY_SPECIFICATION_VERSION)
+  );
+}
+
 export function pipeline(name: string, strategies: readonly Strategy[]): Strategy {
   if (typeof name !== 'string' || name.length === 0) {
     throw new CompactorError('options.invalid', 'option "name" of pipeline must be a non-empty string', { pointer: 'name' });
   }
   strategies.forEach((strategy, index) => {
-    if (typeof strategy !== 'object' || strategy === null || typeof strategy.apply !== 'function' || typeof strategy.name !== 'string') {
-      throw new CompactorError('options.invalid', `option "strategies[${index}]" must be a strategy ({ name, apply })`, {
+    if (!isStrategy(strategy)) {
+      throw new CompactorError('options.invalid', `option "strategies[${index}]" must be a strategy ({ name, apply }, specificationVersion 'v1' or none)`, {
         pointer: `strategies[${index}]`,
       });
     }
