@@ -26,7 +26,7 @@ beforeAll(() => {
 describe('CLI: compact', () => {
   test('--budget 2000 on a LoCoMo conversation (default preset): o200k count <= 2000, system prompt and question kept', async () => {
     const { code, stdout, stderr } = run(['compact', conversationFile, '--budget', '2000', '--stats']);
-    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr.trim().split('\n'), stderr).toHaveLength(1);
     expect(code).toBe(0);
     const output = JSON.parse(stdout) as ChatRequest;
     const input = locomoRequest(2);

@@ -11,7 +11,6 @@ import { requireInstalled } from '../core/optional.js';
 import type { OnBudgetUnreachable } from '../core/guard.js';
 import { createPreset, DEFAULT_PRESET, type PresetOptions } from '../../strategies/presets.js';
 import { isStrategy, type Strategy } from '../core/strategy.js';
-import type { ChatRequest } from '../core/types.js';
 import { DEFAULT_LIMITS, type InputLimits } from '../core/validate.js';
 
 export interface CompactorOptions {
@@ -295,27 +294,4 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
     tokenCacheBytes: merged.tokenCacheBytes,
     clock,
   };
-}
-
-/** Budget for a request: `maxInputTokens`, the model window minus the reply reserve, or the smaller. */
-/** Prompt tokens the model's window leaves after the reply's reserve, or null for an unknown model. */
-export function resolveWindow(
-  options: Pick<ResolvedOptions, 'reserveOutputTokens'>,
-  info: ModelInfo | undefined,
-  request: Pick<ChatRequest, 'max_tokens' | 'max_completion_tokens'>,
-): number | null {
-  if (!info) return null;
-  const requested = request.max_completion_tokens ?? request.max_tokens;
-  const reserve = typeof requested === 'number' && requested >= 0 ? requested : options.reserveOutputTokens;
-  return Math.max(0, info.contextWindow - reserve);
-}
-
-export function resolveBudget(
-  options: Pick<ResolvedOptions, 'maxInputTokens' | 'reserveOutputTokens'>,
-  info: ModelInfo | undefined,
-  request: Pick<ChatRequest, 'max_tokens' | 'max_completion_tokens'>,
-): number | null {
-  const windowBudget = resolveWindow(options, info, request);
-  if (options.maxInputTokens === undefined) return windowBudget;
-  return windowBudget === null ? options.maxInputTokens : Math.min(windowBudget, options.maxInputTokens);
 }
