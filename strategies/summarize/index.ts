@@ -290,7 +290,7 @@ class Run {
    * (aligned runs of `groupSize` of one level, from the oldest); when that is not possible, the
    * oldest summaries are dropped. Returns how many were dropped.
    */
-  async condense(folded: Item[], limit: number, hardLimit: number, onDrop: (item: Item) => void): Promise<number> {
+  async condense(folded: Item[], limit: number, hardLimit: number): Promise<number> {
     const { groupSize, summarizer, summaryTokens, role } = this.settings;
     const total = () => folded.reduce((sum, item) => sum + item.tokens, 0);
     merging: while (total() > limit) {
@@ -324,7 +324,7 @@ class Run {
     }
     let dropped = 0;
     while (folded.length > 0 && (total() > hardLimit || (folded.length > 1 && total() > limit))) {
-      onDrop(folded.shift()!);
+      folded.shift();
       dropped++;
     }
     return dropped;
@@ -388,7 +388,7 @@ class Run {
     const net = keepLatestExchange(messages, parts, keep, left, context.budget);
     left = net.left;
     if (net.added > 0) nets.latestAnswer = net.added;
-    const dropped = await this.condense(folded, summaryRoom, Math.max(0, left), () => {});
+    const dropped = await this.condense(folded, summaryRoom, Math.max(0, left));
     left -= folded.reduce((sum, item) => sum + item.tokens, 0);
 
     // Net: summaries not made yet (a cold process, or the conversation's first step) leave their
@@ -456,7 +456,7 @@ class Run {
     const exchange = latestExchange(messages, parts).reduce((sum, unit) => sum + parts.units[unit]!.tokens, 0);
     const room = context.budget - context.fixedTokens - parts.protectedTokens - (exchange <= context.budget / 2 ? exchange : 0);
     const share = Math.min(settings.summaryShare * context.budget, room);
-    const dropped = await this.condense(folded, share, room, () => {});
+    const dropped = await this.condense(folded, share, room);
     if (folded.length === 0) return { messages, failures: this.failures, info: { folded: 0, chunks: chunks.length } };
     const at = new Map<number, Item>();
     for (const item of folded) at.set(item.first, item);
