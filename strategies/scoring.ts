@@ -134,6 +134,16 @@ export interface Scores {
 /** Texts looked up in the embedding memo between two yields to the event loop. */
 const PEEK_SLICE = 512;
 
+/** The memo's vectors for `texts` (undefined where missing), in slices with yields: hashing thousands of texts at once would hold the event loop. */
+async function peekAll(cache: EmbeddingCache, embedder: Embedder, texts: readonly string[]): Promise<(Float32Array | undefined)[]> {
+  const vectors: (Float32Array | undefined)[] = [];
+  for (let start = 0; start < texts.length; start += PEEK_SLICE) {
+    if (start > 0) await nextTurn();
+    vectors.push(...cache.peek(embedder, texts.slice(start, start + PEEK_SLICE)));
+  }
+  return vectors;
+}
+
 export async function scoreUnits(
   messages: Messages,
   parts: Partition,
@@ -203,14 +213,8 @@ export async function scoreUnits(
   if (embedder && settings.denseWeight > 0 && candidates.length > 0 && skipDense) {
     // No query to embed: only the history's missing vectors, in the background, for the next request.
     try {
-      const missing: string[] = [];
-      for (let start = 0; start < paired.length; start += PEEK_SLICE) {
-        if (start > 0) await nextTurn();
-        const slice = paired.slice(start, start + PEEK_SLICE);
-        cache.peek(embedder, slice).forEach((vector, index) => {
-          if (vector === undefined) missing.push(slice[index]!);
-        });
-      }
+      const found = await peekAll(cache, embedder, paired);
+      const missing = paired.filter((_, index) => found[index] === undefined);
       vectors = paired.length - missing.length;
       if (missing.length > 0) cache.warm(embedder, missing);
     } catch (error) {
@@ -231,12 +235,7 @@ export async function scoreUnits(
         queryVector = all[0]!;
         documentVectors = all.slice(1);
       } else {
-        // In slices: hashing thousands of texts at once would hold the event loop.
-        documentVectors = [];
-        for (let start = 0; start < paired.length; start += PEEK_SLICE) {
-          if (start > 0) await nextTurn();
-          documentVectors.push(...cache.peek(embedder, paired.slice(start, start + PEEK_SLICE)));
-        }
+        documentVectors = await peekAll(cache, embedder, paired);
         const missing = paired.filter((_, index) => documentVectors[index] === undefined);
         // The query first: in-process encoders run one batch at a time.
         const pending = cache.embed(embedder, [query], { signal: context.signal });

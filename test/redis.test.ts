@@ -53,15 +53,17 @@ afterAll(async () => {
   await Promise.all(children.map(stop));
 });
 
+/** The Redis .ci/run started (REDIS_URL), else one of our own. */
+async function sharedRedisUrl(): Promise<string> {
+  if (process.env.REDIS_URL) return process.env.REDIS_URL;
+  const port = await freePort();
+  children.push(await startRedis(port));
+  return `redis://127.0.0.1:${port}`;
+}
+
 describe.skipIf(!hasRedis)('redis store', () => {
   test('two compactor instances sharing one Redis share hits, embeddings and summaries', async () => {
-    // The Redis .ci/run started, else one of our own.
-    let url = process.env.REDIS_URL;
-    if (!url) {
-      const port = await freePort();
-      children.push(await startRedis(port));
-      url = `redis://127.0.0.1:${port}`;
-    }
+    const url = await sharedRedisUrl();
     const prefix = `test-${process.pid}-${Date.now()}:`;
     const instance = () => {
       const store = redisStore({ url, prefix });
@@ -96,12 +98,7 @@ describe.skipIf(!hasRedis)('redis store', () => {
   });
 
   test("two instances sharing one Redis lay a conversation out byte for byte alike, cache-aware's early cuts included", async () => {
-    let url = process.env.REDIS_URL;
-    if (!url) {
-      const port = await freePort();
-      children.push(await startRedis(port));
-      url = `redis://127.0.0.1:${port}`;
-    }
+    const url = await sharedRedisUrl();
     const prefix = `test-layout-${process.pid}-${Date.now()}:`;
     const messages: ChatMessage[] = [{ role: 'system', content: 'be brief' }];
     for (let turn = 0; turn < 41; turn++)
