@@ -28,6 +28,7 @@ export interface EntryDeps {
 export function createEntries({ options, store, embedder, embeddings, stats, fail, track }: EntryDeps) {
   const { settings, verifier, threshold } = options;
   const profileOf = profileMemo();
+  const now = settings.clock ?? Date.now;
   /** The entry the exact layer points to, if both the pointer and the entry are still there. */
   async function exactEntry(exactKey: string): Promise<{ question: string; response: CachedResponse } | undefined> {
     const id = await store.get(`rc:x:${exactKey}`);
@@ -59,7 +60,7 @@ export function createEntries({ options, store, embedder, embeddings, stats, fai
   async function storeAnswer(ticket: CacheTicket, response: CachedResponse): Promise<boolean> {
     const format = FORMATS[response.format] as (typeof FORMATS)[FormatName] | undefined;
     const reason = format ? format.uncacheableReason(response, settings.cacheToolCalls) : 'incomplete';
-    const serialized = reason ? '' : JSON.stringify({ question: ticket.question ?? null, response, at: settings.clock() });
+    const serialized = reason ? '' : JSON.stringify({ question: ticket.question ?? null, response, at: now() });
     const skip = reason ?? (serialized.length > settings.maxEntryBytes ? 'too-large' : null);
     if (skip) {
       stats.skipped[skip] = (stats.skipped[skip] ?? 0) + 1;
@@ -106,9 +107,9 @@ export function createEntries({ options, store, embedder, embeddings, stats, fai
   async function generationOf(tenant: string | undefined): Promise<string> {
     const key = generationKey(tenant);
     const memo = generations.get(key);
-    if (memo && settings.clock() - memo.at < GENERATION_MEMO_MS) return memo.value;
+    if (memo && now() - memo.at < GENERATION_MEMO_MS) return memo.value;
     const value = (await store.get(key)) ?? '';
-    generations.set(key, { value, at: settings.clock() });
+    generations.set(key, { value, at: now() });
     return value;
   }
   const withGeneration = (ticket: CacheTicket, generation: string): CacheTicket =>
@@ -121,10 +122,10 @@ export function createEntries({ options, store, embedder, embeddings, stats, fai
           namespace: ticket.namespace === undefined ? undefined : sha(`${ticket.namespace}\u0002${generation}`),
         };
   async function newGeneration(tenant: string): Promise<void> {
-    const value = `${settings.clock().toString(36)}.${Math.random().toString(36).slice(2)}`;
+    const value = `${now().toString(36)}.${Math.random().toString(36).slice(2)}`;
     const key = generationKey(tenant);
     await store.set(key, value);
-    generations.set(key, { value, at: settings.clock() });
+    generations.set(key, { value, at: now() });
   }
   return { exactEntry, nearest, storeAnswer, generationOf, withGeneration, newGeneration };
 }

@@ -127,7 +127,6 @@ export const RESPONSE_CACHE_DEFAULTS = {
   allowConflicts: false,
   coalesceMs: 30_000,
   skipSampled: false,
-  clock: Date.now as () => number,
 };
 
 /** Every option `createResponseCache` takes. */
