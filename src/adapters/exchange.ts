@@ -1,4 +1,3 @@
-import { isUtf8 } from 'node:buffer';
 import { LARGE_BODY_BYTES, nextTurn } from '../core/turns.js';
 import { createCompactor, type Compactor } from '../compose/compactor.js';
 import { CompactorError } from '../core/errors.js';
@@ -6,9 +5,15 @@ import { type Rule, rules } from '../core/define-options.js';
 import type { CompactorOptions } from '../compose/options.js';
 import { isRouteTable, type RouteTable } from '../compose/routes.js';
 import type { CompactionStats } from '../core/stats.js';
-import { FORMATS, resolveFormat } from '../formats/registry.js';
-import { encodeSse, sseCollector } from '../formats/sse.js';
+import { resolveFormat } from '../formats/registry.js';
 import type { CachedResponse, FormatName, Replay, WireFormat } from '../formats/wire-format.js';
+import { checkDepth, readJson } from './body.js';
+import { type Recorder, recorded, recorder } from './recorder.js';
+import { asCompactorError, errorReply, freshReplay, type Reply, replyOf } from './reply.js';
+
+export { checkDepth, MAX_JSON_DEPTH, readBody, readJson } from './body.js';
+export type { Recorder } from './recorder.js';
+export { asCompactorError, errorReply, freshReplay, type Reply, replyOf } from './reply.js';
 
 /**
  * The one request flow every adapter shares: read → validate → compact → answer from the cache or
@@ -82,137 +87,6 @@ export function compactionHeaders(stats: CompactionStats): Record<string, string
   return headers;
 }
 
-/** Any error as a CompactorError: body-parser's errors keep their meaning, anything unknown is `internal`. */
-export function asCompactorError(error: unknown): CompactorError {
-  if (CompactorError.isInstance(error)) return error;
-  const parserType = (error as { type?: unknown } | null)?.type;
-  if (parserType === 'entity.too.large') return new CompactorError('input.too-large', 'body: request body is too large', { pointer: 'body', cause: error });
-  if (parserType === 'entity.parse.failed') return new CompactorError('input.invalid', 'body: is not valid JSON', { pointer: 'body', cause: error });
-  return new CompactorError('internal', error instanceof Error ? error.message : String(error), { cause: error });
-}
-
-/** A complete answer the adapter sends as is: a cached reply or an error. */
-export interface Reply {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-}
-
-const JSON_TYPE = 'application/json';
-const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' };
-
-/**
- * A cached answer as this request's own: a new `id`, `created` now, and a `usage` of zeros, since
- * nothing reached the model (`x-compactor-cache: hit` says where it came from). Streams get the
- * same in every chunk.
- */
-export function freshReplay(replay: Replay, now: number): Replay {
-  const suffix = `cached${now.toString(36)}${Math.random().toString(36).slice(2, 10)}`;
-  const zero = (usage: unknown): unknown => {
-    if (typeof usage === 'number') return 0;
-    if (typeof usage !== 'object' || usage === null || Array.isArray(usage)) return usage;
-    return Object.fromEntries(Object.entries(usage).map(([key, value]) => [key, zero(value)]));
-  };
-  const fresh = (value: unknown): unknown => {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
-    const copy: Record<string, unknown> = { ...(value as Record<string, unknown>) };
-    if (typeof copy.id === 'string') copy.id = `${/^[a-z]+[-_]/i.exec(copy.id)?.[0] ?? ''}${suffix}`;
-    if (typeof copy.created === 'number') copy.created = Math.floor(now / 1000);
-    if (copy.usage !== undefined && copy.usage !== null) copy.usage = zero(copy.usage);
-    // Anthropic's stream opens with the message itself.
-    if (typeof copy.message === 'object' && copy.message !== null) copy.message = fresh(copy.message);
-    return copy;
-  };
-  if (replay.kind === 'json') return { kind: 'json', body: fresh(replay.body) };
-  return {
-    kind: 'sse',
-    events: replay.events.map((event) => {
-      if (event.data.trim() === '[DONE]') return event;
-      try {
-        return { ...event, data: JSON.stringify(fresh(JSON.parse(event.data))) };
-      } catch {
-        return event;
-      }
-    }),
-  };
-}
-
-/** A replay as bytes on the wire. */
-export function replyOf(replay: Replay, headers: Record<string, string> = {}): Reply {
-  if (replay.kind === 'sse') return { status: 200, headers: { ...headers, ...SSE_HEADERS }, body: encodeSse(replay.events) };
-  return { status: 200, headers: { ...headers, 'content-type': JSON_TYPE }, body: JSON.stringify(replay.body) };
-}
-
-/** An error in the caller's wire format (OpenAI's when the format is not known yet). */
-export function errorReply(error: unknown, format: FormatName | undefined, headers: Record<string, string> = {}): Reply {
-  const failure = asCompactorError(error);
-  const body = FORMATS[format ?? 'openai'].errorBody(failure);
-  return { status: failure.status, headers: { ...headers, 'content-type': JSON_TYPE }, body: JSON.stringify(body) };
-}
-
-/** Collects a response (JSON or SSE) as it is relayed, up to a byte bound, for the cache. */
-export interface Recorder {
-  push(chunk: Uint8Array | string): void;
-  /** The response is complete: store it if the cache takes it. */
-  end(): void;
-  /** The response was cut short: store nothing, and let identical requests waiting on it go ahead. */
-  abandon(): void;
-}
-
-/** Largest response body collected for the cache. The cache applies its own, smaller, bound on what it stores. */
-const MAX_RECORDED_BYTES = 8 * 1024 * 1024;
-
-function recorder(
-  format: FormatName,
-  contentType: string | null | undefined,
-  commit: (response: CachedResponse) => Promise<boolean>,
-  release: () => void,
-): Recorder {
-  const sse = (contentType ?? '').includes('text/event-stream') ? sseCollector() : undefined;
-  const decoder = new TextDecoder();
-  let text = '';
-  let size = 0;
-  let overflow = false;
-  let ended = false;
-  return {
-    push(chunk) {
-      if (overflow) return;
-      size += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
-      if (size > MAX_RECORDED_BYTES) {
-        overflow = true;
-        return;
-      }
-      const piece = typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
-      if (sse) sse.push(piece);
-      else text += piece;
-    },
-    abandon() {
-      ended = true;
-      release();
-    },
-    end() {
-      if (ended) return;
-      ended = true;
-      if (overflow) {
-        release();
-        return;
-      }
-      let response: CachedResponse;
-      if (sse) response = { format, events: sse.events };
-      else {
-        try {
-          response = { format, body: JSON.parse(text + decoder.decode()) };
-        } catch {
-          release();
-          return;
-        }
-      }
-      // A failed store is counted by the cache; the caller already has its answer.
-      void commit(response).catch(() => undefined);
-    },
-  };
-}
-
 /** Where a request is in the flow, and what it needs to go on. */
 export interface ExchangeOptions {
   compactor: Compactor | RouteTable;
@@ -229,6 +103,8 @@ export interface ExchangeOptions {
   header: (name: string) => string | null | undefined;
   /** Add the `x-compactor-*` headers. */
   headers: boolean;
+  /** Wall clock of a replayed answer's `created`, in milliseconds. @default Date.now */
+  clock?: () => number;
 }
 
 /** The request, answered from the cache. */
@@ -264,29 +140,6 @@ export interface PreparedForward {
 
 export type Prepared = PreparedCached | PreparedForward;
 
-/** Deepest nesting of arrays and objects a request body may have (tool schemas included). */
-export const MAX_JSON_DEPTH = 64;
-
-/**
- * Refuse a body nested deeper than `MAX_JSON_DEPTH` (a 5,000-deep `response_format` would
- * otherwise overflow the stack of whatever walks it), naming the field where it goes too deep.
- * Iterative, so the check itself cannot overflow.
- */
-export function checkDepth(body: unknown, limit = MAX_JSON_DEPTH): void {
-  const stack: [unknown, number, string][] = [[body, 1, 'body']];
-  while (stack.length > 0) {
-    const [value, depth, at] = stack.pop()!;
-    if (typeof value !== 'object' || value === null) continue;
-    if (depth > limit) {
-      const shown = at.length > 120 ? `${at.slice(0, 120)}…` : at;
-      throw new CompactorError('input.invalid', `${shown}: nested more than ${limit} deep`, { pointer: at });
-    }
-    if (Array.isArray(value)) {
-      for (let index = 0; index < value.length; index++) stack.push([value[index], depth + 1, `${at}[${index}]`]);
-    } else for (const [key, item] of Object.entries(value)) if (typeof item === 'object' && item !== null) stack.push([item, depth + 1, `${at}.${key}`]);
-  }
-}
-
 /** Validate and compact a parsed body, and look it up in the cache. Errors are thrown (adapters render them). */
 export async function prepare(body: unknown, options: ExchangeOptions): Promise<Prepared> {
   if (typeof body !== 'object' || body === null || Array.isArray(body))
@@ -309,7 +162,13 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
   });
   const headers = options.headers ? compactionHeaders(result.stats) : {};
   if (result.kind === 'cached')
-    return { kind: 'cached', format, stats: result.stats, replay: result.reply, reply: replyOf(freshReplay(result.reply, Date.now()), headers) };
+    return {
+      kind: 'cached',
+      format,
+      stats: result.stats,
+      replay: result.reply,
+      reply: replyOf(freshReplay(result.reply, (options.clock ?? Date.now)()), headers),
+    };
   const commit = result.commit;
   const release = result.release ?? (() => undefined);
   return {
@@ -327,48 +186,6 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
       return undefined;
     },
   };
-}
-
-/** Read a body's bytes from its chunks, up to `limit` bytes (413 `input.too-large` past it, or at once when its declared length is). */
-export async function readBody(
-  chunks: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> | null | undefined,
-  limit: number,
-  declaredLength?: number | null,
-): Promise<Buffer> {
-  if (declaredLength !== undefined && declaredLength !== null && Number.isFinite(declaredLength) && declaredLength > limit) {
-    throw new CompactorError('input.too-large', `body: ${declaredLength} bytes is over the limit of ${limit}`, { pointer: 'body' });
-  }
-  const parts: Buffer[] = [];
-  let size = 0;
-  if (chunks) {
-    for await (const chunk of chunks) {
-      const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      size += bytes.byteLength;
-      if (size > limit) throw new CompactorError('input.too-large', `body: over the limit of ${limit} bytes`, { pointer: 'body' });
-      parts.push(bytes);
-    }
-  }
-  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
-}
-
-/** Read a JSON body from its chunks, up to `limit` bytes. */
-export async function readJson(
-  chunks: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> | null | undefined,
-  limit: number,
-  declaredLength?: number | null,
-): Promise<unknown> {
-  const bytes = await readBody(chunks, limit, declaredLength);
-  const size = bytes.byteLength;
-  // Invalid UTF-8 is refused, not replaced with U+FFFD and sent on as if the caller had written it.
-  if (!isUtf8(bytes)) throw new CompactorError('input.invalid', 'body: is not valid UTF-8', { pointer: 'body' });
-  const text = bytes.toString('utf8');
-  // Decoding and parsing megabytes are two long steps: other requests get a turn between them.
-  if (size > LARGE_BODY_BYTES) await nextTurn();
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new CompactorError('input.invalid', 'body: is not valid JSON', { pointer: 'body' });
-  }
 }
 
 /** What the upstream (a handler, or a model API) answered. */
@@ -398,21 +215,6 @@ export type ExchangeResult<U extends Upstream> =
       body: AsyncIterable<Uint8Array> | null;
       stats: CompactionStats;
     };
-
-async function* recorded(body: AsyncIterable<Uint8Array>, sink: Recorder): AsyncIterable<Uint8Array> {
-  let complete = false;
-  try {
-    for await (const chunk of body) {
-      sink.push(chunk);
-      yield chunk;
-    }
-    complete = true;
-    sink.end();
-  } finally {
-    // A stream cut short (or a reader that stopped) is never stored.
-    if (!complete) sink.abandon();
-  }
-}
 
 export interface ExchangeInput extends ExchangeOptions {
   body: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> | null | undefined;

@@ -75,6 +75,7 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
           signal: abort.signal,
           header: (name) => header(request, name),
           headers: true,
+          clock: settings.clock ?? Date.now,
         },
         (body, prepared) => {
           release();
