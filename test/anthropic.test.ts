@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { isAnthropicRequest } from '../src/formats/anthropic.js';
+import { isAnthropicRequest } from '../src/formats/anthropic/index.js';
 import { createCompactor, CompactorError } from '../src/index.js';
 import { deepFreeze, wordTokenizer } from '../src/testing/index.js';
 

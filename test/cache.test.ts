@@ -6,7 +6,7 @@ import { compaction, compactionErrorHandler } from '../src/adapters/express.js';
 import { compaction as fetchCompaction } from '../src/adapters/fetch.js';
 import type { CachedResponse, CacheTicket, ResponseCacheOptions } from '../src/cache/response-cache.js';
 import { cosineVerifier } from '../src/cache/verifier.js';
-import { anthropicFormat, anthropicMessageEvents, assembleAnthropicMessage } from '../src/formats/anthropic.js';
+import { anthropicFormat, anthropicMessageEvents, assembleAnthropicMessage } from '../src/formats/anthropic/index.js';
 import { encodeSse, type SseEvent } from '../src/formats/sse.js';
 import { createCompactor, createResponseCache, memoryStore, pipeline, relevance, type ChatRequest, type Compactor } from '../src/index.js';
 import type { Store } from '../src/stores/types.js';

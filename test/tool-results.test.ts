@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { CLEARED_MARK } from '../src/core/clearing.js';
-import { fromAnthropic } from '../src/formats/anthropic.js';
+import { fromAnthropic } from '../src/formats/anthropic/index.js';
 import type { ChatMessage } from '../src/core/types.js';
 import { createCompactor, pipeline, toolResults, truncate } from '../src/index.js';
 import { cacheTerms, PRICES } from '../src/prices.js';

@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VALUE } from '../../src/core/clearing.js';
 import type { ChatMessage } from '../../src/core/types.js';
-import { fromAnthropic, type AnthropicMessage } from '../../src/formats/anthropic.js';
+import { fromAnthropic, type AnthropicMessage } from '../../src/formats/anthropic/index.js';
 import { messageText } from '../../src/text/message-text.js';
 
 export type RunGroup = 'long' | 'short';

@@ -1,4 +1,4 @@
-import { anthropicFormat } from './anthropic.js';
+import { anthropicFormat } from './anthropic/index.js';
 import { openaiFormat } from './openai.js';
 import type { FormatName, WireFormat } from './wire-format.js';
 
