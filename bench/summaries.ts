@@ -19,7 +19,7 @@ import { extractiveSummarizer } from '../src/summarizers/extractive.js';
 import { llmSummarizer } from '../src/summarizers/llm.js';
 import { memorySummaryStore, SummaryQueue } from '../src/summarizers/queue.js';
 import { relevance } from '../strategies/relevance/index.js';
-import { summarize } from '../strategies/summarize/index.js';
+import { summarize, summaryFold } from '../strategies/summarize/index.js';
 import { truncate } from '../strategies/truncate/index.js';
 import { createEmbeddingCache } from '../src/embedders/memo.js';
 import type { ChatMessage } from '../src/core/types.js';
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
     custom(
       'balanced (llm, gpt-4o-mini)',
       pipeline('balanced-llm', [
-        summarize({ ...inline, summarizer: llm, summaryShare: 0.1, keepSource: true, store: memorySummaryStore(), queue: new SummaryQueue() }),
+        summaryFold({ ...inline, summarizer: llm, summaryShare: 0.1, store: memorySummaryStore(), queue: new SummaryQueue() }),
         relevance({ recencyShare: 0.2, embedTimeoutMs: 600_000, awaitDocuments: true }),
       ]),
       () => (promptTokens * summarizerPrice.input + completionTokens * summarizerPrice.output) / 1e6,

@@ -16,7 +16,7 @@ export { createRuntime } from './runtime.js';
 export { truncate } from '../strategies/truncate/index.js';
 export { cacheAware } from '../strategies/cache-aware/index.js';
 export { relevance } from '../strategies/relevance/index.js';
-export { summarize } from '../strategies/summarize/index.js';
+export { summarize, summaryFold } from '../strategies/summarize/index.js';
 export { toolResults } from '../strategies/tool-results/index.js';
 export type { Embedder } from './embedders/types.js';
 export { useLite } from './embedders/use-lite.js';

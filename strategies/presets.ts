@@ -1,6 +1,6 @@
 import { cacheAware, type CacheAwareOptions } from './cache-aware/index.js';
 import { relevance, type RelevanceOptions } from './relevance/index.js';
-import { summarize, type SummarizeStrategyOptions } from './summarize/index.js';
+import { summarize, summaryFold, type SummarizeStrategyOptions } from './summarize/index.js';
 import { truncate, type TruncateOptions } from './truncate/index.js';
 import { toolResults, type ToolResultsOptions } from './tool-results/index.js';
 import { pipeline } from '../src/core/strategy.js';
@@ -42,10 +42,7 @@ const PRESETS: Record<string, PresetFactory> = {
   summarize: (options) => withTools('summarize', options, [summarize(options.summarize), truncate(options.truncate)]),
   // Summaries of old chunks, relevance-selected turns from the middle, the recent turns verbatim.
   balanced: (options) =>
-    withTools('balanced', options, [
-      summarize({ summaryShare: 0.1, keepSource: true, ...options.summarize }),
-      relevance({ recencyShare: 0.2, ...options.relevance }),
-    ]),
+    withTools('balanced', options, [summaryFold({ summaryShare: 0.1, ...options.summarize }), relevance({ recencyShare: 0.2, ...options.relevance })]),
 };
 
 /**

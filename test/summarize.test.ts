@@ -5,7 +5,8 @@ import { extractiveSummarizer } from '../src/summarizers/extractive.js';
 import { llmSummarizer, SUMMARY_PROMPT } from '../src/summarizers/llm.js';
 import { memorySummaryStore, SummaryQueue } from '../src/summarizers/queue.js';
 import type { Summarizer } from '../src/summarizers/types.js';
-import { summarize, SUMMARY_LABEL } from '../strategies/summarize/index.js';
+import { summarize, summaryFold, SUMMARY_LABEL } from '../strategies/summarize/index.js';
+import { strategyContext } from '../src/testing/index.js';
 import { locomoRequest } from './helpers.js';
 
 const isSummary = (message: ChatMessage) => typeof message.content === 'string' && message.content.startsWith(SUMMARY_LABEL);
@@ -170,6 +171,19 @@ describe('summarize strategy', () => {
       expect(stats.tokensAfter).toBeLessThanOrEqual(2000);
       expect(request.messages.filter(isSummary)).toHaveLength(0);
     }
+  });
+
+  test("summaryFold puts each complete chunk's summary before it and keeps its messages; summarize({ keepSource }) is the same layout", async () => {
+    const body = locomoRequest(0);
+    const run = async (strategy: ReturnType<typeof summarize>) => (await strategy.apply(body.messages, await strategyContext(body, { budget: 4000 }))).messages;
+    const options = { store: memorySummaryStore(), queue: new SummaryQueue(), mode: 'inline' as const, inlineTimeoutMs: 10_000, summaryShare: 0.1 };
+    const messages = await run(summaryFold(options));
+    const summaries = messages.filter(isSummary);
+    expect(summaries.length).toBeGreaterThan(0);
+    // Every source message is still there, in order, with summaries between them.
+    expect(messages.filter((message) => !isSummary(message))).toEqual(body.messages);
+    const legacy = await run(summarize({ ...options, keepSource: true }));
+    expect(legacy).toEqual(messages);
   });
 
   test('many chunks are summarized hierarchically within the summary share', async () => {
