@@ -69,7 +69,7 @@ async function main(): Promise<void> {
     ...Object.entries(embedders).map(([name, embedder]) => variant(`rrf(bm25, ${name}) + neighbours + 10% recency`, { embedder, previousContext: 0 })),
     ...Object.entries(embedders).map(([name, embedder]) => variant(`rrf(bm25, ${name}) + neighbours + 10% recency + previous message (default)`, { embedder })),
     variant('bm25 + neighbours + 10% recency + previous message', { embedder: null }),
-    variant('default hybrid, without session headers', { embedder: embedders['use-lite']!, omitSessionHeaders: true }),
+    variant('default hybrid, without session headers', { embedder: embedders['use-lite']!, sessionHeader: null }),
     variant('default hybrid, with omission markers', { embedder: embedders['use-lite']!, markers: true }),
   ].filter((contender) => !only || only.includes(contender.name));
   const [locomo] = shippedData();

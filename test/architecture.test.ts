@@ -117,7 +117,7 @@ describe('architecture', () => {
     }
   });
 
-  test('the root entry exports at most 26 names, values and types together', () => {
+  test('the root entry exports at most 27 names, values and types together (26 before summaryFold)', () => {
     const source = ts.createSourceFile('index.ts', readFileSync(join(root, 'src/index.ts'), 'utf8'), ts.ScriptTarget.Latest, true);
     const names: string[] = [];
     source.forEachChild((node) => {
@@ -126,7 +126,7 @@ describe('architecture', () => {
       else if (ts.isExportDeclaration(node)) names.push('*');
     });
     expect(names).not.toContain('*');
-    expect(names.length).toBeLessThanOrEqual(26);
+    expect(names.length).toBeLessThanOrEqual(27);
     expect(new Set(names).size).toBe(names.length);
   });
 

@@ -1,7 +1,6 @@
 import express from 'express';
 import request from 'supertest';
 import { describe, expect, test } from 'vitest';
-import { readPairs } from '../bench/cache-eval/pairs.js';
 import { compaction, compactionErrorHandler } from '../src/adapters/express.js';
 import { compaction as fetchCompaction } from '../src/adapters/fetch.js';
 import type { CachedResponse, CacheTicket, ResponseCacheOptions } from '../src/cache/response-cache.js';
@@ -11,7 +10,7 @@ import { encodeSse, type SseEvent } from '../src/formats/sse.js';
 import { createCompactor, createResponseCache, memoryStore, pipeline, relevance, type ChatRequest, type Compactor } from '../src/index.js';
 import type { Store } from '../src/stores/types.js';
 import { hashEmbedder, manualClock } from '../src/testing/index.js';
-import { shippedDataPath } from './cache-helpers.js';
+import { shippedQuestions } from './cache-helpers.js';
 import { compacted, locomoRequest } from './helpers.js';
 
 const completion = (content: string, extra: Record<string, unknown> = {}) => ({
@@ -94,11 +93,31 @@ describe('response cache', () => {
     expect(repeat.stats.cache).toMatchObject({ status: 'hit', layer: 'exact' });
     expect(repeat.stats.strategies).toEqual([]);
     expect(repeat.stats.tokensAfter).toBe(0);
-    expect(repeat.kind === 'cached' && repeat.reply).toEqual({ kind: 'json', body: completion('She went to a support group.') });
+    expect(repeat.kind === 'cached' && repeat.replay).toEqual({ kind: 'json', body: completion('She went to a support group.') });
+    // The deprecated name is the same value.
+    expect(repeat.kind === 'cached' && repeat.reply).toBe(repeat.kind === 'cached' && repeat.replay);
     // Asked as a stream, the same entry replays as chunks.
     const streamed = await compactor.compact({ ...body, stream: true });
-    expect(streamed.kind === 'cached' && streamed.reply.kind).toBe('sse');
+    expect(streamed.kind === 'cached' && streamed.replay.kind).toBe('sse');
     expect(cache.stats()).toMatchObject({ stored: 1, misses: 1, hits: { exact: 2, semantic: 0 } });
+  });
+
+  test('cacheAccess: none skips the cache both ways, write-only stores without serving; the deprecated flags mean the same', async () => {
+    const cache = testCache();
+    const compactor = createCompactor({ cache });
+    const question = ask('Which river runs through Vienna?');
+    const skipped = await compactor.compact(question, { cacheAccess: 'none' });
+    expect(skipped.stats.cache).toMatchObject({ status: 'bypass', reason: 'header' });
+    expect(compacted(skipped).commit).toBeUndefined();
+    const written = compacted(await compactor.compact(question, { cacheAccess: 'write-only' }));
+    expect(written.stats.cache).toMatchObject({ status: 'miss', reason: 'write-only' });
+    expect(await written.commit!({ format: 'openai', body: completion('The Danube.') })).toBe(true);
+    // Stored, but a write-only caller is still not served from it.
+    expect((await compactor.compact(question, { cacheAccess: 'write-only' })).kind).toBe('compacted');
+    expect((await compactor.compact(question, { serveFromCache: false })).stats.cache).toMatchObject({ reason: 'write-only' });
+    expect((await compactor.compact(question, { bypassCache: true })).stats.cache).toMatchObject({ status: 'bypass', reason: 'header' });
+    expect((await compactor.compact(question)).kind).toBe('cached');
+    await expect(compactor.compact(question, { cacheAccess: 'sometimes' as never })).rejects.toMatchObject({ code: 'options.invalid', pointer: 'cacheAccess' });
   });
 
   test('a paraphrase hits the semantic layer, and the hit is marked in stats', async () => {
@@ -552,8 +571,9 @@ describe('memory store', () => {
   test('moves a large namespace to HNSW (usearch) and still finds near neighbours', async () => {
     const store = memoryStore({ annThreshold: 64 });
     const embedder = hashEmbedder(128);
-    const pairs = readPairs(shippedDataPath('cache-pairs/qqp_pairs.jsonl')).slice(0, 300);
-    const vectors = await embedder.embed(pairs.map((pair) => pair.a));
+    const questions = shippedQuestions('cache-pairs/qqp_pairs.jsonl', 300);
+    expect(questions).toHaveLength(300);
+    const vectors = await embedder.embed(questions);
     const unit = vectors.map((v) => {
       const norm = Math.hypot(...v) || 1;
       return v.map((x) => x / norm);

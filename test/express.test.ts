@@ -84,6 +84,20 @@ describe('Express middleware', () => {
     expect(seen().stats.budget).toBe(4000);
   });
 
+  test('a route rule names its strategy with `strategy` (or the deprecated `preset`), not both', () => {
+    const table = createRouteTable({
+      defaults: { maxInputTokens: 4000, strategy: 'truncate' },
+      routes: [
+        { path: '/a', strategy: 'relevance' },
+        { path: '/b', preset: 'summarize' },
+      ],
+    });
+    expect(table.select({ path: '/a' }).options.strategy.name).toBe('relevance');
+    expect(table.select({ path: '/b' }).options.strategy.name).toBe('summarize');
+    expect(table.select({ path: '/c' }).options.strategy.name).toBe('truncate');
+    expect(() => createRouteTable({ routes: [{ path: '/a', strategy: 'relevance', preset: 'truncate' }] })).toThrow(/routes\[0\]\.preset/);
+  });
+
   test('the tenant resolver reaches the compactor', async () => {
     let tenant: string | undefined;
     const compactor = createCompactor({

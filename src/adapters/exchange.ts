@@ -94,8 +94,12 @@ export interface ExchangeOptions {
   route: string | undefined;
   /** The tenant, or a function of the parsed body that gives it (the proxy divides a caller's scope by the body's `user`). */
   tenant: string | undefined | ((body: object) => string | undefined);
-  /** False when the caller may not be answered from the cache yet (its answer can still be stored). @default true */
-  serveFromCache?: boolean;
+  /**
+   * `write-only` when the caller may not be answered from the cache yet (its answer can still be
+   * stored). A bypass header makes it `none`.
+   * @default 'read-write'
+   */
+  cacheAccess?: 'read-write' | 'write-only';
   signal?: AbortSignal | undefined;
   /** Add provider cache hints (see `CompactOptions.cacheHints`). @default the compactor's setting */
   cacheHints?: boolean;
@@ -156,8 +160,7 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
     route: options.route,
     tenant: typeof options.tenant === 'function' ? options.tenant(body) : options.tenant,
     format: format.name,
-    bypassCache: bypassRequested(options.header),
-    serveFromCache: options.serveFromCache !== false,
+    cacheAccess: bypassRequested(options.header) ? 'none' : (options.cacheAccess ?? 'read-write'),
     ...(options.cacheHints === undefined ? {} : { cacheHints: options.cacheHints }),
   });
   const headers = options.headers ? compactionHeaders(result.stats) : {};
@@ -166,8 +169,8 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
       kind: 'cached',
       format,
       stats: result.stats,
-      replay: result.reply,
-      reply: replyOf(freshReplay(result.reply, (options.clock ?? Date.now)()), headers),
+      replay: result.replay,
+      reply: replyOf(freshReplay(result.replay, (options.clock ?? Date.now)()), headers),
     };
   const commit = result.commit;
   const release = result.release ?? (() => undefined);

@@ -9,7 +9,7 @@ import type { Store } from '../stores/types.js';
 import { conflict } from './conflict.js';
 import { profileMemo } from './features.js';
 import type { ResolvedCacheOptions } from './options.js';
-import type { CacheStats, CacheTicket, ProbeMatch } from './types.js';
+import type { ResponseCacheStats, CacheTicket, ProbeMatch } from './types.js';
 import { sha } from './keys.js';
 
 export interface EntryDeps {
@@ -17,7 +17,7 @@ export interface EntryDeps {
   store: Store;
   embedder: Embedder | null;
   embeddings: EmbeddingCache;
-  stats: CacheStats;
+  stats: ResponseCacheStats;
   /** Count a failure recovered from, by component. */
   fail: (component: string) => void;
   /** Work that runs after the request (a backfill): `idle()` waits for it. */

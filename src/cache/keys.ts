@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { BypassReason } from '../core/stats.js';
+import { invalidOption } from '../core/errors.js';
+import type { BypassReason, CacheAccess } from '../core/stats.js';
 import { timeSlicer } from '../core/turns.js';
 import type { ChatMessage, ChatRequest } from '../core/types.js';
 import type { Embedder } from '../embedders/types.js';
@@ -65,6 +66,16 @@ function hasOnlyText(message: ChatMessage): boolean {
   return typeof message.content === 'string' || (Array.isArray(message.content) && message.content.every((part) => part.type === 'text'));
 }
 
+/** A lookup's cache access, from `access` or the deprecated `bypass` and `writeOnly`. */
+export function accessOf(lookup: CacheLookupOptions): CacheAccess {
+  if (lookup.access !== undefined) {
+    if (lookup.access !== 'read-write' && lookup.access !== 'write-only' && lookup.access !== 'none')
+      invalidOption('access', '"read-write", "write-only" or "none"', lookup.access);
+    return lookup.access;
+  }
+  return lookup.bypass ? 'none' : lookup.writeOnly ? 'write-only' : 'read-write';
+}
+
 /** Turns a request into its cache keys: scope, exact key, semantic namespace and question. */
 export function createKeyer({ settings, routes, fallbackRoute, verifier }: ResolvedCacheOptions, embedder: Embedder | null) {
   // Digests of the messages before the question, by identity: `prepareDigests` computes a long
@@ -90,7 +101,7 @@ export function createKeyer({ settings, routes, fallbackRoute, verifier }: Resol
 
   function ticketOf(request: ChatRequest, lookup: CacheLookupOptions): CacheTicket | BypassReason {
     const route = lookup.route !== undefined ? (routes.get(lookup.route) ?? fallbackRoute) : fallbackRoute;
-    if (lookup.bypass) return 'header';
+    if (accessOf(lookup) === 'none') return 'header';
     if (route.mode === 'off') return 'route-off';
     if (settings.requireTenant && !lookup.tenant) return 'no-tenant';
     const messages = request.messages;

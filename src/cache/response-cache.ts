@@ -6,9 +6,9 @@ import { defaultRuntime } from '../runtime.js';
 import { memoryStore } from '../stores/memory.js';
 import { createCoalescer } from './coalesce.js';
 import { createEntries } from './entries.js';
-import { createKeyer } from './keys.js';
+import { accessOf, createKeyer } from './keys.js';
 import { type ResponseCacheOptions, resolveCacheOptions } from './options.js';
-import type { CacheLookup, CacheStats, CacheTicket, ResponseCache } from './types.js';
+import type { CacheLookup, ResponseCacheStats, CacheTicket, ResponseCache } from './types.js';
 
 export { conflict } from './conflict.js';
 export { normalQuestion } from './keys.js';
@@ -37,7 +37,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
   const store = settings.store ?? memoryStore();
   const embedder = settings.embedder === undefined ? defaultRuntime().defaultEmbedder() : settings.embedder;
   const embeddings = settings.embeddings ?? defaultRuntime().embeddings;
-  const stats: CacheStats = {
+  const stats: ResponseCacheStats = {
     hits: { exact: 0, semantic: 0 },
     misses: 0,
     coalesced: 0,
@@ -98,7 +98,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
         return bypass('store-failed', (error as Error).message);
       }
       // A caller that may not be served from the cache yet: its answer may still be stored.
-      if (lookup.writeOnly) {
+      if (accessOf(lookup) === 'write-only') {
         stats.misses++;
         return { status: 'miss', ticket, writeOnly: true };
       }

@@ -1,12 +1,12 @@
 import type { ChatRequest } from '../core/types.js';
-import type { BypassReason } from '../core/stats.js';
+import type { BypassReason, CacheAccess } from '../core/stats.js';
 import type { EmbeddingCache } from '../embedders/memo.js';
 import type { Embedder } from '../embedders/types.js';
 import type { CachedResponse, FormatName } from '../formats/wire-format.js';
 import type { Store } from '../stores/types.js';
 import type { Verifier } from './verifier.js';
 
-export type { BypassReason, CachedResponse };
+export type { BypassReason, CacheAccess, CachedResponse };
 
 export interface CacheTicket {
   readonly scope: string;
@@ -38,17 +38,22 @@ export interface CacheLookupOptions {
   tenant?: string | undefined;
   route?: string | undefined;
   format?: FormatName;
-  /** True when the caller sent `Cache-Control: no-cache` or `x-compactor-cache: bypass`. */
-  bypass?: boolean;
   /**
-   * Do not answer from the cache, but let the answer be stored (a caller the proxy cannot vouch
-   * for yet: see the proxy's `credentialTtlMs`).
+   * `none` when the caller sent `Cache-Control: no-cache` or `x-compactor-cache: bypass`;
+   * `write-only` to answer nothing from the cache but let the answer be stored (a caller the
+   * proxy cannot vouch for yet: see the proxy's `credentialTtlMs`).
+   * @default 'read-write'
    */
+  access?: CacheAccess;
+  /** @deprecated Use `access: 'none'`; removed in the next major. */
+  bypass?: boolean;
+  /** @deprecated Use `access: 'write-only'`; removed in the next major. */
   writeOnly?: boolean;
   signal?: AbortSignal | undefined;
 }
 
-export interface CacheStats {
+/** The counters of one response cache, since it was created (`cache.stats()`). */
+export interface ResponseCacheStats {
   hits: { exact: number; semantic: number };
   misses: number;
   /** Requests that waited for an identical one in flight. */
@@ -75,7 +80,7 @@ export interface ResponseCache {
   purge(scope: { tenant: string }): Promise<void>;
   /** The semantic namespace and question of a request, without looking up (for cache-eval). */
   ticket(request: ChatRequest, options?: CacheLookupOptions): CacheTicket | BypassReason;
-  stats(): CacheStats;
+  stats(): ResponseCacheStats;
   /** Resolves when no commit is in flight (adapters commit after relaying an answer; tests and graceful shutdowns wait here). */
   idle(): Promise<void>;
   /**

@@ -68,8 +68,9 @@ async function buildTable(flags: CompactFlags): Promise<RouteTable> {
     defaults: deadline({ ...config.defaults, ...overrides }),
     routes: (config.routes ?? []).map((rule) => {
       const options = deadline({ ...rule.options, ...overrides });
-      if (flags.preset === undefined && rule.preset !== undefined) options.strategy = rule.preset;
-      return { ...rule, preset: undefined, options };
+      const shorthand = rule.strategy ?? rule.preset;
+      if (flags.preset === undefined && shorthand !== undefined) options.strategy = shorthand;
+      return { ...rule, strategy: undefined, preset: undefined, options };
     }),
   });
 }

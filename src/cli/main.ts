@@ -48,7 +48,7 @@ export function buildProgram(): Command {
     .option('--reserve <tokens>', 'tokens reserved for the reply when the budget comes from the model window', integer)
     .option('--model <name>', `count and budget for this model (default: the request's model, else ${CLI_DEFAULT_MODEL})`)
     .option('--preset <name>', `compaction preset: ${presetNames().join(', ')} (default: ${DEFAULT_PRESET})`, preset)
-    .option('--config <file>', 'JSON config: { defaults, routes: [{ path, model, preset, options }] }')
+    .option('--config <file>', 'JSON config: { defaults, routes: [{ path, model, strategy, options }] }')
     .option('--route <path>', 'route path used to pick a rule from --config')
     .addOption(new Option('--on-budget-unreachable <mode>', 'when protected messages alone exceed the budget').choices(['error', 'pass-through']))
     .option(

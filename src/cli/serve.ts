@@ -138,8 +138,9 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
         defaults: { ...base, ...config.defaults, ...overrides },
         routes: (config.routes ?? []).map((rule) => {
           const options: CompactorOptions = { ...base, ...config.defaults, ...rule.options, ...overrides };
-          if (flags.preset === undefined && rule.preset !== undefined) options.strategy = rule.preset;
-          return { ...rule, preset: undefined, options };
+          const shorthand = rule.strategy ?? rule.preset;
+          if (flags.preset === undefined && shorthand !== undefined) options.strategy = shorthand;
+          return { ...rule, strategy: undefined, preset: undefined, options };
         }),
       },
       cache,

@@ -1,90 +1,24 @@
-import { createHash } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
-import type { CacheLookup, CacheTicket, ResponseCache } from '../cache/response-cache.js';
-import { resolveFormat } from '../formats/registry.js';
-import type { CachedResponse, FormatName, Replay } from '../formats/wire-format.js';
-import { messageKey, REPLY_PRIMING_TOKENS, TokenCounter } from '../tokens/counter.js';
-import { priceOf } from '../prices.js';
-import { lookupModel, type ModelInfo } from '../tokens/models.js';
-import type { EncodingName } from '../tokens/tokenizer.js';
-import { CompactorError, rethrowIfAborted, throwIfAborted } from '../core/errors.js';
+import type { ResponseCache } from '../cache/response-cache.js';
+import { CompactorError, throwIfAborted } from '../core/errors.js';
 import { enforce } from '../core/guard.js';
-import { resolveBudget, resolveWindow } from './budget.js';
-import { resolveOptions, type CompactorOptions, type ResolvedOptions } from './options.js';
-import { failuresOf, WARMING, type CacheStats, type CompactionStats } from '../core/stats.js';
-import { createStrategyContext, failureOf, runStrategy } from '../core/strategy.js';
+import { type CompactionStats, failuresOf, WARMING } from '../core/stats.js';
+import { createStrategyContext, runStrategy } from '../core/strategy.js';
 import type { ChatMessage, ChatRequest, Messages } from '../core/types.js';
+import { resolveFormat } from '../formats/registry.js';
+import { priceOf } from '../prices.js';
+import { REPLY_PRIMING_TOKENS, type TokenCounter } from '../tokens/counter.js';
+import { lookupModel, type ModelInfo } from '../tokens/models.js';
+import { resolveBudget, resolveWindow } from './budget.js';
+import { cacheAccessOf, committer, lookUp } from './cache-stage.js';
+import { tokenCounters } from './counters.js';
+import { breakpointsOf, cacheKey } from './hints.js';
+import { type CompactorOptions, type ResolvedOptions, resolveOptions } from './options.js';
 
-export interface CompactOptions {
-  signal?: AbortSignal;
-  /** Tenant id: scopes the response cache and is passed to strategies (it never leaves the process). */
-  tenant?: string;
-  /** Route name or path: passed to strategies and the cache, and used by route tables. */
-  route?: string;
-  /**
-   * Wire format of the request. `auto` detects Anthropic Messages bodies (a top-level `system`, or
-   * Anthropic-only blocks).
-   * @default 'auto'
-   */
-  format?: 'auto' | FormatName;
-  /**
-   * Count and budget as if for this model; the request's own `model` field is left as it is.
-   * @default the request's `model`, else the `defaultModel` option
-   */
-  model?: string;
-  /**
-   * Skip the response cache for this request (adapters set it from `Cache-Control: no-cache` or
-   * `x-compactor-cache: bypass`). The answer is not stored either.
-   * @default false
-   */
-  bypassCache?: boolean;
-  /**
-   * Whether this caller may be answered from the response cache. False looks nothing up but still
-   * lets its answer be stored (the proxy sets it for a caller whose own key the upstream has not
-   * accepted recently, so a revoked key gets no cached answers).
-   * @default true
-   */
-  serveFromCache?: boolean;
-  /**
-   * Add provider cache hints to this request (OpenAI's `prompt_cache_key`, Anthropic's
-   * `cache_control` breakpoints): the proxy turns them off for upstreams that may refuse them.
-   * @default true, unless the compactor's `omitCacheHints`
-   */
-  cacheHints?: boolean;
-}
+export type { CacheAccess } from '../core/stats.js';
 
-/** The request, compacted (or passed through) for the model. */
-export interface Compacted<T = ChatRequest> {
-  readonly kind: 'compacted';
-  /** A compacted copy, in the shape the request came in; the input is never mutated. */
-  readonly request: T;
-  readonly stats: CompactionStats;
-  /**
-   * Present when the cache missed: store the model's completed answer for the next such request.
-   * Resolves false when the answer was not stored (incomplete, an error, tool calls, too large) or
-   * was already committed once.
-   */
-  readonly commit?: (response: CachedResponse) => Promise<boolean>;
-  /**
-   * Present with `commit`: call it when the request ends without an answer to commit (the model
-   * failed), so identical requests waiting on this one go ahead at once. `commit` releases them
-   * too; they give up waiting after the cache's `coalesceMs` anyway.
-   */
-  readonly release?: () => void;
-}
+import type { CompactOptions, Compacted, CompactResult } from './types.js';
 
-/** The request, answered by the response cache: nothing needs to reach the model. */
-export interface Cached {
-  readonly kind: 'cached';
-  /** The stored answer, in the form it was stored (JSON body or stream events). */
-  readonly response: CachedResponse;
-  /** The stored answer in the form this request asked for (`stream: true` gets events). */
-  readonly reply: Replay;
-  readonly stats: CompactionStats;
-}
-
-/** What `compact()` did: answered from the cache, or compacted for the model. */
-export type CompactResult<T = ChatRequest> = Compacted<T> | Cached;
+export type { Cached, CompactOptions, Compacted, CompactResult } from './types.js';
 
 /**
  * A compactor. `HasCache` is false when it was built without a response cache, so `compact()` can
@@ -106,31 +40,6 @@ export interface Compactor<HasCache extends boolean = boolean> {
   readonly options: Readonly<ResolvedOptions>;
 }
 
-/**
- * Where the provider's cache breakpoints go: where the strategy says its stable part ends, else
- * at the end of the prompt, as clients mark it: the next request of the conversation repeats it
- * all before its new turn.
- */
-function breakpointsOf(messages: Messages, chosen: readonly ChatMessage[] | undefined): ChatMessage[] {
-  const present = new Set(messages);
-  const marks = (chosen ?? []).filter((message) => present.has(message));
-  if (marks.length > 0) return marks;
-  return messages.length > 0 ? [messages[messages.length - 1]!] : [];
-}
-
-/** A key stable across a conversation's requests: its tenant, system prompt and first user message. */
-function cacheKey(request: ChatRequest, tenant: string | undefined): string {
-  const hash = createHash('sha256').update(tenant ?? '');
-  for (const message of request.messages) {
-    if (message.role === 'system' || message.role === 'developer') hash.update(`\u0000s${messageKey(message)}`);
-    else if (message.role === 'user') {
-      hash.update(`\u0000u${messageKey(message)}`);
-      break;
-    }
-  }
-  return `cc-${hash.digest('base64url').slice(0, 22)}`;
-}
-
 /** Whether options configure a response cache, as far as their type tells. */
 export type HasCache<O> = 'cache' extends keyof O ? ([O['cache']] extends [undefined] ? false : [O['cache']] extends [ResponseCache] ? true : boolean) : false;
 
@@ -143,76 +52,8 @@ export type HasCache<O> = 'cache' extends keyof O ? ([O['cache']] extends [undef
  */
 export function createCompactor<O extends CompactorOptions>(options: O = {} as O): Compactor<HasCache<O>> {
   const settings = resolveOptions(options);
-  // Bounded by bytes, not entries: lru-cache preallocates when `max` is set, which would make
-  // every compactor (one per route) pay for the largest cache up front.
-  const memo = new LRUCache<string, number>({ maxSize: settings.tokenCacheBytes, sizeCalculation: (_value, key) => 2 * key.length + 64 });
-  const counters = new Map<string, Promise<TokenCounter>>();
-
-  function counterFor(info: ModelInfo | undefined): Promise<TokenCounter> {
-    const encoding: EncodingName = info?.encoding ?? 'o200k_base';
-    const multiplier = info?.encoding ? 1 : (info?.tokenMultiplier ?? settings.approximateTokenMultiplier);
-    const key = `${encoding}|${multiplier}`;
-    let counter = counters.get(key);
-    if (counter === undefined) {
-      counter = Promise.resolve(settings.tokenizer(encoding)).then(
-        (tokenizer) => new TokenCounter({ tokenizer, multiplier, imageTokens: settings.imageTokens, memo }),
-      );
-      counter.catch(() => counters.delete(key));
-      counters.set(key, counter);
-    }
-    return counter;
-  }
-
+  const counterFor = tokenCounters(settings);
   const infoFor = (model: string | undefined): ModelInfo | undefined => lookupModel(model ?? settings.defaultModel, settings.models);
-
-  /** The cache stage: a lookup that can fail only by abort (anything else is counted, and the request goes on uncached). */
-  async function lookUp(canonical: ChatRequest, format: FormatName, compactOptions: CompactOptions, stats: CompactionStats): Promise<CacheLookup | undefined> {
-    const cache = settings.cache!;
-    const started = settings.clock();
-    let lookup: CacheLookup | undefined;
-    try {
-      lookup = await cache.lookup(canonical, {
-        tenant: compactOptions.tenant,
-        route: compactOptions.route,
-        format,
-        bypass: compactOptions.bypassCache === true,
-        writeOnly: compactOptions.serveFromCache === false,
-        signal: compactOptions.signal,
-      });
-    } catch (error) {
-      rethrowIfAborted(error, compactOptions.signal);
-      stats.failures.push(failureOf('cache', error));
-    }
-    const verdict: CacheStats = { status: lookup?.status ?? 'bypass', ms: settings.clock() - started };
-    if (!lookup) verdict.reason = 'failed';
-    else if (lookup.status === 'hit') {
-      verdict.layer = lookup.layer;
-      if (lookup.score !== undefined) verdict.score = Number(lookup.score.toFixed(4));
-    } else if (lookup.status === 'bypass') verdict.reason = lookup.reason;
-    else if (lookup.writeOnly) verdict.reason = 'write-only';
-    else if (lookup.coalesced) verdict.reason = 'coalesced';
-    if (lookup && lookup.status !== 'hit' && lookup.failure) stats.failures.push({ strategy: 'cache', code: 'upstream.failed', message: lookup.failure });
-    stats.cache = verdict;
-    return lookup;
-  }
-
-  /** A miss's commit and release: whichever comes first settles it, the other is then ignored. */
-  function committer(ticket: CacheTicket): { commit: (response: CachedResponse) => Promise<boolean>; release: () => void } {
-    let settled = false;
-    return {
-      async commit(response) {
-        // One answer per request: a second commit (a retry loop, say) is ignored.
-        if (settled) return false;
-        settled = true;
-        return settings.cache!.commit(ticket, response);
-      },
-      release() {
-        if (settled) return;
-        settled = true;
-        settings.cache!.release(ticket);
-      },
-    };
-  }
 
   const compactor: Compactor = {
     options: settings,
@@ -237,6 +78,7 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
         if (value !== undefined && typeof value !== 'string')
           throw new CompactorError('options.invalid', `option "${name}" must be a string`, { pointer: name });
       }
+      cacheAccessOf(compactOptions);
       throwIfAborted(signal);
       const started = settings.clock();
       const format = resolveFormat(formatOption, request);
@@ -269,16 +111,16 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
       let commit: Compacted['commit'];
       let release: Compacted['release'];
       if (settings.cache) {
-        const lookup = await lookUp(canonical, format.name, compactOptions, stats);
+        const lookup = await lookUp(settings, canonical, format.name, compactOptions, stats);
         if (lookup?.status === 'hit') {
           stats.tokensAfter = 0;
           stats.messagesAfter = 0;
           stats.ms = settings.clock() - started;
           const reply = format.replay(lookup.response, canonical.stream === true);
-          return { kind: 'cached', response: lookup.response, reply, stats };
+          return { kind: 'cached', response: lookup.response, replay: reply, reply, stats };
         }
         if (lookup?.status === 'miss') {
-          ({ commit, release } = committer(lookup.ticket));
+          ({ commit, release } = committer(settings.cache, lookup.ticket));
         }
       }
       try {

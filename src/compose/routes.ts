@@ -19,7 +19,9 @@ export interface RouteRule {
   model?: string;
   /** Options for this route, on top of the table's defaults. */
   options?: CompactorOptions;
-  /** Shorthand for `options.strategy`. */
+  /** Shorthand for `options.strategy`: a preset name. */
+  strategy?: string;
+  /** @deprecated Use `strategy` (the same shorthand); removed in the next major. */
   preset?: string;
 }
 
@@ -59,13 +61,16 @@ export function createRouteTable(options: RouteTableOptions): RouteTable {
   const fallback = underPath('defaults.', () => createCompactor(defaults));
   const rules = (options.routes ?? []).map((rule, index) => {
     if (typeof rule !== 'object' || rule === null) invalidOption(`routes[${index}]`, 'an object', rule);
-    rejectUnknownKeys(rule, ['name', 'path', 'model', 'options', 'preset'], `routes[${index}]`);
+    rejectUnknownKeys(rule, ['name', 'path', 'model', 'options', 'strategy', 'preset'], `routes[${index}]`);
+    if (rule.strategy !== undefined && rule.preset !== undefined)
+      invalidOption(`routes[${index}].preset`, 'left out when `strategy` is set (they are the same option)', rule.preset);
     if (rule.path !== undefined && typeof rule.path !== 'string') invalidOption(`routes[${index}].path`, 'a string pattern', rule.path);
     if (rule.model !== undefined && typeof rule.model !== 'string') invalidOption(`routes[${index}].model`, 'a string pattern', rule.model);
     if (rule.name !== undefined && (typeof rule.name !== 'string' || !/^[\w.-]{1,64}$/.test(rule.name)))
       invalidOption(`routes[${index}].name`, 'a name of 1 to 64 letters, digits, "_", "." or "-"', rule.name);
     const merged: CompactorOptions = { ...defaults, ...rule.options };
-    if (rule.preset !== undefined) merged.strategy = rule.preset;
+    const shorthand = rule.strategy ?? rule.preset;
+    if (shorthand !== undefined) merged.strategy = shorthand;
     let compactor: Compactor;
     try {
       compactor = createCompactor(merged);

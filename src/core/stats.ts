@@ -4,8 +4,14 @@ import type { FormatName } from './types.js';
 export type BypassReason = 'header' | 'route-off' | 'tool-results' | 'no-user-message' | 'no-tenant' | 'store-failed' | 'sampled';
 import type { FailureRecord, StrategyStats } from './strategy.js';
 
-/** The response cache stage's verdict on one request. */
-export interface CacheStats {
+/**
+ * How one request may use the response cache: `read-write` looks up and stores; `write-only`
+ * looks nothing up but lets the answer be stored; `none` skips the cache both ways.
+ */
+export type CacheAccess = 'read-write' | 'write-only' | 'none';
+
+/** The response cache stage's verdict on one request (`stats.cache`). */
+export interface CacheVerdict {
   status: 'hit' | 'miss' | 'bypass';
   layer?: 'exact' | 'semantic';
   /** Why the cache was bypassed (`header`, `tool-results`, `store-failed`, `failed`…), or for a miss: `write-only` (not served from the cache), `coalesced` (waited for an identical request). */
@@ -59,7 +65,7 @@ export interface CompactionStats {
    */
   reason?: 'over-budget' | 'cheaper';
   /** The response cache's verdict, when the compactor has a cache. */
-  cache?: CacheStats;
+  cache?: CacheVerdict;
   /**
    * Indices of the output messages after which the prompt's stable part ends: where the provider's
    * cache breakpoints went (Anthropic), and where a bill counts the cached prefix to.

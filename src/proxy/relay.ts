@@ -48,7 +48,7 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
     let upstreamStarted = 0;
     const declared = declaredLength(request);
     // Cached answers go to a caller the proxy vouched for (a proxy key), or whose own key the upstream accepted lately.
-    const serveFromCache = caller.keyTenant !== undefined || caller.credential === undefined || accepted.isFresh(caller.credential);
+    const servable = caller.keyTenant !== undefined || caller.credential === undefined || accepted.isFresh(caller.credential);
     let result: ExchangeResult<UpstreamResponse>;
     let release: () => void = () => undefined;
     try {
@@ -70,7 +70,7 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
           format: provider.format,
           route: path,
           tenant: (body) => access.tenant(caller, request, body),
-          serveFromCache,
+          cacheAccess: servable ? 'read-write' : 'write-only',
           cacheHints: provider.cacheHints,
           signal: abort.signal,
           header: (name) => header(request, name),

@@ -23,9 +23,8 @@ export interface RelevanceOptions extends ScoringOptions {
    */
   markers?: boolean;
   /**
-   * Leave out the session header notes: by default a kept turn whose session header (see
-   * `sessionHeader`) was dropped gets it back, one short note per session, counted in the budget,
-   * because temporal questions need dates.
+   * @deprecated Use `sessionHeader: null`, which turns the header notes off the same way; removed
+   * in the next major. (With `markers: true`, this kept the session boundaries for the markers.)
    * @default false
    */
   omitSessionHeaders?: boolean;
