@@ -1,4 +1,4 @@
-import { reversed, type TextProfile } from './features.js';
+import { reversed, type TextProfile } from './profile.js';
 
 /**
  * Questions that no score should let answer each other: one negated and the other not, other

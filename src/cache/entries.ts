@@ -7,7 +7,7 @@ import { FORMATS } from '../formats/registry.js';
 import type { CachedResponse, FormatName } from '../formats/wire-format.js';
 import type { Store } from '../stores/types.js';
 import { conflict } from './conflict.js';
-import { profileMemo } from './features.js';
+import { profileMemo } from './profile.js';
 import type { ResolvedCacheOptions } from './options.js';
 import type { ResponseCacheStats, CacheTicket, ProbeMatch } from './types.js';
 import { sha } from './keys.js';
