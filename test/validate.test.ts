@@ -122,6 +122,17 @@ describe('options are validated at construction, naming the option', () => {
     }
   });
 
+  test('a per-call format that is not a wire format is options.invalid naming format, not a TypeError', async () => {
+    const compactor = createCompactor({ maxInputTokens: 100 });
+    await expect(compactor.compact({ messages: [{ role: 'user', content: 'hi' }] }, { format: 'gemini' as never })).rejects.toMatchObject({
+      code: 'options.invalid',
+      pointer: 'format',
+    });
+    await expect(compactor.compact({ messages: [{ role: 'user', content: 'hi' }] }, { format: 'toString' as never })).rejects.toMatchObject({
+      code: 'options.invalid',
+    });
+  });
+
   test('isInstance works across copies of the class (Symbol.for marker)', () => {
     const foreign = Object.assign(new Error('x'), { [Symbol.for('context-compactor.error')]: true, code: 'input.invalid' });
     expect(CompactorError.isInstance(foreign)).toBe(true);

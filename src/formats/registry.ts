@@ -1,3 +1,4 @@
+import { invalidOption } from '../core/errors.js';
 import { anthropicFormat } from './anthropic/index.js';
 import { openaiFormat } from './openai.js';
 import type { FormatName, WireFormat } from './wire-format.js';
@@ -6,6 +7,10 @@ export const FORMATS: Readonly<Record<FormatName, WireFormat>> = { openai: opena
 
 /** The format named, or for `auto` the one the body is in (Anthropic when it has Anthropic-only fields). */
 export function resolveFormat(format: 'auto' | FormatName, body: unknown): WireFormat {
-  if (format !== 'auto') return FORMATS[format];
+  if (format !== 'auto') {
+    const named = Object.hasOwn(FORMATS, format) ? FORMATS[format] : undefined;
+    if (!named) invalidOption('format', `"auto" or one of ${Object.keys(FORMATS).join(', ')}`, format);
+    return named;
+  }
   return anthropicFormat.detect(body) ? anthropicFormat : openaiFormat;
 }
