@@ -9,7 +9,20 @@ export interface Recorded {
   body: Record<string, unknown>;
 }
 
-export type Behaviour = 'ok' | 'error-500' | 'hang' | 'drop' | 'slow-stream' | 'gzip' | 'slow';
+/**
+ * `held`: a JSON answer waits for `release()`; `held-stream`: a stream sends its first event, then
+ * waits for `release()` (no test waits for real time).
+ */
+export type Behaviour = 'ok' | 'error-500' | 'hang' | 'drop' | 'held-stream' | 'gzip' | 'held';
+
+/** A promise with its resolver (Promise.withResolvers is Node 22). */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((done) => {
+    resolve = done;
+  });
+  return { promise, resolve };
+}
 
 /** The credential a request carries, in whichever header. */
 export function credentialIn(headers: IncomingMessage['headers']): string | undefined {
@@ -33,18 +46,29 @@ export async function fakeUpstream(): Promise<{
   /** The answer's text for a call (default: how many messages it got). */
   answer: ((call: Recorded) => string) | undefined;
   nextAbort(): Promise<void>;
+  /** Resolves when the upstream has received `count` calls in all (default: one more than now). */
+  received(count?: number): Promise<void>;
+  /** Let every held answer go on; answers held later wait for the next release. */
+  release(): void;
   close(): Promise<void>;
 }> {
   const state = { behaviour: 'ok' as Behaviour, aborted: 0, answer: undefined as ((call: Recorded) => string) | undefined };
   const revoked = new Set<string>();
   const abortWaiters: (() => void)[] = [];
   const calls: Recorded[] = [];
+  const arrivals: { count: number; resolve: () => void }[] = [];
+  let gate = deferred();
+  const held = () => gate.promise;
   const server = createServer(async (request, response) => {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>) : {};
     const call = { path: request.url ?? '', headers: request.headers, body };
     calls.push(call);
+    for (const waiter of arrivals.filter((entry) => calls.length >= entry.count)) {
+      arrivals.splice(arrivals.indexOf(waiter), 1);
+      waiter.resolve();
+    }
     const behaviour = state.behaviour;
     const credential = credentialIn(request.headers);
     if (credential !== undefined && revoked.has(credential)) {
@@ -77,7 +101,7 @@ export async function fakeUpstream(): Promise<{
         }
         if (response.destroyed) return;
         response.write(event);
-        if (behaviour === 'slow-stream') await new Promise((resolve) => setTimeout(resolve, 60));
+        if (behaviour === 'held-stream' && index === 0) await held();
       }
       response.end();
       return;
@@ -86,7 +110,7 @@ export async function fakeUpstream(): Promise<{
       response.destroy();
       return;
     }
-    if (behaviour === 'slow') await new Promise((resolve) => setTimeout(resolve, 200));
+    if (behaviour === 'held') await held();
     const encode = behaviour === 'gzip' ? (text: string) => gzipSync(text) : (text: string) => text;
     response.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'fake', ...(behaviour === 'gzip' ? { 'content-encoding': 'gzip' } : {}) });
     response.end(
@@ -134,6 +158,14 @@ export async function fakeUpstream(): Promise<{
     },
     /** Resolves when the next caller goes away mid-stream. */
     nextAbort: () => new Promise<void>((resolve) => abortWaiters.push(resolve)),
+    received(count = calls.length + 1) {
+      if (calls.length >= count) return Promise.resolve();
+      return new Promise<void>((resolve) => arrivals.push({ count, resolve }));
+    },
+    release() {
+      gate.resolve();
+      gate = deferred();
+    },
     get behaviour() {
       return state.behaviour;
     },
@@ -141,6 +173,7 @@ export async function fakeUpstream(): Promise<{
       state.behaviour = value;
     },
     close: async () => {
+      gate.resolve();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

@@ -212,7 +212,7 @@ describe('proxy faults', () => {
   });
 
   test('a client that aborts a stream cancels the upstream request', async () => {
-    upstream.behaviour = 'slow-stream';
+    upstream.behaviour = 'held-stream';
     const before = upstream.aborted;
     const controller = new AbortController();
     const response = await fetch(`${base}/v1/chat/completions`, {
@@ -228,6 +228,7 @@ describe('proxy faults', () => {
     await aborted;
     expect(upstream.aborted).toBe(before + 1);
     upstream.behaviour = 'ok';
+    upstream.release();
   });
 
   test('a hanging upstream becomes a 504 in OpenAI error format, and the proxy keeps serving', async () => {
@@ -307,22 +308,46 @@ describe('proxy security and operations', () => {
     expect(metrics).toMatch(/context_compactor_tokens_saved_total\{route="chat.completions"\} [1-9]/);
   });
 
-  test('no log line contains an API key, and message content is not logged by default', () => {
-    expect(logLines.length).toBeGreaterThan(10);
-    const all = logLines.join('');
-    expect(all).not.toContain(SECRET);
-    expect(all).not.toContain('sk-tenant-one');
+  test('no log line contains an API key, and message content is not logged by default', async () => {
+    // Its own traffic, so the test does not depend on the ones before it: a bearer key, an
+    // Anthropic x-api-key, a refused request and an upstream error, each with content to leak.
+    const from = logLines.length;
+    const request = longConversation(1, 'What did Caroline research? (log check)');
+    await openai('sk-log-check-bearer').chat.completions.create({ model: 'gpt-4o-mini', messages: request.messages as OpenAI.ChatCompletionMessageParam[] });
+    await anthropic('sk-log-check-anthropic').messages.create({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'What did Caroline research? (anthropic)' }],
+    });
+    await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer sk-log-check-refused', 'content-type': 'application/json' },
+      body: '{"messages": "What did Caroline research"',
+    });
+    upstream.behaviour = 'error-500';
+    await openai('sk-log-check-failed')
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'What did Caroline research? (failed)' }] })
+      .catch(() => undefined);
+    upstream.behaviour = 'ok';
+    const lines = logLines.slice(from);
+    expect(lines.length).toBeGreaterThanOrEqual(4);
+    const all = lines.join('');
+    for (const key of ['sk-log-check-bearer', 'sk-log-check-anthropic', 'sk-log-check-refused', 'sk-log-check-failed']) expect(all).not.toContain(key);
     expect(all).not.toContain('What did Caroline research');
+    // And nothing the earlier tests logged leaked either.
+    expect(logLines.join('')).not.toContain(SECRET);
   });
 
   test('graceful shutdown drains an in-flight stream, then refuses new work', async () => {
     const slow = await fakeUpstream();
-    slow.behaviour = 'slow-stream';
+    slow.behaviour = 'held-stream';
     const draining = createProxy({ upstream: slow.url, logger: pino({ level: 'silent' }) });
     const port = await draining.listen(0);
     const client = new OpenAI({ apiKey: 'k', baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
     const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'count slowly' }], stream: true });
     const closing = draining.close(5000);
+    // The stream is held upstream after its first event: draining must wait for the rest.
+    slow.release();
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
     expect(text).toBe('Received 1 messages.');

@@ -15,7 +15,7 @@ import { createRouteTable } from '../src/compose/routes.js';
 import { cosineVerifier } from '../src/cache/verifier.js';
 import { createCompactor, createResponseCache, CompactorError, redisStore, type ChatRequest } from '../src/index.js';
 import { createProxy, type ProxyOptions, type ProxyServer } from '../src/proxy/server.js';
-import { hashEmbedder } from '../src/testing/index.js';
+import { hashEmbedder, manualClock } from '../src/testing/index.js';
 import type { Embedder } from '../src/embedders/types.js';
 import { compacted, freePort } from './helpers.js';
 import { fakeUpstream } from './fake-upstream.js';
@@ -25,6 +25,7 @@ const proxies: ProxyServer[] = [];
 const cleanup: (() => unknown)[] = [];
 afterEach(() => {
   upstream.behaviour = 'ok';
+  upstream.release();
   upstream.answer = undefined;
   upstream.revoked.clear();
 });
@@ -200,14 +201,20 @@ describe('2. no open relay', () => {
 
 describe('3. a revoked key gets no cached answers', () => {
   test('past credentialTtlMs, a key the upstream now refuses goes upstream (401) instead of reading the cache', async () => {
-    const { base } = await start({ credentialTtlMs: 150 });
+    const clock = manualClock(1_000_000);
+    const { base } = await start({ credentialTtlMs: 150, clock: clock.now });
     const key = 'sk-soon-revoked';
     expect((await call(base, '/v1/chat/completions', { headers: bearer(key), body: ask('What is our churn rate?') })).status).toBe(200);
     expect((await call(base, '/v1/chat/completions', { headers: bearer(key), body: ask('What is our churn rate?') })).headers.get('x-compactor-cache')).toBe(
       'hit',
     );
     upstream.revoked.add(key);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    clock.advance(149);
+    // Within the TTL the key is still trusted with cached answers.
+    expect((await call(base, '/v1/chat/completions', { headers: bearer(key), body: ask('What is our churn rate?') })).headers.get('x-compactor-cache')).toBe(
+      'hit',
+    );
+    clock.advance(51);
     const refused = await call(base, '/v1/chat/completions', { headers: bearer(key), body: ask('What is our churn rate?') });
     expect(refused.status).toBe(401);
     expect(refused.body.error?.code).toBe('invalid_api_key');
@@ -436,9 +443,19 @@ describe('11. Redis down at start, and draining', () => {
   test('a Redis that is down is detected once, reported, and costs no deadline per operation; it is picked up when it comes back', async () => {
     const port = await freePort();
     const changes: boolean[] = [];
-    const store = redisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 5000, onConnectionChange: (connected) => changes.push(connected) });
+    const waiters: (() => void)[] = [];
+    // Resolves once `count` connection changes have been reported (an event, not a polled sleep).
+    const reported = (count: number) => new Promise<void>((resolve) => (changes.length >= count ? resolve() : waiters.push(resolve)));
+    const store = redisStore({
+      url: `redis://127.0.0.1:${port}`,
+      timeoutMs: 5000,
+      onConnectionChange: (connected) => {
+        changes.push(connected);
+        for (const resolve of waiters.splice(0)) resolve();
+      },
+    });
     cleanup.push(() => store.close());
-    for (let attempt = 0; attempt < 100 && changes.length === 0; attempt++) await new Promise((resolve) => setTimeout(resolve, 20));
+    await reported(1);
     expect(changes).toEqual([false]);
     // A deadline of 5 s would make these 25 s: they are refused at once, with a message that says why.
     const failures = await Promise.allSettled(Array.from({ length: 5 }, () => store.get('anything')));
@@ -448,7 +465,7 @@ describe('11. Redis down at start, and draining', () => {
     if (spawnSync('redis-server', ['--version']).status !== 0) return;
     const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'], { stdio: 'ignore' });
     cleanup.push(() => child.kill('SIGKILL'));
-    for (let attempt = 0; attempt < 200 && changes.length < 2; attempt++) await new Promise((resolve) => setTimeout(resolve, 25));
+    while (changes.length < 2) await reported(changes.length + 1);
     expect(changes).toEqual([false, true]);
     await store.set('back', 'yes');
     expect(await store.get('back')).toBe('yes');
@@ -456,9 +473,10 @@ describe('11. Redis down at start, and draining', () => {
 
   test('/healthz is 503 while draining, and new requests get 503 unavailable', async () => {
     const { proxy, base } = await start();
-    upstream.behaviour = 'slow';
+    upstream.behaviour = 'held';
+    const arrived = upstream.received();
     const inFlight = call(base, '/v1/chat/completions', { headers: bearer('sk-drain'), body: ask('slow one') });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await arrived;
     const closed = proxy.close(5000);
     const health = await fetch(`${base}/healthz`);
     expect(health.status).toBe(503);
@@ -466,6 +484,7 @@ describe('11. Redis down at start, and draining', () => {
     const refused = await call(base, '/v1/chat/completions', { headers: bearer('sk-drain'), body: ask('too late') });
     expect(refused.status).toBe(503);
     expect(refused.body.error?.code).toBe('unavailable');
+    upstream.release();
     expect((await inFlight).status).toBe(200);
     await closed;
   });
@@ -473,15 +492,15 @@ describe('11. Redis down at start, and draining', () => {
 
 describe('12. honest cache hits', () => {
   test('a hit says 0 tokens went upstream, and carries its own id, created and a zero usage', async () => {
-    const { base } = await start();
+    const clock = manualClock(1_750_000_000_000);
+    const { base } = await start({ clock: clock.now });
     const first = await call(base, '/v1/chat/completions', { headers: bearer('sk-honest'), body: ask('What is the boiling point of water?') });
-    const started = Math.floor(Date.now() / 1000);
     const hit = await call(base, '/v1/chat/completions', { headers: bearer('sk-honest'), body: ask('What is the boiling point of water?') });
     expect(hit.headers.get('x-compactor-cache')).toBe('hit');
     expect(hit.headers.get('x-compactor-tokens-after')).toBe('0');
     expect(Number(hit.headers.get('x-compactor-tokens-before'))).toBeGreaterThan(0);
     expect(hit.body.id).not.toBe(first.body.id);
-    expect(hit.body.created).toBeGreaterThanOrEqual(started - 1);
+    expect(hit.body.created).toBe(1_750_000_000);
     expect(hit.body.usage).toEqual({ prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 });
     expect(text(hit)).toBe(text(first));
   });
@@ -534,12 +553,14 @@ describe('13–14. a cache that hits the obvious and refuses the near-miss', () 
   test('entries stored while the encoder was still loading get their vector afterwards, and become semantic hits', async () => {
     const base = hashEmbedder(128);
     let cold = true;
+    let warmed!: () => void;
+    const warm = new Promise<void>((resolve) => (warmed = resolve));
     const slow: Embedder = {
       id: base.id,
       dimensions: base.dimensions,
       async embed(texts) {
-        // The first call is a cold start: it takes longer than the lookup's deadline.
-        if (cold) await new Promise((resolve) => setTimeout(resolve, 150));
+        // The first call is a cold start: it ends only after the lookup's deadline has passed.
+        if (cold) await warm;
         cold = false;
         return base.embed(texts);
       },
@@ -548,6 +569,7 @@ describe('13–14. a cache that hits the obvious and refuses the near-miss', () 
     const compactor = createCompactor({ cache });
     const first = await compactor.compact(question('What is the tallest mountain on Earth?'));
     expect(first.stats.failures.some((failure) => failure.strategy === 'cache')).toBe(true);
+    warmed();
     await compacted(first).commit!({ format: 'openai', body: completion('Everest') });
     await cache.idle();
     expect(cache.stats().backfilled).toBe(1);
@@ -556,14 +578,25 @@ describe('13–14. a cache that hits the obvious and refuses the near-miss', () 
   });
 
   test('identical concurrent requests are coalesced: one upstream call answers all of them', async () => {
-    const { base } = await start();
+    const cache = testCache();
+    // Lookups that have begun: each reaches the coalescing wait with no timer or I/O in between (a memory store).
+    let entered = 0;
+    const counted = { ...cache, lookup: (...args: Parameters<typeof cache.lookup>) => (entered++, cache.lookup(...args)) };
+    const { base } = await start({ cache: counted });
     // A key the upstream has accepted once (a new key's requests go upstream until then: case 3).
     await call(base, '/v1/chat/completions', { headers: bearer('sk-coalesce'), body: ask('hello') });
-    upstream.behaviour = 'slow';
+    upstream.behaviour = 'held';
     const before = upstream.calls.length;
-    const answers = await Promise.all(
-      Array.from({ length: 5 }, () => call(base, '/v1/chat/completions', { headers: bearer('sk-coalesce'), body: ask('What is the speed of light?') })),
+    const arrived = upstream.received(before + 1);
+    const asked = entered;
+    const pending = Array.from({ length: 5 }, () =>
+      call(base, '/v1/chat/completions', { headers: bearer('sk-coalesce'), body: ask('What is the speed of light?') }),
     );
+    await arrived;
+    while (entered < asked + 5) await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    upstream.release();
+    const answers = await Promise.all(pending);
     expect(upstream.calls.length).toBe(before + 1);
     for (const answer of answers) expect(text(answer)).toBe('Received 1 messages.');
     expect(answers.filter((answer) => answer.headers.get('x-compactor-cache') === 'hit')).toHaveLength(4);
