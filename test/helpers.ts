@@ -1,11 +1,13 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
 import { readFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { locomoMessages, parseLocomo, type LocomoConversation } from '../bench/datasets/locomo.js';
 import { shippedLocomoPath } from '../bench/paths.js';
 import type { CompactResult, Compacted } from '../src/compose/compactor.js';
 import type { ChatMessage } from '../src/core/types.js';
+import { type RedisStoreOptions, redisStore } from '../src/stores/redis.js';
 
 /** Matches a CompactorError by its stable code (and the option or field it names): tests never match message text. */
 export const coded = (code: string, pointer?: string) => expect.objectContaining(pointer === undefined ? { code } : { code, pointer });
@@ -118,4 +120,58 @@ export async function freePort(): Promise<number> {
     });
     server.on('error', reject);
   });
+}
+
+/**
+ * A throwaway redis-server on `port` (no persistence), resolved once it logs that it accepts
+ * connections: awaited as an event, with no polling sleep.
+ */
+export function startRedis(port: number): Promise<ChildProcess> {
+  const child = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const onData = (chunk: Buffer) => {
+      seen = (seen + chunk.toString('utf8')).slice(-4096);
+      if (!seen.includes('Ready to accept connections')) return;
+      child.stdout!.off('data', onData);
+      child.stdout!.resume();
+      child.off('exit', onExit);
+      resolve(child);
+    };
+    const onExit = (code: number | null) => reject(new Error(`redis-server exited (${code}) before it was ready: ${seen.slice(-300)}`));
+    child.stdout!.on('data', onData);
+    child.once('exit', onExit);
+  });
+}
+
+/**
+ * A Redis store whose connection can be awaited: `connected()` resolves when it is connected, on
+ * its first connection (an operation waits for the handshake, within the store's own timeout) or
+ * on its reconnection after an outage the store reported, with no polling sleep.
+ */
+export function watchedRedisStore(options: Omit<RedisStoreOptions, 'onConnectionChange'>): {
+  store: ReturnType<typeof redisStore>;
+  connected(): Promise<void>;
+} {
+  const waiters: (() => void)[] = [];
+  let down = false;
+  const store = redisStore({
+    ...options,
+    onConnectionChange: (up) => {
+      down = !up;
+      if (up) for (const resolve of waiters.splice(0)) resolve();
+    },
+  });
+  const back = () => new Promise<void>((resolve) => waiters.push(resolve));
+  return {
+    store,
+    async connected() {
+      while (!store.connected) {
+        if (down) await back();
+        else await store.get('connected-probe').catch(() => new Promise((resolve) => setImmediate(resolve)));
+      }
+    },
+  };
 }

@@ -1,16 +1,16 @@
 import OpenAI from 'openai';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import pino from 'pino';
 import { afterAll, describe, expect, test } from 'vitest';
 import { cosineVerifier } from '../src/cache/verifier.js';
-import { createResponseCache, createRouteTable, redisStore, type Embedder } from '../src/index.js';
+import { createResponseCache, createRouteTable, type Embedder } from '../src/index.js';
 import { defaultRuntime } from '../src/runtime.js';
 import { memorySummaryStore, SummaryQueue } from '../src/summarizers/queue.js';
 import { createProxy, type ProxyServer } from '../src/proxy/server.js';
 import { hashEmbedder } from '../src/testing/index.js';
 import { fakeUpstream } from './fake-upstream.js';
-import { locomoRequest } from './helpers.js';
+import { locomoRequest, startRedis, watchedRedisStore } from './helpers.js';
 
 const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
 const cleanup: (() => Promise<void>)[] = [];
@@ -29,14 +29,6 @@ async function start(
     await upstream.close();
   });
   return { proxy, base, upstream, client: new OpenAI({ apiKey: 'sk-faults', baseURL: `${base}/v1`, maxRetries: 0, timeout: 10_000 }) };
-}
-
-/** Waits for a store's client to be connected: it depends on a redis-server process starting. */
-async function connected(store: { readonly connected: boolean }): Promise<void> {
-  for (const deadline = performance.now() + 10_000; !store.connected; ) {
-    if (performance.now() > deadline) throw new Error('redis did not connect in 10 s');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 const metric = async (base: string, pattern: RegExp) => Number((await (await fetch(`${base}/metrics`)).text()).match(pattern)?.[1] ?? 0);
@@ -98,10 +90,9 @@ describe('proxy fault tolerance', () => {
         },
       }),
     });
-    const started = performance.now();
+    // The summarizer never answers: only the inline deadline lets this request through.
     const answer = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: longRequest("What is Jon's business?") });
     expect(answer.choices[0]!.message.content).toMatch(/^Received \d+ messages\.$/);
-    expect(performance.now() - started).toBeLessThan(3000);
     expect(await metric(base, /context_compactor_failures_total\{component="summarize"\} (\d+)/)).toBeGreaterThanOrEqual(1);
   });
 
@@ -112,14 +103,7 @@ describe('proxy fault tolerance', () => {
         server.close(() => resolve(free));
       });
     });
-    const launch = async (): Promise<ChildProcess> => {
-      const child = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'], { stdio: 'ignore' });
-      for (let attempt = 0; attempt < 100; attempt++) {
-        if (spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout?.trim() === 'PONG') return child;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      throw new Error('redis-server did not start');
-    };
+    const launch = () => startRedis(port);
     const kill = (child: ChildProcess) =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -128,7 +112,7 @@ describe('proxy fault tolerance', () => {
       });
     let redis = await launch();
     cleanup.push(() => kill(redis));
-    const store = redisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 200 });
+    const { store, connected } = watchedRedisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 200 });
     cleanup.push(() => store.close());
     const cache = createResponseCache({ store, embedder: hashEmbedder(128), verifier: cosineVerifier(), threshold: 0.97 });
     // Both instances know the caller by a proxy key: a credential the upstream checks is vouched for per instance (credentialTtlMs).
@@ -139,7 +123,7 @@ describe('proxy fault tolerance', () => {
       routes: createRouteTable({ defaults: { maxInputTokens: 2000, strategy: 'truncate', cache } }),
     });
     // The store connects in the background from its construction; the outage below starts from a connected store.
-    await connected(store);
+    await connected();
     const ask = async (question: string) => {
       const { data, response } = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: question }] }).withResponse();
       return { text: data.choices[0]!.message.content, cache: response.headers.get('x-compactor-cache') };
@@ -156,8 +140,7 @@ describe('proxy fault tolerance', () => {
 
     redis = await launch();
     // The client reconnects on its own, with backoff: wait for it (a real server is restarting).
-    for (const deadline = performance.now() + 10_000; !store.connected && performance.now() < deadline; )
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    await connected();
     expect((await ask('After the outage?')).cache).toBe('miss');
     await cache.idle();
     const after = await ask('After the outage?');
@@ -166,10 +149,10 @@ describe('proxy fault tolerance', () => {
     expect(upstream.calls.length).toBeGreaterThanOrEqual(4);
 
     // A second proxy instance on the same Redis answers from what the first one stored.
-    const otherStore = redisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 200 });
+    const { store: otherStore, connected: otherConnected } = watchedRedisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 200 });
     cleanup.push(() => otherStore.close());
     const otherCache = createResponseCache({ store: otherStore, embedder: hashEmbedder(128), verifier: cosineVerifier(), threshold: 0.97 });
-    await connected(otherStore);
+    await otherConnected();
     const second = await start({
       cache: otherCache,
       keys,

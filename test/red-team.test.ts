@@ -581,7 +581,13 @@ describe('13–14. a cache that hits the obvious and refuses the near-miss', () 
     const cache = testCache();
     // Lookups that have begun: each reaches the coalescing wait with no timer or I/O in between (a memory store).
     let entered = 0;
-    const counted = { ...cache, lookup: (...args: Parameters<typeof cache.lookup>) => (entered++, cache.lookup(...args)) };
+    const counted = {
+      ...cache,
+      lookup: (...args: Parameters<typeof cache.lookup>) => {
+        entered++;
+        return cache.lookup(...args);
+      },
+    };
     const { base } = await start({ cache: counted });
     // A key the upstream has accepted once (a new key's requests go upstream until then: case 3).
     await call(base, '/v1/chat/completions', { headers: bearer('sk-coalesce'), body: ask('hello') });

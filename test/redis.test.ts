@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, describe, expect, test } from 'vitest';
 import { createClient } from 'redis';
 import { cosineVerifier } from '../src/cache/verifier.js';
@@ -6,31 +6,11 @@ import { createCompactor, createResponseCache, createRuntime, redisStore, type C
 import type { ChatMessage } from '../src/core/types.js';
 import { deepFreeze, hashEmbedder, strategyContext } from '../src/testing/index.js';
 import { cacheAware } from '../strategies/cache-aware/index.js';
-import { compacted, freePort } from './helpers.js';
+import { compacted, freePort, startRedis, watchedRedisStore } from './helpers.js';
 
 // CI installs redis-server (.ci/run); locally the suite is skipped when it is missing.
 const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
 if (!hasRedis && process.env.CI) throw new Error('redis-server is required in CI (.ci/run installs it)');
-
-/** A throwaway redis-server this test can stop and restart (no persistence). */
-async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'], { stdio: 'ignore' });
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const probe = spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' });
-    if (probe.stdout?.trim() === 'PONG') return child;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error('redis-server did not start');
-}
-
-/** Waits for a condition that depends on another process (a server starting), up to `ms`. */
-async function waitFor(condition: () => boolean, ms: number): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 const stop = (child: ChildProcess) =>
   new Promise<void>((resolve) => {
@@ -153,7 +133,7 @@ describe.skipIf(!hasRedis)('redis store', () => {
     const port = await freePort();
     let server = await startRedis(port);
     children.push(server);
-    const store = redisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 200 });
+    const { store, connected } = watchedRedisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 200 });
     const cache = createResponseCache({ store, embedder: hashEmbedder(64), verifier: cosineVerifier(), threshold: 0.95 });
     const compactor = createCompactor({ cache, maxInputTokens: 1000 });
     const stored = await compactor.compact(ask('Before the outage'));
@@ -161,11 +141,10 @@ describe.skipIf(!hasRedis)('redis store', () => {
     expect((await compactor.compact(ask('Before the outage'))).stats.cache?.status).toBe('hit');
 
     await stop(server);
-    const started = performance.now();
+    // (That a down store costs no deadline per operation is red-team case 11.)
     const during = await compactor.compact(ask('Before the outage'));
     expect(during.stats.cache).toMatchObject({ status: 'bypass', reason: 'store-failed' });
     expect(compacted(during).request.messages).toHaveLength(1);
-    expect(performance.now() - started).toBeLessThan(1000);
     const miss = await compactor.compact(ask('During the outage'));
     expect(miss.stats.cache?.status).toBe('bypass');
     // Nothing can be stored while the store is down: a bypassed request carries no commit.
@@ -175,7 +154,7 @@ describe.skipIf(!hasRedis)('redis store', () => {
     server = await startRedis(port);
     children.push(server);
     // The client reconnects on its own, with backoff: wait for it (this is a real server restarting).
-    await waitFor(() => store.connected, 10_000);
+    await connected();
     const result = compacted(await compactor.compact(ask('After the outage')));
     expect(result.stats.cache?.status).toBe('miss');
     expect(await result.commit!({ format: 'openai', body: completion('back') })).toBe(true);

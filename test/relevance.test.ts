@@ -219,9 +219,8 @@ describe('relevance strategy', () => {
     };
     const embeddings = createEmbeddingCache();
     const compactor = createCompactor({ ...options, maxInputTokens: 90, strategy: relevance({ embedder: hanging, embedTimeoutMs: 30, embeddings }) });
-    const started = Date.now();
+    // The gate opens only after this returns: a compact() that waited for the embedder would never return.
     const first = await compactor.compact({ messages: history('What breed is my dog Biscuit?') });
-    expect(Date.now() - started).toBeLessThan(1000);
     expect(first.stats.failures[0]).toMatchObject({ strategy: 'relevance', code: 'upstream.failed' });
     release();
     await embeddings.idle();
