@@ -22,11 +22,12 @@ import { redisStore } from '../src/stores/redis.js';
 import { seededRandom } from '../src/stores/lsh.js';
 import type { Store } from '../src/stores/types.js';
 import { machine, markdownTable, ms, percentile, table } from './harness/stats.js';
+import { runStudy, studyFlags } from './harness/study.js';
 
 const DIMENSIONS = 512;
 const SIZES = (process.env.SIZES ?? '10000,100000').split(',').map(Number);
 const QUERIES = Number(process.env.QUERIES ?? 500);
-const markdown = process.argv.includes('--md');
+const markdown = studyFlags('bench:cache', {}).md;
 
 function unit(vector: Float32Array): Float32Array {
   let sum = 0;
@@ -222,11 +223,5 @@ async function main(): Promise<void> {
   console.log(`\n${machine()}`);
 }
 
-main().then(
-  // The Redis client reconnects forever by design; a bench ends when its report is printed.
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error(error);
-    process.exit(1);
-  },
-);
+// The Redis client reconnects forever by design: the study ends when its report is printed.
+runStudy('bench:cache', main);

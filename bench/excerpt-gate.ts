@@ -21,6 +21,7 @@ import { shippedData } from './harness/command.js';
 import { loadDataset } from './harness/loaders.js';
 import { Progress } from './harness/progress.js';
 import { machine, markdownTable, percentile, table } from './harness/stats.js';
+import { runStudy, studyFlags } from './harness/study.js';
 
 interface Sample {
   conversation: string;
@@ -29,10 +30,11 @@ interface Sample {
   score: number;
 }
 
-const argument = (name: string, fallback: string) => {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? process.argv[index + 1]! : fallback;
-};
+const flags = studyFlags('bench:gate', {
+  model: { type: 'string', default: 'gpt-5' },
+  budgets: { type: 'string', default: '2000,4000' },
+  'latency-only': { type: 'boolean' },
+});
 
 function auc(positives: number[], negatives: number[]): number {
   let sum = 0;
@@ -111,13 +113,13 @@ async function latency(model: string, md: boolean): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const model = argument('model', 'gpt-5');
-  const budgets = argument('budgets', '2000,4000').split(',').map(Number);
+  const model = flags.model;
+  const budgets = flags.budgets.split(',').map(Number);
   const [locomo] = shippedData();
   const conversations = loadDataset(locomo!.slice('locomo:'.length), 'locomo');
   const threshold = CACHE_AWARE_DEFAULTS.excerptGate;
-  const md = process.argv.includes('--md');
-  if (process.argv.includes('--latency-only')) return latency(model, md);
+  const md = flags.md;
+  if (flags['latency-only']) return latency(model, md);
   const total = budgets.length * conversations.reduce((sum, c) => sum + c.messages.filter((m) => m.role === 'user').length + (c.qa?.length ?? 0), 0);
   const progress = new Progress('gate', total);
   for (const budget of budgets) {
@@ -187,4 +189,4 @@ async function main(): Promise<void> {
   await latency(model, md);
 }
 
-await main();
+runStudy('bench:gate', main);

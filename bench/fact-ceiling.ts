@@ -15,6 +15,9 @@ import { contentWords, factRetention, mean, outputText } from './harness/metrics
 import { markdownTable, table } from './harness/stats.js';
 import { messageText } from '../src/text/message-text.js';
 import { SESSION_HEADER } from '../src/text/stopwords.js';
+import { runStudy, studyFlags } from './harness/study.js';
+
+const flags = studyFlags('bench:fact-ceiling', {});
 
 interface Variant {
   name: string;
@@ -82,7 +85,7 @@ async function main(): Promise<void> {
   }
   console.log("ER_fact of an oracle that keeps only each question's evidence (LoCoMo dev, categories 1–4)");
   console.log(table(rows));
-  if (process.argv.includes('--md')) console.log(`\n${markdownTable(rows)}`);
+  if (flags.md) console.log(`\n${markdownTable(rows)}`);
 
   // Where do the presets' misses lie? Answer words a preset dropped, split by whether any
   // evidence turn holds them.
@@ -119,13 +122,7 @@ async function main(): Promise<void> {
   }
   console.log('\nAnswer words the presets missed, by where the conversation holds them');
   console.log(table(missRows));
-  if (process.argv.includes('--md')) console.log(`\n${markdownTable(missRows)}`);
+  if (flags.md) console.log(`\n${markdownTable(missRows)}`);
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error(error);
-    process.exit(1);
-  },
-);
+runStudy('bench:fact-ceiling', main);

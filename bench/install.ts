@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { folderBytes, installTarball, packTarball } from './harness/packed.js';
 import { repositoryRoot } from './paths.js';
 import { machine, markdownTable, percentile, table } from './harness/stats.js';
+import { runStudy, studyFlags } from './harness/study.js';
 
 const RUNS = Number(process.env.IMPORT_RUNS ?? 15);
 const ENTRIES = [
@@ -60,7 +61,7 @@ function main(): void {
       imports.push([name, entry, time.p50.toFixed(0), time.p90.toFixed(0), `+${(time.p50 - bare.p50).toFixed(0)}`]);
     }
   }
-  const markdown = process.argv.includes('--md');
+  const markdown = studyFlags('bench:install', {}).md;
   const render = markdown ? markdownTable : table;
   process.stdout.write(`${machine()}\ntarball: ${(statSync(tarball).size / 1024).toFixed(0)} KiB\n\n`);
   process.stdout.write(`${render([['install', 'node_modules MB', 'npm install s'], ...rows])}\n\n`);
@@ -70,4 +71,4 @@ function main(): void {
   process.stdout.write(`${render([['install', 'entry', 'p50 ms', 'p90 ms', 'over bare node'], ...imports])}\n`);
 }
 
-main();
+runStudy('bench:install', async () => main());

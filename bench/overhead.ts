@@ -10,6 +10,7 @@ import { shippedLocomoPath } from './paths.js';
 import { builtinTokenizer, type TextTokenizer } from '../src/tokens/tokenizer.js';
 import type { ChatMessage, ChatRequest } from '../src/core/types.js';
 import { machine, markdownTable, ms, percentile, table } from './harness/stats.js';
+import { runStudy, studyFlags } from './harness/study.js';
 
 const SIZES = [50, 200, 1000];
 const BUDGET = 4000;
@@ -137,7 +138,7 @@ async function main(): Promise<void> {
   console.log(table(loads));
   console.log('\nCompaction (truncate) vs LangChain trimMessages');
   console.log(table(rows));
-  if (process.argv.includes('--md')) {
+  if (studyFlags('bench:overhead', {}).md) {
     console.log('\n<!-- markdown -->');
     console.log(markdownTable(loads));
     console.log();
@@ -145,4 +146,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+runStudy('bench:overhead', main);

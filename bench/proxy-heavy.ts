@@ -21,8 +21,10 @@ import { createProxy } from '../src/proxy/server.js';
 import { defaultRuntime } from '../src/runtime.js';
 import { fakeModel } from './harness/fake-model.js';
 import { machine, markdownTable, ms, table } from './harness/stats.js';
+import { runStudy, studyFlags } from './harness/study.js';
 
-const markdown = process.argv.includes('--md');
+const flags = studyFlags('bench:heavy', {});
+const markdown = flags.md;
 const self = fileURLToPath(import.meta.url);
 const CONCURRENT = 3;
 const TARGET_BYTES = 3.8e6;
@@ -167,9 +169,6 @@ async function main(): Promise<void> {
   );
 }
 
-if (process.argv[2] === 'proxy') void runProxy();
-else
-  main().catch((error: unknown) => {
-    console.error(error);
-    process.exitCode = 1;
-  });
+// The forked child runs the proxy; the parent sends and times.
+if (flags.positionals[0] === 'proxy') void runProxy();
+else runStudy('bench:heavy', main);

@@ -21,12 +21,14 @@ import { createProxy } from '../src/proxy/server.js';
 import { createRouteTable } from '../src/compose/routes.js';
 import { fakeModel } from './harness/fake-model.js';
 import { machine, markdownTable, ms, table } from './harness/stats.js';
+import { runStudy, studyFlags } from './harness/study.js';
 
 const DURATION = Number(process.env.DURATION ?? 10);
 const SOAK = Number(process.env.SOAK ?? 60);
 const DELAYS = (process.env.UPSTREAM_DELAY_MS ?? '0,200').split(',').map(Number);
 const CONNECTIONS = (process.env.CONNECTIONS ?? '50,200').split(',').map(Number);
-const markdown = process.argv.includes('--md');
+const flags = studyFlags('bench:proxy', {});
+const markdown = flags.md;
 const self = fileURLToPath(import.meta.url);
 const PROXY_KEY = 'pk-load-bench-key';
 
@@ -154,11 +156,8 @@ async function main(): Promise<void> {
   );
 }
 
-const [role, argument] = process.argv.slice(2);
+// Forked children run the upstream or the proxy; the parent drives the load.
+const [role, argument] = flags.positionals;
 if (role === 'upstream') void runUpstream(Number(argument));
 else if (role === 'proxy') void runProxy(Number(argument));
-else
-  main().catch((error: unknown) => {
-    console.error(error);
-    process.exitCode = 1;
-  });
+else runStudy('bench:proxy', main);

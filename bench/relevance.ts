@@ -21,15 +21,17 @@ import { dot, type Embedder } from '../src/embedders/types.js';
 import { bm25Scores } from '../src/text/bm25.js';
 import { dotMany, simdAvailable } from '../src/embedders/dot-many.js';
 import { relevance, type RelevanceOptions } from '../strategies/relevance/index.js';
+import { runStudy, studyFlags } from './harness/study.js';
 
-function argument(name: string): string | undefined {
-  const index = process.argv.indexOf(name);
-  return index >= 0 ? process.argv[index + 1] : undefined;
-}
-
-const budgets = (argument('--budgets') ?? '1000,2000,4000').split(',').map(Number);
-const limit = argument('--limit') === undefined ? undefined : Number(argument('--limit'));
-const only = argument('--only')?.split(',');
+const flags = studyFlags('bench:relevance', {
+  budgets: { type: 'string', default: '1000,2000,4000' },
+  limit: { type: 'string' },
+  only: { type: 'string' },
+  'latency-only': { type: 'boolean' },
+});
+const budgets = flags.budgets.split(',').map(Number);
+const limit = flags.limit === undefined ? undefined : Number(flags.limit);
+const only = flags.only?.split(',');
 
 function variant(name: string, options: RelevanceOptions): Contender {
   const compactors = new Map<number, Compactor<false>>();
@@ -51,7 +53,7 @@ function variant(name: string, options: RelevanceOptions): Contender {
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--latency-only')) {
+  if (flags['latency-only']) {
     await latency();
     return;
   }
@@ -112,7 +114,7 @@ async function main(): Promise<void> {
   console.log(table(lines));
   console.log('\nER_verbatim by category');
   console.log(table(byCategory));
-  if (process.argv.includes('--md')) console.log(`\n${markdownTable(lines)}\n\n${markdownTable(byCategory)}`);
+  if (flags.md) console.log(`\n${markdownTable(lines)}\n\n${markdownTable(byCategory)}`);
   await latency();
 }
 
@@ -194,7 +196,7 @@ async function latency(): Promise<void> {
   );
   console.log(`\nWarm latency, 700-message history, one new message, budget ${budget}`);
   console.log(table(rows));
-  if (process.argv.includes('--md')) console.log(`\n${markdownTable(rows)}`);
+  if (flags.md) console.log(`\n${markdownTable(rows)}`);
 
   // A cold history is embedded in the background: how long does that hold the event loop (every
   // other request waits that long), and how long does a query wait behind it?
@@ -233,7 +235,7 @@ async function latency(): Promise<void> {
   }
   console.log('\nEmbedding a cold 699-message history in the background (memo batches of 16)');
   console.log(table(stallRows));
-  if (process.argv.includes('--md')) console.log(`\n${markdownTable(stallRows)}`);
+  if (flags.md) console.log(`\n${markdownTable(stallRows)}`);
 }
 
-await main();
+runStudy('bench:relevance', main);

@@ -23,15 +23,17 @@ import { summarize, summaryFold } from '../strategies/summarize/index.js';
 import { truncate } from '../strategies/truncate/index.js';
 import { createEmbeddingCache } from '../src/embedders/memo.js';
 import type { ChatMessage } from '../src/core/types.js';
+import { runStudy, studyFlags } from './harness/study.js';
 
 const BUDGET = 2000;
+const flags = studyFlags('bench:summaries', { 'latency-only': { type: 'boolean' } });
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--latency-only')) {
+  if (flags['latency-only']) {
     const [locomo] = shippedData();
     const rows = await latency(loadDataset(locomo!.slice('locomo:'.length), 'locomo'));
     console.log(table(rows));
-    if (process.argv.includes('--md')) console.log(`\n${markdownTable(rows)}`);
+    if (flags.md) console.log(`\n${markdownTable(rows)}`);
     return;
   }
   const [locomo] = shippedData();
@@ -154,7 +156,7 @@ async function main(): Promise<void> {
   console.log(table(costRows));
   console.log('\nRequest-path latency, background summaries');
   console.log(table(latencyRows));
-  if (process.argv.includes('--md')) console.log(`\n${markdownTable(costRows)}\n\n${markdownTable(latencyRows)}`);
+  if (flags.md) console.log(`\n${markdownTable(costRows)}\n\n${markdownTable(latencyRows)}`);
 }
 
 /**
@@ -193,4 +195,4 @@ async function latency(conversations: ReturnType<typeof loadDataset>): Promise<s
   return rows;
 }
 
-await main();
+runStudy('bench:summaries', main);

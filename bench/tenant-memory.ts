@@ -15,11 +15,12 @@ import { memoryStore } from '../src/stores/memory.js';
 import { hashEmbedder } from '../src/testing/index.js';
 import { machine, markdownTable, table } from './harness/stats.js';
 import { Progress } from './harness/progress.js';
+import { studyFlags } from './harness/study.js';
 
 const TENANTS = (process.env.TENANTS ?? '10000,20000,50000').split(',').map(Number);
 const MAX_BYTES = Number(process.env.MAX_BYTES ?? 256 * 1024 * 1024);
 const EMBEDDING_MEMO_BYTES = 1024 * 1024;
-const markdown = process.argv.includes('--md');
+const markdown = studyFlags('bench:tenants', {}).md;
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) {
   console.error('run with node --expose-gc (npm run bench:tenants does)');

@@ -7,8 +7,9 @@
 import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import { builtinTokenizer } from '../src/tokens/tokenizer.js';
 import { machine, markdownTable, ms, table } from './harness/stats.js';
+import { studyFlags } from './harness/study.js';
 
-const markdown = process.argv.includes('--md');
+const markdown = studyFlags('bench:tokens', {}).md;
 const KB = 1024;
 
 function seeded(length: number, alphabet: string, seed = 7): string {

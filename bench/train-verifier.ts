@@ -22,9 +22,10 @@ import { createEmbeddingCache } from '../src/embedders/memo.js';
 import type { Embedder } from '../src/embedders/types.js';
 import { memoryStore } from '../src/stores/memory.js';
 import { pairVectors } from './pair-vectors.js';
+import { runStudy, studyFlags } from './harness/study.js';
 
 const MAX_FALSE_HITS = 0.01;
-const write = process.argv.includes('--write');
+const write = studyFlags('train-verifier', { write: { type: 'boolean' } }).write;
 
 interface Sample {
   pair: LabelledPair;
@@ -218,7 +219,4 @@ export const VERIFIER_MODEL = {
   for (const row of rows) console.log(row);
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exitCode = 1;
-});
+runStudy('train-verifier', main);

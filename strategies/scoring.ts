@@ -18,7 +18,7 @@ export interface ScoringOptions {
   /**
    * Dense embedder for the semantic half of the hybrid. `null` scores with BM25 alone.
    * @default the compactor's `embedder`, else the runtime's default encoder: Universal Sentence
-   * Encoder lite (offline, chosen by measurement: see bench/HISTORY.md), or none when its optional
+   * Encoder lite (offline, chosen by measurement: see bench/notes/HISTORY.md), or none when its optional
    * packages are not installed
    */
   embedder?: Embedder | null;
@@ -55,7 +55,7 @@ export interface ScoringOptions {
    * often in the message it answers ("Yes, twice last summer!"), so each message is embedded as
    * itself followed by the start of the one before it, and its BM25 score adds the score of that
    * pair to its own. On LoCoMo dev this kept 0.04–0.07 more evidence at 1k–4k tokens than the
-   * message alone (bench/HISTORY.md). The pair is one text, embedded once and memoized like any
+   * message alone (bench/notes/HISTORY.md). The pair is one text, embedded once and memoized like any
    * other, so a new turn still costs one embedding.
    * @default 400
    */

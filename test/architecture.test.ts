@@ -6,11 +6,11 @@ import { describe, expect, test } from 'vitest';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-function sources(folder: string): string[] {
+function sources(folder: string, withTests = false): string[] {
   return readdirSync(join(root, folder)).flatMap((name) => {
     const path = join(folder, name);
-    if (statSync(join(root, path)).isDirectory()) return sources(path);
-    return path.endsWith('.ts') && !path.endsWith('.test.ts') && !path.endsWith('.d.ts') ? [path] : [];
+    if (statSync(join(root, path)).isDirectory()) return sources(path, withTests);
+    return path.endsWith('.ts') && (withTests || !path.endsWith('.test.ts')) && !path.endsWith('.d.ts') ? [path] : [];
   });
 }
 
@@ -115,6 +115,13 @@ describe('architecture', () => {
       for (const target of graph.get(file)!) expect(target, file).not.toMatch(/^src\/(adapters|proxy|cli)\//);
       expect(readFileSync(join(root, file), 'utf8'), file).not.toMatch(/from '(node:http|express|undici)'/);
     }
+  });
+
+  test("the library's tests import no bench code: only the shipped data's readers (bench/datasets/, bench/paths.ts)", () => {
+    const reaching = sources('test', true)
+      .flatMap((file) => importsOf(file).map((target) => `${file} -> ${target}`))
+      .filter((edge) => / -> bench\//.test(edge) && !/ -> bench\/(datasets\/|paths\.ts$)/.test(edge));
+    expect(reaching).toEqual([]);
   });
 
   test('no file under src/ or strategies/ is over 300 lines, but generated data (the verifier weights)', () => {

@@ -2,7 +2,6 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { buildGloveModel } from '../bench/glove-model.js';
 import { createEmbeddingCache, type EmbeddingStore } from '../src/embedders/memo.js';
 import { encodeOnnxModel, loadOnnxProto } from '../src/embedders/onnx-proto.js';
 import { createOnnxRunner } from '../src/embedders/onnx-runner.js';
@@ -345,14 +344,6 @@ describe('offline pretrained embedders', () => {
     await expect(runner.run({ x: { data: Float32Array.of(1), dims: [1] } })).rejects.toThrow(
       expect.objectContaining({ code: 'upstream.failed', details: expect.objectContaining({ reason: 'closed' }) }),
     );
-  });
-
-  test('transformers.js loads the locally built GloVe ONNX model fully offline', async () => {
-    const folder = await buildGloveModel(join(packageRoot(), '.cache', 'models'));
-    const embedder = transformersEmbedder({ model: folder, quantized: false, allowRemoteModels: false });
-    await checkSemantics(embedder);
-    expect(embedder.dimensions).toBe(100);
-    expect(embedder.id).toContain('local:glove-sif');
   });
 
   test('transformers.js refuses to download when remote loading is off', async () => {

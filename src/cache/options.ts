@@ -35,14 +35,14 @@ export interface ResponseCacheOptions {
   embeddings?: EmbeddingCache;
   /**
    * Scores a (query, cached question) pair. The default is a logistic model over cosine and
-   * lexical, number, name and negation signals (bench/HISTORY.md has how it was trained and
+   * lexical, number, name and negation signals (bench/notes/HISTORY.md has how it was trained and
    * scored); `cosineVerifier()` reproduces a plain cosine threshold.
    * @default defaultVerifier()
    */
   verifier?: Verifier;
   /**
    * Verifier score at or above which a semantic match is a hit. The default was chosen on the
-   * training split so that at most 1% of related-but-different questions hit (bench/HISTORY.md).
+   * training split so that at most 1% of related-but-different questions hit (bench/notes/HISTORY.md).
    * @default the shipped verifier's threshold
    */
   threshold?: number;

@@ -42,7 +42,7 @@ export function logisticVerifier(model: LogisticModel, id = 'logistic'): Verifie
   };
 }
 
-/** Cosine alone, as GPTCache and most peers do (for comparison: see bench/HISTORY.md). */
+/** Cosine alone, as GPTCache and most peers do (for comparison: see bench/notes/HISTORY.md). */
 export function cosineVerifier(): Verifier {
   return { id: 'cosine', score: (_query, _candidate, cosine) => cosine };
 }

@@ -54,7 +54,7 @@ export interface CompactorOptions {
    * Tokenizer backend. Both built-ins give identical counts (tested on the OpenAI cookbook
    * examples and a LoCoMo conversation). `gpt-tokenizer` is the default because the overhead
    * bench measured it loading o200k_base about 3.6× faster and counting a cold 1,000-message
-   * history about 5× faster than `js-tiktoken` (bench/HISTORY.md); `js-tiktoken` stays supported, as an
+   * history about 5× faster than `js-tiktoken` (bench/notes/HISTORY.md); `js-tiktoken` stays supported, as an
    * optional dependency (left out by `npm install --omit=optional`).
    * A factory plugs in your own (see `testing.wordTokenizer`).
    * @default 'gpt-tokenizer'

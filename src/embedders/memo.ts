@@ -91,7 +91,7 @@ export function createEmbeddingCache(options: EmbeddingCacheOptions = {}): Embed
       }
       // In-process encoders compute on the event loop and resolve through microtasks: without a
       // turn of the loop between batches, a cold history would hold every other request until
-      // its last batch (seconds: bench/HISTORY.md).
+      // its last batch (seconds: bench/notes/HISTORY.md).
       if (start + maxBatch < missing.length) await nextTurn();
     }
     return found as Float32Array[];

@@ -13,7 +13,7 @@ interface UseModel {
 /**
  * Which engine runs the network:
  * - `onnx`: the same weights rebuilt as an ONNX graph for onnxruntime-node (about 1 ms per
- *   short query here, against 10–15 ms for TF.js; bench/HISTORY.md);
+ *   short query here, against 10–15 ms for TF.js; bench/notes/HISTORY.md);
  * - `tfjs`: the package's own TF.js graph on TF.js's wasm backend;
  * - `auto`: onnx, or tfjs when onnxruntime-node cannot load on this platform.
  * Both give the same vectors (cosine 1.000000 in test/embedders.test.ts), so they share one `id`

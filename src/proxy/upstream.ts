@@ -98,7 +98,7 @@ function forwardedHeaders(request: IncomingMessage, target: UpstreamTarget): Rec
 
 /**
  * The proxy's client for model APIs: one undici keep-alive pool (its `request()` costs a fraction
- * of `fetch()` per call: bench/HISTORY.md, proxy load), a deadline on the response headers, and an
+ * of `fetch()` per call: bench/notes/HISTORY.md, proxy load), a deadline on the response headers, and an
  * idle deadline on streamed bodies.
  */
 export function createUpstream(options: UpstreamOptions): {

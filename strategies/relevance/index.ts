@@ -18,7 +18,7 @@ export interface RelevanceOptions extends ScoringOptions {
   sessionHeader?: RegExp | null;
   /**
    * Insert a short marker where turns were omitted (counted in the budget). Off by default: on
-   * LoCoMo a marker per gap cost about 0.07 of ER_verbatim at 2k tokens (bench/HISTORY.md).
+   * LoCoMo a marker per gap cost about 0.07 of ER_verbatim at 2k tokens (bench/notes/HISTORY.md).
    * @default false
    */
   markers?: boolean;

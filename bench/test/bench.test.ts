@@ -2,20 +2,19 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { noCompaction, presetContender, trimMessagesContender, type Contender } from '../bench/harness/contenders.js';
-import { billRequests } from '../bench/harness/bill.js';
-import { loadPrices, priceFor, type ModelPrice } from '../bench/harness/cost.js';
-import { runReplays } from '../bench/harness/replay.js';
-import { breakEven } from '../bench/harness/report.js';
-import { replayRows, type ReplayRow } from '../bench/harness/summary.js';
-import { PRICES } from '../src/prices.js';
-import { normalizeEvidence } from '../bench/harness/evidence.js';
-import { loadDataset, loadJsonl, loadLocomo, loadMtBench101, loadTopicalChat, type BenchConversation } from '../bench/harness/loaders.js';
-import { contentWords, factRetention, verbatimRetention } from '../bench/harness/metrics.js';
-import { checkOutput, runQa, sharedPrefixTokens, type Violation } from '../bench/harness/run.js';
-import { createCompactor, type ChatMessage } from '../src/index.js';
-import { packageRoot } from '../src/cli/package-root.js';
-import { coded } from './helpers.js';
+import { noCompaction, presetContender, trimMessagesContender, type Contender } from '../harness/contenders.js';
+import { billRequests } from '../harness/bill.js';
+import { loadPrices, priceFor, type ModelPrice } from '../harness/cost.js';
+import { runReplays } from '../harness/replay.js';
+import { breakEven } from '../harness/report.js';
+import { replayRows, type ReplayRow } from '../harness/summary.js';
+import { PRICES } from '../../src/prices.js';
+import { normalizeEvidence } from '../harness/evidence.js';
+import { loadDataset, loadJsonl, loadLocomo, loadMtBench101, loadTopicalChat, type BenchConversation } from '../harness/loaders.js';
+import { contentWords, factRetention, verbatimRetention } from '../harness/metrics.js';
+import { checkOutput, runQa, sharedPrefixTokens, type Violation } from '../harness/run.js';
+import { createCompactor, type ChatMessage } from '../../src/index.js';
+import { packageRoot } from '../../src/cli/package-root.js';
 
 const data = (...parts: string[]) => join(packageRoot(), 'bench', 'data', ...parts);
 const counterPromise = createCompactor().tokenCounter('gpt-4o');
@@ -97,7 +96,7 @@ describe('loaders on real files', () => {
     expect(loadDataset(good).length).toBe(2);
     const bad = join(folder, 'bad.jsonl');
     writeFileSync(bad, `${JSON.stringify({ id: 'a', messages: [{ role: 'user', content: 'hi' }] })}\n{"id": "b", "messages": [{"role": "robot"}]}\n`);
-    expect(() => loadJsonl(bad)).toThrow(coded('input.invalid', 'line 2.messages[0].role'));
+    expect(() => loadJsonl(bad)).toThrow(expect.objectContaining({ code: 'input.invalid', pointer: 'line 2.messages[0].role' }));
   });
 
   test('kinds are guessed from content', () => {

@@ -3,14 +3,16 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { pairFeatures } from '../src/cache/features.js';
-import { profile } from '../src/cache/features.js';
-import { FEATURE_NAMES } from '../src/cache/features.js';
-import { scoreProbes } from '../bench/cache-eval/evaluate.js';
-import { readPairs, splitByQuestion } from '../bench/cache-eval/pairs.js';
-import { shippedDataPath } from './cache-helpers.js';
+import { pairFeatures } from '../../src/cache/features.js';
+import { profile } from '../../src/cache/features.js';
+import { FEATURE_NAMES } from '../../src/cache/features.js';
+import { scoreProbes } from '../cache-eval/evaluate.js';
+import { readPairs, splitByQuestion } from '../cache-eval/pairs.js';
+import { benchRoot } from '../paths.js';
 
-const bin = new URL('../bin/context-compactor.js', import.meta.url).pathname;
+const shippedDataPath = (relative: string) => join(benchRoot(), 'data', relative);
+
+const bin = new URL('../../bin/context-compactor.js', import.meta.url).pathname;
 const run = (args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 120_000 });
 
 describe('cache-eval', () => {
@@ -113,9 +115,9 @@ describe('verifier features', () => {
 
 describe('cache-eval: spelling variants', () => {
   test('every case, whitespace, trailing-punctuation and NFKC variant of a cached QQP test question hits with its own answer', async () => {
-    const { createResponseCache } = await import('../src/cache/response-cache.js');
-    const { hashEmbedder } = await import('../src/testing/index.js');
-    const { probePairs, spellingVariants, variantHits } = await import('../bench/cache-eval/evaluate.js');
+    const { createResponseCache } = await import('../../src/cache/response-cache.js');
+    const { hashEmbedder } = await import('../../src/testing/index.js');
+    const { probePairs, spellingVariants, variantHits } = await import('../cache-eval/evaluate.js');
     expect(spellingVariants('How do I reset my password?')).toEqual(
       expect.arrayContaining(['how do i reset my password?', 'HOW DO I RESET MY PASSWORD?', 'How do I reset my password', 'Ｈow do I reset my password？']),
     );

@@ -4,15 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { describe, expect, test } from 'vitest';
-import { shippedData } from '../bench/harness/command.js';
-import { noCompaction, presetContender, trimMessagesContender } from '../bench/harness/contenders.js';
-import { loadPrices, priceFor } from '../bench/harness/cost.js';
-import { loadDataset } from '../bench/harness/loaders.js';
-import { runReplays } from '../bench/harness/replay.js';
-import { htmlReport, recommend, type BenchReport } from '../bench/harness/report.js';
-import type { Violation } from '../bench/harness/run.js';
-import { replayRows, turnRows } from '../bench/harness/summary.js';
-import { createCompactor } from '../src/index.js';
+import { shippedData } from '../harness/command.js';
+import { noCompaction, presetContender, trimMessagesContender } from '../harness/contenders.js';
+import { loadPrices, priceFor } from '../harness/cost.js';
+import { loadDataset } from '../harness/loaders.js';
+import { runReplays } from '../harness/replay.js';
+import { htmlReport, recommend, type BenchReport } from '../harness/report.js';
+import type { Violation } from '../harness/run.js';
+import { replayRows, turnRows } from '../harness/summary.js';
+import { createCompactor } from '../../src/index.js';
 
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
 // CI installs Chromium (.ci/run); a developer machine without it skips this test.

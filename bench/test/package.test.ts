@@ -3,14 +3,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { hasPackage, installTarball, packTarball, type InstalledProject } from '../bench/harness/packed.js';
+import { hasPackage, installTarball, packTarball, type InstalledProject } from '../harness/packed.js';
 
 /**
  * The package as a user installs it: the packed tarball in an empty project, no overrides, no
  * .npmrc of ours, from the npm registry only. .ci/run installs both projects once and passes their
  * folders (PACKED_DEFAULT, PACKED_LEAN); run alone, this test packs and installs them itself.
  */
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 let full: InstalledProject;
 let lean: InstalledProject;
 
