@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { gzipSync } from 'node:zlib';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { responseEvents } from '../src/formats/responses/stream.js';
 
 export interface Recorded {
   path: string;
@@ -77,6 +78,38 @@ export async function fakeUpstream(): Promise<{
       return;
     }
     if (behaviour === 'hang') return; // never answers
+    const path = (request.url ?? '').split('?')[0]!;
+    const json = (status: number, value: unknown) => {
+      response.writeHead(status, { 'content-type': 'application/json', 'x-upstream': 'fake' });
+      response.end(JSON.stringify(value));
+    };
+    if (request.method === 'GET' && path.startsWith('/v1/models')) {
+      json(200, { object: 'list', data: [{ id: 'gpt-4o-mini', object: 'model', created: 1, owned_by: 'fake' }] });
+      return;
+    }
+    if (path === '/v1/messages/count_tokens') {
+      json(200, { input_tokens: Array.isArray(body.messages) ? body.messages.length * 10 : 0 });
+      return;
+    }
+    if (path === '/v1/responses/compact') {
+      json(200, {
+        id: 'cmp_1',
+        object: 'response.compaction',
+        created_at: 1,
+        output: [{ id: 'cmp_item_1', type: 'compaction', encrypted_content: 'ENCRYPTED-BY-FAKE' }],
+        usage: { input_tokens: 10, output_tokens: 2, total_tokens: 12 },
+      });
+      return;
+    }
+    if (path === '/v1/responses') {
+      const answer = responsesAnswer(body, state.answer ? state.answer(call) : undefined);
+      if (body.stream === true) {
+        response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+        for (const event of responseEvents(answer)) response.write(`event: ${event.event}\ndata: ${event.data}\n\n`);
+        response.end();
+      } else json(200, answer);
+      return;
+    }
     if (behaviour === 'error-500') {
       response.writeHead(500, { 'content-type': 'application/json' });
       response.end(JSON.stringify({ error: { message: 'upstream exploded', type: 'server_error', code: 'boom' } }));
@@ -215,4 +248,50 @@ function anthropicEvents(text: string): string[] {
     event('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 5 } }),
     event('message_stop', { type: 'message_stop' }),
   ];
+}
+
+let responseCount = 0;
+
+/**
+ * A Responses API answer: a function call when the request offers tools and its input ends with
+ * the user's turn (so an agent loops once through its tool), else a message saying how many input
+ * items arrived.
+ */
+function responsesAnswer(body: Record<string, unknown>, text: string | undefined): Record<string, unknown> {
+  const input = typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : ((body.input as Record<string, unknown>[] | undefined) ?? []);
+  const last = input[input.length - 1];
+  const tools = (body.tools as { type?: string; name?: string }[] | undefined) ?? [];
+  const tool = tools.find((candidate) => candidate.type === 'function');
+  const id = `resp_${++responseCount}`;
+  const output =
+    tool && last && (last.type === undefined || last.type === 'message') && last.role === 'user'
+      ? [
+          {
+            type: 'function_call',
+            id: `fc_${responseCount}`,
+            call_id: `call_${responseCount}`,
+            name: tool.name,
+            arguments: '{"city":"Paris"}',
+            status: 'completed',
+          },
+        ]
+      : [
+          {
+            type: 'message',
+            id: `msg_${responseCount}`,
+            role: 'assistant',
+            status: 'completed',
+            content: [{ type: 'output_text', text: text ?? `Received ${input.length} items.`, annotations: [] }],
+          },
+        ];
+  return {
+    id,
+    object: 'response',
+    created_at: 1,
+    status: 'completed',
+    model: body.model,
+    output,
+    previous_response_id: body.previous_response_id ?? null,
+    usage: { input_tokens: 10, output_tokens: 5, total_tokens: 15, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } },
+  };
 }

@@ -40,8 +40,10 @@ export function freshReplay(replay: Replay, now: number): Replay {
     if (typeof copy.id === 'string') copy.id = `${/^[a-z]+[-_]/i.exec(copy.id)?.[0] ?? ''}${suffix}`;
     if (typeof copy.created === 'number') copy.created = Math.floor(now / 1000);
     if (copy.usage !== undefined && copy.usage !== null) copy.usage = zero(copy.usage);
-    // Anthropic's stream opens with the message itself.
+    if (typeof copy.created_at === 'number') copy.created_at = Math.floor(now / 1000);
+    // Anthropic's stream opens with the message itself, the Responses stream carries the response.
     if (typeof copy.message === 'object' && copy.message !== null) copy.message = fresh(copy.message);
+    if (typeof copy.response === 'object' && copy.response !== null) copy.response = fresh(copy.response);
     return copy;
   };
   if (replay.kind === 'json') return { kind: 'json', body: fresh(replay.body) };

@@ -41,6 +41,7 @@ interface ProxyConfig {
   tenant?: TenantSource;
   credentialTtlMs?: number;
   passThrough?: string[];
+  omitDefaultRelays?: boolean;
   heavyBodyBytes?: number;
   heavyConcurrency?: number;
   cache?: Omit<ResponseCacheOptions, 'store' | 'embedder' | 'verifier' | 'embeddings'> & { store?: 'memory' | 'redis' | 'off'; redisUrl?: string };

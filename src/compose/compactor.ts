@@ -108,6 +108,14 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
         failures: [],
       };
 
+      // A stateful request (the provider holds the history): nothing to compact, no history to key an answer by.
+      if (conversion.passThrough === 'stateful') {
+        stats.passThrough = 'stateful';
+        if (settings.cache) stats.cache = { status: 'bypass', reason: 'stateful', ms: 0 };
+        stats.ms = settings.clock() - started;
+        return { kind: 'compacted', request, stats };
+      }
+
       let commit: Compacted['commit'];
       let release: Compacted['release'];
       if (settings.cache) {

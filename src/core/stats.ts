@@ -1,7 +1,7 @@
 import type { FormatName } from './types.js';
 
 /** Why the response cache was not consulted for a request. */
-export type BypassReason = 'header' | 'route-off' | 'tool-results' | 'no-user-message' | 'no-tenant' | 'store-failed' | 'sampled';
+export type BypassReason = 'header' | 'route-off' | 'tool-results' | 'no-user-message' | 'no-tenant' | 'store-failed' | 'sampled' | 'stateful';
 import type { FailureRecord, StrategyStats } from './strategy.js';
 
 /**
@@ -57,7 +57,7 @@ export interface CompactionStats {
    */
   warming?: string[];
   /** Why the request went on uncompacted, when it did. */
-  passThrough?: 'within-budget' | 'no-budget' | 'budget-unreachable';
+  passThrough?: 'within-budget' | 'no-budget' | 'budget-unreachable' | 'stateful';
   /**
    * Why it was compacted, when it was: `over-budget` (the budget forced it), or `cheaper` (within
    * the budget, a stage such as `tool-results` changed it because that lowers the bill under the

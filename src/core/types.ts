@@ -68,4 +68,4 @@ export interface ChatRequest {
 export type Messages = readonly ChatMessage[];
 
 /** The wire formats the compactor speaks (one per provider API). */
-export type FormatName = 'openai' | 'anthropic';
+export type FormatName = 'openai' | 'anthropic' | 'responses';

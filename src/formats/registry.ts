@@ -1,9 +1,10 @@
 import { invalidOption } from '../core/errors.js';
 import { anthropicFormat } from './anthropic/index.js';
 import { openaiFormat } from './openai.js';
+import { responsesFormat } from './responses/index.js';
 import type { FormatName, WireFormat } from './wire-format.js';
 
-export const FORMATS: Readonly<Record<FormatName, WireFormat>> = { openai: openaiFormat, anthropic: anthropicFormat };
+export const FORMATS: Readonly<Record<FormatName, WireFormat>> = { openai: openaiFormat, anthropic: anthropicFormat, responses: responsesFormat };
 
 /** The format named, or for `auto` the one the body is in (Anthropic when it has Anthropic-only fields). */
 export function resolveFormat(format: 'auto' | FormatName, body: unknown): WireFormat {
@@ -12,5 +13,6 @@ export function resolveFormat(format: 'auto' | FormatName, body: unknown): WireF
     if (!named) invalidOption('format', `"auto" or one of ${Object.keys(FORMATS).join(', ')}`, format);
     return named;
   }
-  return anthropicFormat.detect(body) ? anthropicFormat : openaiFormat;
+  if (anthropicFormat.detect(body)) return anthropicFormat;
+  return responsesFormat.detect(body) ? responsesFormat : openaiFormat;
 }

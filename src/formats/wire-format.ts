@@ -32,6 +32,12 @@ export interface CacheHints {
 /** A wire request in the canonical (chat-completions) shape, and the way back. */
 export interface Conversion {
   readonly canonical: ChatRequest;
+  /**
+   * `stateful`: the provider holds the history (a Responses request with `previous_response_id`
+   * or `conversation`), so there is nothing to compact and no history to key a cached answer by:
+   * the request is forwarded untouched and the cache is bypassed.
+   */
+  readonly passThrough?: 'stateful' | undefined;
   /** The request in its own wire shape, with these (a subset of the canonical, plus any new) messages, and the cache hints its format uses. */
   restore(messages: Messages, hints?: CacheHints, rewrites?: ReadonlyMap<ChatMessage, ChatMessage>): object;
 }

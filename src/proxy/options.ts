@@ -60,10 +60,18 @@ export interface ProxyOptions {
   /**
    * Requests relayed untouched besides the compacted endpoints, as "METHOD /path" with `*`
    * wildcards (`"GET /v1/models"`, `"POST /v1/embeddings"`, `"* /v1/files*"`). Anything else is a
-   * 404 `not-found`: the proxy is no open relay for its key.
+   * 404 `not-found`: the proxy is no open relay for its key. These add to the default relays (see `omitDefaultRelays`).
    * @default []
    */
   passThrough?: string[];
+  /**
+   * Leave out `DEFAULT_RELAYS`, the endpoints clients call on day one that carry no conversation:
+   * the model list, Anthropic's token count, and the Responses API's compaction, retrieval,
+   * cancellation and input-token count. They are authenticated like every request and relayed
+   * untouched.
+   * @default false
+   */
+  omitDefaultRelays?: boolean;
   /**
    * Bodies larger than this many bytes are heavy: at most `heavyConcurrency` of them are parsed and
    * compacted at a time, so they cannot starve small requests and `/healthz`.
@@ -149,6 +157,7 @@ export const PROXY_DEFAULTS = {
   tenant: 'user' as TenantSource,
   credentialTtlMs: 300_000,
   passThrough: [] as string[],
+  omitDefaultRelays: false,
   heavyBodyBytes: LARGE_BODY_BYTES,
   heavyConcurrency: 1,
 };
@@ -173,6 +182,7 @@ export const JSON_PROXY_OPTIONS = [
   'tenant',
   'credentialTtlMs',
   'passThrough',
+  'omitDefaultRelays',
   'heavyBodyBytes',
   'heavyConcurrency',
 ] as const satisfies readonly (keyof ProxyOptions)[];
@@ -196,7 +206,12 @@ export const PROXY_OPTION_NAMES: readonly (keyof ProxyOptions)[] = [
 export const PROXY_OPTIONS = defineOptions<ProxyOptions, typeof PROXY_DEFAULTS>({
   factory: 'createProxy',
   defaults: PROXY_DEFAULTS,
-  rules: { ...checkedByFactory<ProxyOptions>(PROXY_OPTION_NAMES), cacheHints: rules.either(rules.oneOf('auto'), rules.boolean), clock: rules.function },
+  rules: {
+    ...checkedByFactory<ProxyOptions>(PROXY_OPTION_NAMES),
+    cacheHints: rules.either(rules.oneOf('auto'), rules.boolean),
+    omitDefaultRelays: rules.boolean,
+    clock: rules.function,
+  },
   docs: [['src/proxy/options.ts', 'ProxyOptions']],
 });
 
@@ -232,18 +247,10 @@ export function httpUrl(option: string, value: unknown): string {
 }
 
 /** A pass-through entry ("GET /v1/models", "* /v1/files*") as a matcher. */
-function passThroughRule(entry: unknown, index: number): (method: string, path: string) => boolean {
-  const match = typeof entry === 'string' ? /^(\*|[A-Z]+)\s+(\/\S*)$/.exec(entry.trim()) : null;
-  if (!match) invalidOption(`passThrough[${index}]`, 'a string "METHOD /path" (METHOD or *, and * in the path for any run of characters)', entry);
-  const method = match[1]!;
-  const path = new RegExp(`^${match[2]!.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
-  return (requestMethod, requestPath) => (method === '*' || method === requestMethod) && path.test(requestPath);
-}
-
 export type ProxySettings = ReturnType<typeof PROXY_OPTIONS.parse>;
 
 /** `createProxy`'s options, validated once: unknown keys, ranges, URLs and the pass-through list. */
-export function resolveProxyOptions(options: ProxyOptions): { settings: ProxySettings; passThrough: ((method: string, path: string) => boolean)[] } {
+export function resolveProxyOptions(options: ProxyOptions): { settings: ProxySettings } {
   if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
   const settings = PROXY_OPTIONS.parse(options);
   for (const name of ['upstream', 'anthropicUpstream'] as const) httpUrl(name, settings[name]);
@@ -262,6 +269,6 @@ export function resolveProxyOptions(options: ProxyOptions): { settings: ProxySet
     if (settings[name] !== undefined && (typeof settings[name] !== 'string' || settings[name] === '')) invalidOption(name, 'a non-empty string', '[redacted]');
   if (typeof settings.allowUnauthenticated !== 'boolean') invalidOption('allowUnauthenticated', 'a boolean', settings.allowUnauthenticated);
   if (!Array.isArray(settings.passThrough)) invalidOption('passThrough', 'an array of "METHOD /path" strings', settings.passThrough);
-  const passThrough = settings.passThrough.map(passThroughRule);
-  return { settings, passThrough };
+  if (typeof settings.omitDefaultRelays !== 'boolean') invalidOption('omitDefaultRelays', 'a boolean', settings.omitDefaultRelays);
+  return { settings };
 }

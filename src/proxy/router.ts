@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { CompactorError } from '../core/errors.js';
+import { CompactorError, invalidOption } from '../core/errors.js';
 import type { FormatName } from '../formats/wire-format.js';
 import type { Caller } from './auth.js';
 import { header } from './io.js';
@@ -11,6 +11,7 @@ export const ENDPOINTS: readonly { pattern: RegExp; format: FormatName; label: s
   { pattern: /^\/(v1\/)?chat\/completions$/, format: 'openai', label: 'chat.completions' },
   { pattern: /^\/openai\/deployments\/[^/]+\/chat\/completions$/, format: 'openai', label: 'azure.chat.completions' },
   { pattern: /^\/v1\/messages$/, format: 'anthropic', label: 'messages' },
+  { pattern: /^\/(v1\/)?responses$/, format: 'responses', label: 'responses' },
 ];
 
 export const LOOPBACK = new Set(['localhost', '127.0.0.1', '::1', '[::1]', '0.0.0.0', '::', '[::]']);
@@ -56,14 +57,17 @@ export interface Provider {
 export function providersOf(settings: ProxySettings): Record<FormatName, Provider> {
   const hintsFor = (origin: string, official: string): boolean =>
     settings.cacheHints === 'auto' ? new URL(origin).hostname === official : settings.cacheHints;
+  const openai: Provider = {
+    format: 'openai',
+    origin: settings.upstream,
+    authHeader: 'authorization',
+    apiKey: settings.apiKey,
+    cacheHints: hintsFor(settings.upstream, 'api.openai.com'),
+  };
   return {
-    openai: {
-      format: 'openai',
-      origin: settings.upstream,
-      authHeader: 'authorization',
-      apiKey: settings.apiKey,
-      cacheHints: hintsFor(settings.upstream, 'api.openai.com'),
-    },
+    openai,
+    // The Responses API goes to the OpenAI upstream, with its key.
+    responses: { ...openai, format: 'responses' },
     anthropic: {
       format: 'anthropic',
       origin: settings.anthropicUpstream,
@@ -83,10 +87,43 @@ export function targetOf(provider: Provider, path: string, search: string, calle
   return rewritten ? { ...target, rewritten: true } : target;
 }
 
+/**
+ * Relayed untouched unless `omitDefaultRelays`. None carries a history to compact: a model list
+ * (chat UIs and LangChain-style clients read it at start-up), Anthropic's token count, and the
+ * Responses API's own compaction (`/responses/compact`, which Codex falls back to), retrieval,
+ * deletion, cancellation and input-token count of a stored response.
+ */
+export const DEFAULT_RELAYS: readonly string[] = [
+  'GET /v1/models',
+  'GET /v1/models/*',
+  'POST /v1/messages/count_tokens',
+  'POST /v1/responses/compact',
+  'POST /v1/responses/input_tokens',
+  'GET /v1/responses/*',
+  'DELETE /v1/responses/*',
+  'POST /v1/responses/*/cancel',
+];
+
+export function passThroughRule(entry: unknown, index: number): (method: string, path: string) => boolean {
+  const match = typeof entry === 'string' ? /^(\*|[A-Z]+)\s+(\/\S*)$/.exec(entry.trim()) : null;
+  if (!match) invalidOption(`passThrough[${index}]`, 'a string "METHOD /path" (METHOD or *, and * in the path for any run of characters)', entry);
+  const method = match[1]!;
+  const path = new RegExp(`^${match[2]!.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
+  return (requestMethod, requestPath) => (method === '*' || method === requestMethod) && path.test(requestPath);
+}
+
+/** The pass-through rules of a proxy: the default relays (unless omitted), then its own list, each entry checked and named by its index. */
+export function passThroughRules(settings: ProxySettings): ((method: string, path: string) => boolean)[] {
+  return [
+    ...(settings.omitDefaultRelays ? [] : DEFAULT_RELAYS.map((entry, index) => passThroughRule(entry, index))),
+    ...settings.passThrough.map(passThroughRule),
+  ];
+}
+
 /** What the proxy does with a method and path: compact it (an endpoint), relay it (pass-through), or refuse it. */
 export function routeOf(method: string, path: string, passThrough: readonly ((method: string, path: string) => boolean)[]) {
   const endpoint = method === 'POST' ? ENDPOINTS.find((candidate) => candidate.pattern.test(path)) : undefined;
-  const format: FormatName = endpoint?.format ?? (path.startsWith('/v1/messages') ? 'anthropic' : 'openai');
+  const format: FormatName = endpoint?.format ?? (path.startsWith('/v1/messages') ? 'anthropic' : path.startsWith('/v1/responses') ? 'responses' : 'openai');
   const relayed = !endpoint && passThrough.some((allowed) => allowed(method, path));
   const label = endpoint?.label ?? (relayed ? 'passthrough' : 'unknown');
   return { endpoint, format, relayed, label };

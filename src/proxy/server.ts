@@ -10,14 +10,15 @@ import { CompactorError, invalidOption } from '../core/errors.js';
 import { PRICES } from '../prices.js';
 import { defaultRuntime } from '../runtime.js';
 import { Access, type Caller, CredentialCheck } from './auth.js';
-import { HEADERS_TIMEOUT_MS, semaphore, send } from './io.js';
+import { HEADERS_TIMEOUT_MS, header, semaphore, send } from './io.js';
 import { ProxyMetrics } from './metrics.js';
 import { DEFAULT_PROXY_BUDGET, type ProxyOptions, REDACT_PATHS, resolveProxyOptions } from './options.js';
 import { createRelay } from './relay.js';
-import { decodedPath, hopsOf, LOOPBACK, providersOf, routeOf } from './router.js';
+import { decodedPath, hopsOf, LOOPBACK, passThroughRules, providersOf, routeOf } from './router.js';
 import { createUpstream } from './upstream.js';
 
 export type { Caller, ProxyKey, TenantSource } from './auth.js';
+export { DEFAULT_RELAYS } from './router.js';
 export {
   DEFAULT_PROXY_BUDGET,
   httpUrl,
@@ -55,7 +56,8 @@ export interface ProxyServer {
  * // new OpenAI({ baseURL: 'http://localhost:8787/v1' }) with the caller's own key
  */
 export function createProxy(options: ProxyOptions = {}): ProxyServer {
-  const { settings, passThrough } = resolveProxyOptions(options);
+  const { settings } = resolveProxyOptions(options);
+  const passThrough = passThroughRules(settings);
   const clock = settings.clock ?? Date.now;
   const access = new Access({
     keys: settings.keys,
@@ -118,7 +120,10 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
       );
       return;
     }
-    const { endpoint, format, relayed, label } = routeOf(method, path, passThrough);
+    const route = routeOf(method, path, passThrough);
+    const { endpoint, relayed, label } = route;
+    // Anthropic serves /v1/models too: its clients say so with their version header.
+    const format = relayed && route.format === 'openai' && header(request, 'anthropic-version') !== undefined ? 'anthropic' : route.format;
     if (closing) {
       refuse(request, response, new CompactorError('unavailable', 'server is shutting down'), format, label);
       return;
