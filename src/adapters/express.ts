@@ -1,5 +1,6 @@
 import { defineOptions, rules } from '../core/define-options.js';
 import { CompactorError } from '../core/errors.js';
+import type { FormatName } from '../core/types.js';
 import {
   ADAPTER_RULES,
   compactorOf,
@@ -176,7 +177,7 @@ export function compactionErrorHandler(): (error: unknown, request: ExpressReque
       next(error);
       return;
     }
-    const format = (response.locals.compaction as { format?: 'openai' | 'anthropic' } | undefined)?.format;
+    const format = (response.locals.compaction as { format?: FormatName } | undefined)?.format;
     send(response, errorReply(error, format));
   };
 }

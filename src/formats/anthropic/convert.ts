@@ -5,7 +5,7 @@ import { addBreakpoints, hasCacheControl } from './cache-control.js';
 import type { AnthropicBlock, AnthropicMessage, AnthropicRequest } from './types.js';
 
 interface Origin {
-  /** Index of the Anthropic message, or -1 for the top-level system prompt. */
+  /** Index of the Anthropic message, -1 for the top-level system prompt, -2 for the compaction block that ends the part the provider drops. */
   source: number;
   /** Indices of the content blocks this canonical message carries; null for all of them. */
   blocks: number[] | null;
@@ -69,8 +69,16 @@ export function fromAnthropic(request: AnthropicRequest): AnthropicConversion {
     else invalid('system', 'must be a string or an array of text blocks');
   }
 
+  const prefixEnd = compactedPrefixEnd(request.messages);
   request.messages.forEach((message, index) => {
     const at = `messages[${index}]`;
+    if (index <= prefixEnd) {
+      // The provider drops what precedes its compaction block: sent as it came, and only the
+      // message holding the block is counted (pinned, never dropped).
+      if (Array.isArray(message?.content) && message.content.some((block) => block?.type === 'compaction'))
+        push({ role: 'developer', content: JSON.stringify(message.content) }, { source: -2, blocks: null }, at);
+      return;
+    }
     if (typeof message !== 'object' || message === null) invalid(at, 'must be an object');
     if (message.role !== 'user' && message.role !== 'assistant') invalid(`${at}.role`, 'must be user or assistant');
     const content = message.content;
@@ -148,7 +156,7 @@ export function fromAnthropic(request: AnthropicRequest): AnthropicConversion {
     restore(output, hints, rewrites) {
       // A rewritten message (a tool result the guard cleared or cut) lands where its original would, with its new text.
       const originOf = (message: ChatMessage) => origins.get(rewrites?.get(message) ?? message);
-      const restored: AnthropicMessage[] = [];
+      const restored: AnthropicMessage[] = request.messages.slice(0, prefixEnd + 1);
       // Where each canonical message landed: an index into `restored`, or -1 for the system prompt.
       const landed = new Map<ChatMessage, number>();
       let position = 0;
@@ -159,6 +167,11 @@ export function fromAnthropic(request: AnthropicRequest): AnthropicConversion {
           // A message a strategy made (a summary or a marker).
           landed.set(message, restored.length);
           restored.push({ role: message.role === 'assistant' ? 'assistant' : 'user', content: textOf(message) });
+          position++;
+          continue;
+        }
+        if (origin.source === -2) {
+          // No cache breakpoint inside what the provider compacted: those messages go as they came.
           position++;
           continue;
         }
@@ -216,4 +229,24 @@ function textOf(message: ChatMessage): string {
     .map((part) => (part.type === 'text' ? String(part.text) : ''))
     .filter((text) => text.length > 0)
     .join('\n');
+}
+
+/**
+ * The last message index the provider no longer reads: the last message holding a `compaction`
+ * block (Anthropic's compaction API), and the next message too when its tool results answer
+ * calls made before it. -1 when there is none.
+ */
+function compactedPrefixEnd(messages: readonly AnthropicMessage[]): number {
+  let end = -1;
+  messages.forEach((message, index) => {
+    if (Array.isArray(message?.content) && message.content.some((block) => block?.type === 'compaction')) end = index;
+  });
+  if (end < 0) return end;
+  const calls = new Set<string>();
+  for (const message of messages.slice(0, end + 1))
+    if (Array.isArray(message?.content))
+      for (const block of message.content) if (block?.type === 'tool_use' && typeof block.id === 'string') calls.add(block.id);
+  const next = messages[end + 1];
+  if (Array.isArray(next?.content) && next.content.some((block) => block?.type === 'tool_result' && calls.has(String(block.tool_use_id)))) end++;
+  return end;
 }
