@@ -35,6 +35,7 @@ import { type AgentRun, canonicalOf, fullText, loadAgentRuns } from './datasets/
 import { argumentsObject, fromLangChain, toLangChain } from './harness/langchain.js';
 import { Progress } from './harness/progress.js';
 import { machine, markdownTable, percentile, table } from './harness/stats.js';
+import { withoutCacheMarkers } from '../src/formats/explicit-breakpoints.js';
 
 /** Runs the suite with `args` (the flags above); prints its tables on stdout and writes the chart. */
 export async function runAgentSuite(args: readonly string[]): Promise<void> {
@@ -101,7 +102,9 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
   const key = (message: ChatMessage) => {
     let known = keys.get(message);
     if (known === undefined) {
-      known = JSON.stringify([message.role, message.content, message.tool_calls, message.tool_call_id]);
+      // Cache markers are not prompt tokens: moving one does not break the prefix.
+      const neutral = withoutCacheMarkers(message);
+      known = JSON.stringify([neutral.role, neutral.content, neutral.tool_calls, neutral.tool_call_id]);
       keys.set(message, known);
     }
     return known;

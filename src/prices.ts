@@ -16,6 +16,12 @@ export interface ModelPrice {
    * `input`. @default 1024
    */
   minCachedTokens?: number;
+  /**
+   * The model takes explicit `prompt_cache_breakpoint` markers (OpenAI, GPT-5.6 and later); older
+   * models refuse the field with a 400, so it is sent only where this is true.
+   * @default false
+   */
+  cacheBreakpoints?: boolean;
   source?: string;
   asOf?: string;
 }
@@ -53,9 +59,18 @@ export const PRICES: PriceTable = {
   'gpt-5.4-mini': { input: 0.75, cachedInput: 0.075, output: 4.5, cacheRule: 'openai', source: OPENAI, asOf: '2026-05-25' },
   'gpt-5.4-nano': { input: 0.2, cachedInput: 0.02, output: 1.25, cacheRule: 'openai', source: OPENAI, asOf: '2026-05-25' },
   'gpt-5.5': { input: 5, cachedInput: 0.5, output: 30, cacheRule: 'openai', source: OPENAI, asOf: '2026-05-25' },
-  'gpt-5.6-sol': { input: 5, cachedInput: 0.5, cacheWrite: 6.25, output: 30, cacheRule: 'openai', source: OPENAI, asOf: '2026-06-27' },
-  'gpt-5.6-terra': { input: 2.5, cachedInput: 0.25, cacheWrite: 3.125, output: 15, cacheRule: 'openai', source: OPENAI, asOf: '2026-06-27' },
-  'gpt-5.6-luna': { input: 1, cachedInput: 0.1, cacheWrite: 1.25, output: 6, cacheRule: 'openai', source: OPENAI, asOf: '2026-06-27' },
+  'gpt-5.6-sol': { cacheBreakpoints: true, input: 5, cachedInput: 0.5, cacheWrite: 6.25, output: 30, cacheRule: 'openai', source: OPENAI, asOf: '2026-06-27' },
+  'gpt-5.6-terra': {
+    cacheBreakpoints: true,
+    input: 2.5,
+    cachedInput: 0.25,
+    cacheWrite: 3.125,
+    output: 15,
+    cacheRule: 'openai',
+    source: OPENAI,
+    asOf: '2026-06-27',
+  },
+  'gpt-5.6-luna': { cacheBreakpoints: true, input: 1, cachedInput: 0.1, cacheWrite: 1.25, output: 6, cacheRule: 'openai', source: OPENAI, asOf: '2026-06-27' },
   'gpt-4.1': { input: 2, cachedInput: 0.5, output: 8, cacheRule: 'openai', source: OPENAI, asOf: '2025-08' },
   'gpt-4.1-mini': { input: 0.4, cachedInput: 0.1, output: 1.6, cacheRule: 'openai', source: OPENAI, asOf: '2025-08' },
   'gpt-4.1-nano': { input: 0.1, cachedInput: 0.025, output: 0.4, cacheRule: 'openai', source: OPENAI, asOf: '2025-08' },

@@ -1,3 +1,4 @@
+import { withoutCacheMarkers } from '../src/formats/explicit-breakpoints.js';
 import { describe, expect, test } from 'vitest';
 import { createCompactor, type ChatMessage } from '../src/index.js';
 import { deepFreeze } from '../src/testing/index.js';
@@ -54,7 +55,8 @@ describe('provider cache hints', () => {
     const found = marks(body);
     expect(found.length).toBeGreaterThan(0);
     expect(found.length).toBeLessThanOrEqual(4);
-    expect(found[0]).toBe('system');
+    // The system prompt alone is below the model's minimum cacheable prefix: a mark there would cache nothing.
+    expect(found).not.toContain('system');
     // The latest user message changes every turn: it is never a breakpoint here (the window's end is).
     expect(found).not.toContain(`messages[${body.messages.length - 1}]`);
     // Turn after turn, each request repeats the previous one's bytes up to its last mark (the system
@@ -74,6 +76,21 @@ describe('provider cache hints', () => {
     expect(repeats).toBeGreaterThan(3 * cuts);
   });
 
+  test("Anthropic: a system prompt long enough to be cached alone is marked; the marks respect each model's minimum", async () => {
+    const body = anthropicAt(120);
+    body.system = `${body.system}\n${'Rules of the house: answer from the record only, with dates. '.repeat(200)}`;
+    const found = marks(
+      (await createCompactor({ maxInputTokens: 6000, strategy: 'cache-aware' }).compact(deepFreeze(body))).request as unknown as AnthropicBody,
+    );
+    expect(found[0]).toBe('system');
+    // Opus 4.5 caches nothing under 4,096 tokens: the same system prompt (about 2,500 tokens) is not marked there.
+    const opus = marks(
+      (await createCompactor({ maxInputTokens: 6000, strategy: 'cache-aware' }).compact(deepFreeze({ ...body, model: 'claude-opus-4-5' })))
+        .request as unknown as AnthropicBody,
+    );
+    expect(opus).not.toContain('system');
+  });
+
   test('Anthropic: a client that marks its own breakpoints keeps them, and no hint is added', async () => {
     const own = anthropicAt(120);
     own.messages[0] = {
@@ -88,7 +105,10 @@ describe('provider cache hints', () => {
   });
 
   test('Anthropic: never on a thinking block, and none with omitCacheHints', async () => {
-    const body = anthropicAt(4);
+    const tiny = await createCompactor({ maxInputTokens: 100_000 }).compact(deepFreeze(anthropicAt(4)));
+    // The whole prompt is below the minimum cacheable prefix: no mark at all.
+    expect(marks(tiny.request as unknown as AnthropicBody)).toEqual([]);
+    const body = anthropicAt(60);
     body.messages[1] = { role: 'assistant', content: [{ type: 'text', text: 'an answer' }, { type: 'thinking', thinking: 'hmm', signature: 'sig' } as Block] };
     const { request } = await createCompactor({ maxInputTokens: 100_000 }).compact(deepFreeze(body));
     // Within budget, the whole prompt is stable: its end (the latest message) is marked, as clients do.
@@ -98,6 +118,36 @@ describe('provider cache hints', () => {
     expect(marks(marked)).toEqual([`messages[${marked.messages.length - 1}]`]);
     const plain = await createCompactor({ maxInputTokens: 2000, omitCacheHints: true, strategy: 'cache-aware' }).compact(deepFreeze(anthropicAt(120)));
     expect(marks(plain.request as unknown as AnthropicBody)).toEqual([]);
+  });
+
+  test('OpenAI: explicit prompt_cache_breakpoint markers only for models that take them (GPT-5.6 and later), never on assistant output, never over the client’s own', async () => {
+    const conversation = locomoRequest(0);
+    const body = (model: string) => ({
+      model,
+      messages: [...conversation.messages.slice(0, 160), { role: 'user' as const, content: 'What did Caroline research?' }],
+    });
+    const markers = (request: unknown) => JSON.stringify(request).split('"prompt_cache_breakpoint"').length - 1;
+    const compactor = createCompactor({ maxInputTokens: 3000, strategy: 'cache-aware' });
+    const sol = (await compactor.compact(deepFreeze(body('gpt-5.6-sol')))).request as { messages: ChatMessage[] };
+    expect(markers(sol)).toBeGreaterThan(0);
+    expect(markers(sol)).toBeLessThanOrEqual(3);
+    for (const message of sol.messages) if (message.role === 'assistant') expect(JSON.stringify(message)).not.toContain('prompt_cache_breakpoint');
+    expect(markers((await compactor.compact(deepFreeze(body('gpt-5.5')))).request)).toBe(0);
+    expect(markers((await compactor.compact(deepFreeze(body('gpt-5')))).request)).toBe(0);
+    // A marker is not a prompt token: without it, the message is the one sent to older models.
+    expect(withoutCacheMarkers({ role: 'user', content: [{ type: 'text', text: 'hi', prompt_cache_breakpoint: { mode: 'explicit' } }] })).toEqual({
+      role: 'user',
+      content: 'hi',
+    });
+    // A client that manages its own cache options gets no marker added.
+    expect(markers((await compactor.compact(deepFreeze({ ...body('gpt-5.6-sol'), prompt_cache_options: { mode: 'implicit', ttl: '30m' } }))).request)).toBe(0);
+    // The Responses shape too.
+    const input = body('gpt-5.6-terra')
+      .messages.slice(1)
+      .map((message) => ({ role: message.role, content: String(message.content) }));
+    const responses = (await compactor.compact(deepFreeze({ model: 'gpt-5.6-terra', instructions: 'Be brief.', input }))).request;
+    expect(markers(responses)).toBeGreaterThan(0);
+    expect(markers((await compactor.compact(deepFreeze({ model: 'gpt-5.5', instructions: 'Be brief.', input }))).request)).toBe(0);
   });
 
   test('OpenAI: one prompt_cache_key per tenant and conversation, never over the client’s own, and only for OpenAI models', async () => {

@@ -83,6 +83,19 @@ export async function fakeUpstream(): Promise<{
       response.writeHead(status, { 'content-type': 'application/json', 'x-upstream': 'fake' });
       response.end(JSON.stringify(value));
     };
+    // Like OpenAI: models before GPT-5.6 refuse the explicit cache fields.
+    const raw = JSON.stringify(body);
+    if ((raw.includes('"prompt_cache_breakpoint"') || raw.includes('"prompt_cache_options"')) && !String(body.model).startsWith('gpt-5.6')) {
+      json(400, {
+        error: {
+          message: "Unknown parameter: 'prompt_cache_breakpoint'.",
+          type: 'invalid_request_error',
+          param: 'prompt_cache_breakpoint',
+          code: 'unknown_parameter',
+        },
+      });
+      return;
+    }
     if (request.method === 'GET' && path.startsWith('/v1/models')) {
       json(200, { object: 'list', data: [{ id: 'gpt-4o-mini', object: 'model', created: 1, owned_by: 'fake' }] });
       return;

@@ -282,6 +282,27 @@ describe('the proxy speaks the Responses API', () => {
     expect(credentialIn(upstream.calls.at(-1)!.headers)).toBe('sk-ant-responses');
   });
 
+  test('GPT-5.6 gets explicit breakpoints and GPT-5.5 none, from an upstream that refuses them on older models', async () => {
+    const hinted = createProxy({
+      upstream: upstream.url,
+      logger: pino({ level: 'silent' }),
+      cacheHints: true,
+      routes: createRouteTable({ defaults: { maxInputTokens: 3000, onBudgetUnreachable: 'pass-through' } }),
+    });
+    const port = await hinted.listen(0);
+    const client = new OpenAI({ apiKey: 'sk-hints', baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
+    const input = agentInput().slice(0, 110) as OpenAI.Responses.ResponseInputItem[];
+    const chat = locomoRequest(0).messages.slice(0, 160) as OpenAI.ChatCompletionMessageParam[];
+    for (const model of ['gpt-5.6-sol', 'gpt-5.5']) {
+      const before = upstream.calls.length;
+      await client.responses.create({ model, instructions: 'Be brief.', input });
+      await client.chat.completions.create({ model, messages: chat });
+      const sent = upstream.calls.slice(before).map((call) => JSON.stringify(call.body).includes('"prompt_cache_breakpoint"'));
+      expect(sent).toEqual(model === 'gpt-5.6-sol' ? [true, true] : [false, false]);
+    }
+    await hinted.close(100);
+  });
+
   test('omitDefaultRelays turns the day-one relays off', async () => {
     const strict = createProxy({ upstream: upstream.url, logger: pino({ level: 'silent' }), omitDefaultRelays: true });
     const port = await strict.listen(0);

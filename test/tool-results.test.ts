@@ -1,3 +1,4 @@
+import { withoutCacheMarkers } from '../src/formats/explicit-breakpoints.js';
 /**
  * Issue 20, items 2 and 3: the tool-output stage. Older results cleared to placeholders that keep
  * ids and values, the latest `keep` whole, excluded tools never touched, huge results cut once at
@@ -29,7 +30,8 @@ function agentRun(sizes: readonly number[], tools: readonly string[] = ['search'
   return messages;
 }
 
-const key = (message: ChatMessage) => JSON.stringify(message);
+// Cache markers are not prompt tokens: a request that moves its breakpoint keeps its prefix.
+const key = (message: ChatMessage) => JSON.stringify(withoutCacheMarkers(message));
 
 /** The prompt bill of a run's requests under a cache rule (input-price units), as the agent bench bills it. */
 async function bill(requests: readonly ChatMessage[][], model: string): Promise<number> {

@@ -1,3 +1,4 @@
+import { withoutCacheMarkers } from '../../src/formats/explicit-breakpoints.js';
 import { messageKey, REPLY_PRIMING_TOKENS, type TokenCounter } from '../../src/tokens/counter.js';
 import type { ChatMessage, ChatRequest, Messages } from '../../src/core/types.js';
 import { validateRequest } from '../../src/core/validate.js';
@@ -168,7 +169,7 @@ export function sharedPrefixTokens(previous: Messages | undefined, current: Mess
   for (let index = 0; index < length; index++) {
     const a = previous[index]!;
     const b = current[index]!;
-    if (a !== b && messageKey(a) !== messageKey(b)) break;
+    if (a !== b && messageKey(withoutCacheMarkers(a)) !== messageKey(withoutCacheMarkers(b))) break;
     tokens += counter.message(b);
   }
   return tokens;

@@ -11,7 +11,7 @@ import { lookupModel, type ModelInfo } from '../tokens/models.js';
 import { resolveBudget, resolveWindow } from './budget.js';
 import { cacheAccessOf, committer, lookUp } from './cache-stage.js';
 import { tokenCounters } from './counters.js';
-import { breakpointsOf, cacheKey } from './hints.js';
+import { breakpointsOf, cacheKey, reaching } from './hints.js';
 import { type CompactorOptions, type ResolvedOptions, resolveOptions } from './options.js';
 
 export type { CacheAccess } from '../core/stats.js';
@@ -145,11 +145,17 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
           const marks = breakpointsOf(messages, breakpoints);
           stats.breakpoints = marks.map((message) => messages.indexOf(message));
           // The key goes only to models the price table knows as OpenAI's: other OpenAI-compatible servers may refuse a field they do not know.
-          const openai = priceOf(settings.prices, model)?.cacheRule === 'openai';
+          const price = priceOf(settings.prices, model);
+          const openai = price?.cacheRule === 'openai';
           const hints =
             (compactOptions.cacheHints ?? !settings.omitCacheHints) === false
               ? undefined
-              : { breakpoints: marks, key: openai ? cacheKey(canonical, compactOptions.tenant) : undefined };
+              : {
+                  // A breakpoint below the model's shortest cached prefix would cache nothing.
+                  breakpoints: price ? reaching(messages, marks, fixedTokens, (message) => counter.message(message), price.minCachedTokens ?? 1024) : marks,
+                  key: openai ? cacheKey(canonical, compactOptions.tenant) : undefined,
+                  explicit: price?.cacheBreakpoints === true,
+                };
           const restored = conversion.restore(messages, hints, rewrites) as T;
           return commit && release ? { kind: 'compacted', request: restored, stats, commit, release } : { kind: 'compacted', request: restored, stats };
         };

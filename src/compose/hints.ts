@@ -26,3 +26,21 @@ export function cacheKey(request: ChatRequest, tenant: string | undefined): stri
   }
   return `cc-${hash.digest('base64url').slice(0, 22)}`;
 }
+
+/** The marks whose prefix (everything up to and including the marked message) holds at least `minimum` tokens. */
+export function reaching(
+  messages: Messages,
+  marks: readonly ChatMessage[],
+  fixed: number,
+  tokensOf: (message: ChatMessage) => number,
+  minimum: number,
+): ChatMessage[] {
+  const wanted = new Set(marks);
+  const kept: ChatMessage[] = [];
+  let tokens = fixed;
+  for (const message of messages) {
+    tokens += tokensOf(message);
+    if (wanted.has(message) && tokens >= minimum) kept.push(message);
+  }
+  return kept;
+}

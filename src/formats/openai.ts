@@ -1,3 +1,4 @@
+import { managesOwnBreakpoints, withExplicitBreakpoints } from './explicit-breakpoints.js';
 import type { CompactorError } from '../core/errors.js';
 import type { ChatMessage, ChatRequest } from '../core/types.js';
 import { validateRequest } from '../core/validate.js';
@@ -157,6 +158,12 @@ export const openaiFormat: WireFormat = {
         const restored: ChatRequest = { ...canonical, messages: [...messages] };
         // OpenAI routes requests with the same key to the same cache; a client's own key stays.
         if (hints?.key && canonical.prompt_cache_key === undefined) restored.prompt_cache_key = hints.key;
+        // GPT-5.6 and later: explicit breakpoints at the stable boundary, unless the client sets its own.
+        if (hints?.explicit && hints.breakpoints.length > 0 && !managesOwnBreakpoints(canonical))
+          restored.messages = withExplicitBreakpoints(
+            restored.messages,
+            hints.breakpoints.map((message) => restored.messages.indexOf(message)).filter((index) => index >= 0),
+          );
         return restored;
       },
     };

@@ -27,6 +27,8 @@ export interface CacheHints {
   breakpoints: readonly ChatMessage[];
   /** A key stable across a conversation's requests (OpenAI `prompt_cache_key`), for models known to take one. */
   key?: string | undefined;
+  /** The model takes explicit `prompt_cache_breakpoint` markers (GPT-5.6 and later): the breakpoints go on the wire as such. */
+  explicit?: boolean;
 }
 
 /** A wire request in the canonical (chat-completions) shape, and the way back. */

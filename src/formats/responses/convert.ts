@@ -1,5 +1,6 @@
 import { CompactorError } from '../../core/errors.js';
 import type { ChatMessage, ChatRequest, ContentPart, Messages, ToolDefinition } from '../../core/types.js';
+import { MAX_EXPLICIT_BREAKPOINTS, managesOwnBreakpoints, markedContent } from '../explicit-breakpoints.js';
 import type { CacheHints, Conversion } from '../wire-format.js';
 import { COMPACTION_ITEMS, isStateful, kindOf, type ResponsesItem, type ResponsesRequest } from './types.js';
 
@@ -172,6 +173,8 @@ export function fromResponses(request: ResponsesRequest): ResponsesConversion {
     },
     restore(output: Messages, hints?: CacheHints, rewrites?: ReadonlyMap<ChatMessage, ChatMessage>) {
       const items: ResponsesItem[] = input.slice(0, start);
+      // Where each output message's last item landed, for the explicit breakpoints.
+      const landed = new Map<ChatMessage, number>();
       for (const message of output) {
         const original = rewrites?.get(message) ?? message;
         const origin = origins.get(original);
@@ -185,21 +188,26 @@ export function fromResponses(request: ResponsesRequest): ResponsesConversion {
             role,
             content: [{ type: assistant ? 'output_text' : 'input_text', text: textOf(message), ...(assistant ? { annotations: [] } : {}) }],
           });
-          continue;
-        }
-        if (original === message) {
+        } else if (original === message) {
           for (const index of origin.items) items.push(input[index]!);
-          continue;
+        } else {
+          // Rewritten (a cleared tool output, cleared call arguments): the items keep every other field.
+          const texts = origin.items.filter((index) => kindOf(input[index]!) === 'assistant').length;
+          for (const index of origin.items) items.push(rewrite(input[index]!, message, texts === 1));
         }
-        // Rewritten (a cleared tool output, cleared call arguments): the items keep every other field.
-        const texts = origin.items.filter((index) => kindOf(input[index]!) === 'assistant').length;
-        for (const index of origin.items) items.push(rewrite(input[index]!, message, texts === 1));
+        landed.set(message, items.length - 1);
       }
       const restored: ResponsesRequest = { ...request };
       // Nothing dropped or rewritten: the input goes as it came (a string stays a string).
       const same = output.length === messages.length && output.every((message, index) => message === messages[index]);
       if (!(same && typeof request.input === 'string')) restored.input = items;
       if (hints?.key && request.prompt_cache_key === undefined) restored.prompt_cache_key = hints.key;
+      if (hints?.explicit && hints.breakpoints.length > 0 && !managesOwnBreakpoints(request) && Array.isArray(restored.input))
+        restored.input = withItemBreakpoints(
+          items,
+          hints.breakpoints.map((message) => landed.get(message) ?? -1),
+          start,
+        );
       return restored;
     },
   };
@@ -217,4 +225,22 @@ function rewrite(item: ResponsesItem, message: ChatMessage, soleText: boolean): 
   if (kind === 'assistant' && soleText && typeof message.content === 'string')
     return { ...item, content: [{ type: 'output_text', text: message.content, annotations: [] }] };
   return item;
+}
+
+/** Items with explicit markers at the breakpoints, each on the nearest earlier message of the user, system or developer. */
+function withItemBreakpoints(items: ResponsesItem[], positions: readonly number[], floor: number): ResponsesItem[] {
+  const marked = new Set<number>();
+  for (const position of [...positions].sort((a, b) => b - a)) {
+    for (let index = position; index >= floor; index--) {
+      const item = items[index];
+      if (!item || marked.has(index) || kindOf(item) !== 'message') continue;
+      const content = markedContent(item.content, 'input_text');
+      if (!content) continue;
+      items[index] = { ...item, content };
+      marked.add(index);
+      break;
+    }
+    if (marked.size >= MAX_EXPLICIT_BREAKPOINTS) break;
+  }
+  return items;
 }
