@@ -31,7 +31,7 @@ import type { ChatMessage } from '../src/core/types.js';
 import { cacheTerms, PRICES, type PriceTable } from '../src/prices.js';
 import { packageRoot } from '../src/cli/package-root.js';
 import { validToolChain } from '../src/testing/index.js';
-import { type AgentRun, canonicalOf, fullText, loadAgentRuns } from './datasets/agent-traces.js';
+import { type AgentRun, canonicalOf, fullText, loadAgentRuns, responsesBody } from './datasets/agent-traces.js';
 import { argumentsObject, fromLangChain, toLangChain } from './harness/langchain.js';
 import { Progress } from './harness/progress.js';
 import { machine, markdownTable, percentile, table } from './harness/stats.js';
@@ -353,35 +353,43 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
     bar.finish();
   }
 
+  // The default preset also in the Responses shape: every run's steps as Responses bodies.
+  const shapes = (preset: string): ('native' | 'responses')[] => (preset === 'cache-aware' ? ['native', 'responses'] : ['native']);
   for (const preset of PRESETS) {
-    for (const budget of BUDGETS) {
-      const compactor = createCompactor({ maxInputTokens: budget, strategy: preset, prices: EXTRA_PRICES });
-      const bar = new Progress(`${preset} at ${budget}`, totalSteps * RULES.length);
-      for (const rule of RULES) {
-        for (const run of runs) {
-          const sent: (ChatMessage[] | undefined)[] = [];
-          const ms: number[] = [];
-          for (const step of run.steps) {
-            const started = performance.now();
-            try {
-              const body = { model: rule.model, ...(run.format === 'anthropic' ? { max_tokens: 1024 } : {}), ...step.body };
-              const result = await compactor.compact(body, { format: run.format, cacheHints: false });
-              if (result.kind !== 'compacted') throw new Error('no response cache here');
-              ms.push(performance.now() - started);
-              sent.push(canonicalOf(run.format, result.request as { messages: unknown[] }));
-            } catch (error) {
-              if (!CompactorError.isInstance(error) || error.code !== 'budget.unreachable') throw error;
-              ms.push(performance.now() - started);
-              sent.push(undefined);
+    for (const shape of shapes(preset))
+      for (const budget of BUDGETS) {
+        const compactor = createCompactor({ maxInputTokens: budget, strategy: preset, prices: EXTRA_PRICES });
+        const name = shape === 'responses' ? `${preset} (Responses)` : preset;
+        const bar = new Progress(`${name} at ${budget}`, totalSteps * RULES.length);
+        for (const rule of RULES) {
+          for (const run of runs) {
+            const sent: (ChatMessage[] | undefined)[] = [];
+            const ms: number[] = [];
+            for (const step of run.steps) {
+              const started = performance.now();
+              try {
+                const format = shape === 'responses' ? 'responses' : run.format;
+                const body =
+                  shape === 'responses'
+                    ? { model: rule.model, ...responsesBody(step.canonical) }
+                    : { model: rule.model, ...(run.format === 'anthropic' ? { max_tokens: 1024 } : {}), ...step.body };
+                const result = await compactor.compact(body, { format, cacheHints: false });
+                if (result.kind !== 'compacted') throw new Error('no response cache here');
+                ms.push(performance.now() - started);
+                sent.push(canonicalOf(format, result.request as { messages: unknown[] }));
+              } catch (error) {
+                if (!CompactorError.isInstance(error) || error.code !== 'budget.unreachable') throw error;
+                ms.push(performance.now() - started);
+                sent.push(undefined);
+              }
+              bar.tick();
             }
-            bar.tick();
+            record(run, name, String(budget), sent, ms, [rule], budget);
           }
-          record(run, preset, String(budget), sent, ms, [rule], budget);
         }
+        bar.finish();
+        await compactor.close();
       }
-      bar.finish();
-      await compactor.close();
-    }
   }
 
   // Validity of the other presets (one rule, gpt-5): refusals whose core fits, broken requests, requests over budget.
@@ -421,7 +429,13 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
 
   // Tables: one per group, contenders × budgets, a column pair per rule.
   const pct = (value: number) => `${value >= 0 ? '+' : ''}${(value * 100).toFixed(1)}%`;
-  const contenders = ['send everything', 'mask all but last 3', 'LangChain ClearToolUsesEdit', 'AI SDK pruneMessages', ...PRESETS];
+  const contenders = [
+    'send everything',
+    'mask all but last 3',
+    'LangChain ClearToolUsesEdit',
+    'AI SDK pruneMessages',
+    ...PRESETS.flatMap((preset) => shapes(preset).map((shape) => (shape === 'responses' ? `${preset} (Responses)` : preset))),
+  ];
   const out: string[] = [];
   for (const group of ['short', 'long']) {
     const groupRuns = runs.filter((run) => run.group === group);
@@ -523,6 +537,21 @@ export async function runAgentSuite(args: readonly string[]): Promise<void> {
         : `next step p50 ${percentile(stepMs, 50).toFixed(2)} ms, p99 ${percentile(stepMs, 99).toFixed(2)} ms; same request p50 ${percentile(sameMs, 50).toFixed(2)} ms`,
       '',
     );
+  }
+  // The same runs in the Responses shape: how far its bills are from the chat shape's.
+  {
+    let worst = 0;
+    let where = '';
+    for (const group of ['short', 'long'] as const)
+      for (const budget of BUDGETS)
+        for (const rule of RULES) {
+          const chat = cells.get(`${group}|cache-aware|${budget}|${rule.name}`);
+          const responses = cells.get(`${group}|cache-aware (Responses)|${budget}|${rule.name}`);
+          if (!chat || !responses) continue;
+          const gap = Math.abs(responses.cost / responses.whole - chat.cost / chat.whole) * 100;
+          if (gap > worst) [worst, where] = [gap, `${group} runs, ${budget}, ${rule.name}`];
+        }
+    if (where !== '') out.push(`Responses shape against chat shape (cache-aware): bills differ by at most ${worst.toFixed(2)} points (${where}).`, '');
   }
   if (validity.length > 1) out.push('Validity of the other presets, all runs (gpt-5):', markdown ? markdownTable(validity) : table(validity), '');
   out.push(

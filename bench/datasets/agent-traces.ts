@@ -7,7 +7,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VALUE } from '../../src/core/clearing.js';
 import type { ChatMessage } from '../../src/core/types.js';
-import { fromAnthropic, type AnthropicMessage } from '../../src/formats/anthropic/index.js';
+import { type AnthropicMessage, fromAnthropic } from '../../src/formats/anthropic/index.js';
+import { fromResponses, type ResponsesItem, type ResponsesRequest } from '../../src/formats/responses/index.js';
 import { messageText } from '../../src/text/message-text.js';
 
 export type RunGroup = 'long' | 'short';
@@ -41,7 +42,8 @@ export function neededValues(args: string, history: string): string[] {
   ];
 }
 
-export function canonicalOf(format: 'openai' | 'anthropic', body: { messages: unknown[]; system?: string }): ChatMessage[] {
+export function canonicalOf(format: 'openai' | 'anthropic' | 'responses', body: { messages?: unknown[]; system?: string; input?: unknown }): ChatMessage[] {
+  if (format === 'responses') return fromResponses(body as ResponsesRequest).canonical.messages;
   if (format === 'openai') return body.messages as ChatMessage[];
   return fromAnthropic({ model: 'claude', max_tokens: 1, ...body, messages: body.messages as AnthropicMessage[] }).canonical.messages;
 }
@@ -85,4 +87,35 @@ export function loadAgentRuns(root: string): AgentRun[] {
     ...readRuns(join(root, 'moatless'), 'long', 'anthropic', 'moatless'),
     ...readRuns(join(root, 'short'), 'short', 'openai', 'short'),
   ];
+}
+
+/**
+ * A step's canonical messages as the OpenAI Responses API carries them: the first system prompt as
+ * `instructions`, each message an item, an assistant turn's tool calls as `function_call` items and
+ * the results as `function_call_output` items. The agent suite replays every run in this shape too.
+ */
+export function responsesBody(messages: readonly ChatMessage[]): { instructions?: string; input: ResponsesItem[] } {
+  const text = (content: ChatMessage['content']): string =>
+    typeof content === 'string'
+      ? content
+      : Array.isArray(content)
+        ? content.map((part) => (part.type === 'text' ? String(part.text) : JSON.stringify(part))).join('\n')
+        : '';
+  const input: ResponsesItem[] = [];
+  let instructions: string | undefined;
+  messages.forEach((message, index) => {
+    if (index === 0 && message.role === 'system') {
+      instructions = text(message.content);
+      return;
+    }
+    if (message.role === 'assistant') {
+      const said = text(message.content);
+      if (said !== '' || !message.tool_calls?.length)
+        input.push({ type: 'message', role: 'assistant', content: [{ type: 'output_text', text: said, annotations: [] }] });
+      for (const call of message.tool_calls ?? [])
+        input.push({ type: 'function_call', call_id: call.id, name: call.function.name, arguments: call.function.arguments });
+    } else if (message.role === 'tool') input.push({ type: 'function_call_output', call_id: String(message.tool_call_id), output: text(message.content) });
+    else input.push({ role: message.role, content: text(message.content) });
+  });
+  return instructions === undefined ? { input } : { instructions, input };
 }
