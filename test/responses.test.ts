@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import pino from 'pino';
@@ -9,7 +10,7 @@ import { createCompactor, createResponseCache, createRouteTable } from '../src/i
 import { createProxy, type ProxyServer } from '../src/proxy/server.js';
 import { hashEmbedder } from '../src/testing/index.js';
 import { credentialIn, fakeUpstream } from './fake-upstream.js';
-import { compacted, locomoRequest } from './helpers.js';
+import { compacted, freePort, locomoRequest } from './helpers.js';
 
 const limits = DEFAULT_LIMITS;
 
@@ -309,5 +310,44 @@ describe('the proxy speaks the Responses API', () => {
     const response = await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: 'Bearer k' } });
     expect(response.status).toBe(404);
     await strict.close(100);
+  });
+});
+
+describe('a default `serve`', () => {
+  test('answers openai.models.list() and anthropic.messages.countTokens() (relayed by default)', async () => {
+    const upstream = await fakeUpstream();
+    const port = await freePort();
+    const bin = new URL('../bin/context-compactor.js', import.meta.url).pathname;
+    const child = spawn(
+      process.execPath,
+      [bin, 'serve', '--port', String(port), '--upstream', upstream.url, '--anthropic-upstream', upstream.url, '--cache', 'off'],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, OPENAI_API_KEY: '', ANTHROPIC_API_KEY: '', OPENAI_BASE_URL: '' },
+      },
+    );
+    try {
+      // Listening once it says so on stderr (an event, not a sleep).
+      await new Promise<void>((resolve, reject) => {
+        let said = '';
+        child.stderr!.on('data', (chunk: Buffer) => {
+          said += chunk.toString();
+          if (said.includes('listening on')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${said}`)));
+      });
+      const models = await new OpenAI({ apiKey: 'sk-serve', baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 }).models.list();
+      expect(models.data[0]!.id).toBe('gpt-4o-mini');
+      const counted = await new Anthropic({ apiKey: 'sk-ant-serve', baseURL: `http://127.0.0.1:${port}`, maxRetries: 0 }).messages.countTokens({
+        model: 'claude-sonnet-4-5',
+        messages: [{ role: 'user', content: 'hello' }],
+      });
+      expect(counted.input_tokens).toBe(10);
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+      await upstream.close();
+    }
   });
 });

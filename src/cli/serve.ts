@@ -165,7 +165,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   const host = flags.host ?? proxyConfig.host ?? '127.0.0.1';
   const port = await underPath(flags.upstream !== undefined ? '--' : 'proxy.', () => proxy.listen(flags.port ?? proxyConfig.port ?? 8787, host));
   process.stderr.write(
-    `context-compactor proxy listening on http://${host}:${port} (budget ${overrides.maxInputTokens ?? config.defaults?.maxInputTokens ?? DEFAULT_PROXY_BUDGET}, cache ${chosenStore}); POST /v1/chat/completions, /v1/messages; GET /metrics, /healthz\n`,
+    `context-compactor proxy listening on http://${host}:${port} (budget ${overrides.maxInputTokens ?? config.defaults?.maxInputTokens ?? DEFAULT_PROXY_BUDGET}, cache ${chosenStore}); POST /v1/chat/completions, /v1/responses, /v1/messages; GET /metrics, /healthz\n`,
   );
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
