@@ -32,6 +32,31 @@ describe('fetch adapter', () => {
     expect(await createCompactor().countTokens(received!)).toBeLessThanOrEqual(2000);
   });
 
+  test('a Responses API body is compacted in its own shape', async () => {
+    let received: { input: { type?: string; role?: string }[]; instructions: string } | undefined;
+    const handler = compaction(
+      { maxInputTokens: 2000, strategy: 'truncate' },
+      { headers: true },
+    )(async (request: Request) => {
+      received = (await request.json()) as typeof received;
+      return Response.json({ ok: true });
+    });
+    const [system, ...rest] = locomoRequest(2).messages;
+    const input = rest.map((message) => ({ role: message.role, content: String(message.content) }));
+    const response = await handler(
+      new Request('http://localhost/v1/responses', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-5', instructions: String(system!.content), input }),
+      }),
+    );
+    expect(response.status).toBe(200);
+    expect(Number(response.headers.get('x-compactor-tokens-after'))).toBeLessThanOrEqual(2000);
+    expect(received!.instructions).toBe(String(system!.content));
+    expect(received!.input.length).toBeLessThan(input.length);
+    expect(received!.input.at(-1)).toEqual(input.at(-1));
+  });
+
   test('works with a Hono app', async () => {
     const app = new Hono();
     app.post('/v1/chat/completions', async (c) => {

@@ -39,7 +39,7 @@ export interface AdapterOptions<Req> {
    */
   route?: (request: Req) => string;
   /**
-   * Wire format of the requests. `auto` tells Anthropic Messages bodies from OpenAI ones.
+   * Wire format of the requests. `auto` tells Anthropic Messages and OpenAI Responses bodies from chat completions.
    * @default 'auto'
    */
   format?: 'auto' | FormatName;
@@ -54,7 +54,7 @@ export interface AdapterOptions<Req> {
 export const ADAPTER_RULES = {
   tenant: rules.function,
   route: rules.function,
-  format: rules.oneOf('auto', 'openai', 'anthropic'),
+  format: rules.oneOf('auto', 'openai', 'anthropic', 'responses'),
   headers: rules.boolean,
 } satisfies Record<keyof Required<AdapterOptions<unknown>>, Rule>;
 

@@ -1,4 +1,5 @@
 import type { CompactionStats } from '../core/stats.js';
+import { isResponsesRequest } from '../formats/responses/types.js';
 import { isUtf8 } from 'node:buffer';
 import { defineOptions, rules } from '../core/define-options.js';
 import { CompactorError } from '../core/errors.js';
@@ -12,16 +13,21 @@ export interface FetchCompactionOptions extends AdapterOptions<Request> {
   maxBodyBytes?: number;
   /**
    * The paths whose POSTs may be chat requests. Only a request on one of them, whose body is a
-   * JSON object with a `messages` array, is compacted; everything else the app serves (`/login`,
-   * uploads, other JSON APIs) reaches the handler untouched.
-   * @default /\/(chat\/completions|messages|chat)\/?$/
+   * JSON object with a `messages` array (or a Responses `input`), is compacted; everything else the
+   * app serves (`/login`, uploads, other JSON APIs) reaches the handler untouched.
+   * @default /\/(chat\/completions|messages|chat|responses)\/?$/
    */
   paths?: RegExp | ((path: string) => boolean);
 }
 
 type Handler<Rest extends unknown[]> = (request: Request, ...rest: Rest) => Response | Promise<Response>;
 
-export const FETCH_DEFAULTS = { format: 'auto' as const, headers: false, maxBodyBytes: 4 * 1024 * 1024, paths: /\/(chat\/completions|messages|chat)\/?$/ };
+export const FETCH_DEFAULTS = {
+  format: 'auto' as const,
+  headers: false,
+  maxBodyBytes: 4 * 1024 * 1024,
+  paths: /\/(chat\/completions|messages|chat|responses)\/?$/,
+};
 
 export const FETCH_OPTIONS = defineOptions<FetchCompactionOptions, typeof FETCH_DEFAULTS>({
   factory: 'fetch compaction',
@@ -136,7 +142,9 @@ function chatBody(request: Request, bytes: Buffer): object | undefined {
   } catch {
     throw new CompactorError('input.invalid', 'body: is not valid JSON', { pointer: 'body' });
   }
-  return typeof body === 'object' && body !== null && Array.isArray((body as { messages?: unknown }).messages) ? (body as object) : undefined;
+  if (typeof body !== 'object' || body === null) return undefined;
+  // A chat or Anthropic body (`messages`), or a Responses body (`input`).
+  return Array.isArray((body as { messages?: unknown }).messages) || isResponsesRequest(body) ? (body as object) : undefined;
 }
 
 /** The slice of Hono's context this middleware uses (Hono itself is not a dependency). */
