@@ -71,6 +71,33 @@ describe('Responses API wire format', () => {
     );
   });
 
+  test('custom tool calls pair with their outputs; an output without its call, and image parts, are kept; odd item types are input.invalid or kept, never a crash', async () => {
+    const input: ResponsesItem[] = [
+      { type: 'function_call_output', call_id: 'call_gone', output: 'from before the window' },
+      {
+        role: 'user',
+        content: [
+          { type: 'input_text', text: 'look' },
+          { type: 'input_image', image_url: 'data:image/png;base64,AAAA' },
+        ],
+      },
+      { type: 'custom_tool_call', call_id: 'ct_1', name: 'apply_patch', input: '*** Begin Patch' },
+      { type: 'custom_tool_call_output', call_id: 'ct_1', output: 'Done' },
+      { role: 'user', content: 'next' },
+    ];
+    const conversion = fromResponses({ model: 'gpt-5', input });
+    const roles = conversion.canonical.messages.map((message) => message.role);
+    expect(roles).toEqual(['developer', 'user', 'assistant', 'tool', 'user']);
+    expect(conversion.canonical.messages[1]!.content).toEqual([
+      { type: 'text', text: 'look' },
+      { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } },
+    ]);
+    expect(conversion.restore(conversion.canonical.messages)).toEqual({ model: 'gpt-5', input });
+    // Found by the fuzz test: an item whose type is an object without a prototype.
+    const odd = { model: 'gpt-5', input: [{ type: [Object.create(null)] }] };
+    expect(() => responsesFormat.toCanonical(odd, limits)).not.toThrow(TypeError);
+  });
+
   test('compaction keeps every call with its output, reasoning with its calls, and unknown items, and fits the budget', async () => {
     const input = agentInput();
     const compactor = createCompactor({ maxInputTokens: 3000 });

@@ -344,7 +344,33 @@ describe('6. malformed tool and system fields are a 400 with a pointer, never a 
   const json = fc.letrec((tie) => ({
     value: fc.oneof(
       { depthSize: 'small' },
-      fc.constantFrom(null, true, 0, -1, 1.5, '', 'x', 'user', 'assistant', 'tool', 'system', 'function', 'text', 'image_url', 'tool_use', 'tool_result'),
+      fc.constantFrom(
+        null,
+        true,
+        0,
+        -1,
+        1.5,
+        '',
+        'x',
+        'user',
+        'assistant',
+        'tool',
+        'system',
+        'developer',
+        'function',
+        'text',
+        'image_url',
+        'tool_use',
+        'tool_result',
+        'message',
+        'function_call',
+        'function_call_output',
+        'custom_tool_call',
+        'reasoning',
+        'input_text',
+        'output_text',
+        'compaction',
+      ),
       fc.array(tie('value'), { maxLength: 3 }),
       fc.dictionary(
         fc.constantFrom(
@@ -364,6 +390,9 @@ describe('6. malformed tool and system fields are a 400 with a pointer, never a 
           'url',
           'parameters',
           'cache_control',
+          'call_id',
+          'output',
+          'encrypted_content',
         ),
         tie('value'),
         { maxKeys: 4 },
@@ -389,7 +418,17 @@ describe('6. malformed tool and system fields are a 400 with a pointer, never a 
     },
     { requiredKeys: ['messages', 'system'] },
   );
-  const outcome = async (body: object, format: 'openai' | 'anthropic') => {
+  const responsesShape = fc.record(
+    {
+      model: fc.constant('gpt-5'),
+      input: fc.oneof(fc.string(), fc.array(json, { maxLength: 5 }), json),
+      instructions: fc.oneof(fc.string(), json),
+      tools: fc.oneof(fc.array(json, { maxLength: 2 }), json),
+      previous_response_id: fc.oneof(fc.constant(undefined), fc.string(), json),
+    },
+    { requiredKeys: ['input'] },
+  );
+  const outcome = async (body: object, format: 'openai' | 'anthropic' | 'responses') => {
     try {
       await createCompactor({ maxInputTokens: 4000, strategy: 'truncate' }).compact(body, { format });
       return 'ok';
@@ -409,6 +448,14 @@ describe('6. malformed tool and system fields are a 400 with a pointer, never a 
     await fc.assert(
       fc.asyncProperty(anthropicShape, async (body) => {
         expect(['ok', 'refused']).toContain(await outcome(body, 'anthropic'));
+      }),
+      { numRuns: 400 },
+    );
+  });
+  test('fuzzed Responses bodies: a compaction or a coded 4xx, nothing else', async () => {
+    await fc.assert(
+      fc.asyncProperty(responsesShape, async (body) => {
+        expect(['ok', 'refused']).toContain(await outcome(body, 'responses'));
       }),
       { numRuns: 400 },
     );

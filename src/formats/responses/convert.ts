@@ -81,7 +81,8 @@ export function fromResponses(request: ResponsesRequest): ResponsesConversion {
   });
   let start = 0;
   for (let index = input.length - 1; index >= 0; index--) {
-    if (COMPACTION_ITEMS.has(String(input[index]!.type))) {
+    const type = input[index]!.type;
+    if (typeof type === 'string' && COMPACTION_ITEMS.has(type)) {
       start = index;
       break;
     }

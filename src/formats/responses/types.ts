@@ -28,7 +28,7 @@ export type ItemKind = 'message' | 'assistant' | 'reasoning' | 'call' | 'output'
 export const COMPACTION_ITEMS = new Set(['compaction', 'compaction_summary']);
 
 export function kindOf(item: ResponsesItem): ItemKind {
-  const type = item.type ?? (typeof item.role === 'string' ? 'message' : undefined);
+  const type = typeof item.type === 'string' ? item.type : item.type === undefined && typeof item.role === 'string' ? 'message' : undefined;
   if (type === 'message') {
     if (item.role === 'assistant') return 'assistant';
     if (item.role === 'user' || item.role === 'system' || item.role === 'developer') return 'message';
