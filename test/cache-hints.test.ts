@@ -104,6 +104,13 @@ describe('provider cache hints', () => {
     expect(marks(body).every((mark) => mark === 'messages[0]')).toBe(true);
   });
 
+  test('Anthropic: a request with a top-level cache_control (the automatic breakpoint) gets no block marks added, and keeps its own', async () => {
+    const body = { ...anthropicAt(120), cache_control: { type: 'ephemeral' } };
+    const { request } = await createCompactor({ maxInputTokens: 2000, strategy: 'cache-aware' }).compact(deepFreeze(body));
+    expect(marks(request as unknown as AnthropicBody)).toEqual([]);
+    expect((request as { cache_control?: unknown }).cache_control).toEqual({ type: 'ephemeral' });
+  });
+
   test('Anthropic: never on a thinking block, and none with omitCacheHints', async () => {
     const tiny = await createCompactor({ maxInputTokens: 100_000 }).compact(deepFreeze(anthropicAt(4)));
     // The whole prompt is below the minimum cacheable prefix: no mark at all.

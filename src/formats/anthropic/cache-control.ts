@@ -3,7 +3,8 @@ import type { AnthropicBlock, AnthropicRequest } from './types.js';
 /** Whether the client marked cache breakpoints of its own (then it manages its cache, and no hint is added). */
 export function hasCacheControl(request: AnthropicRequest): boolean {
   const marked = (blocks: unknown) => Array.isArray(blocks) && blocks.some((block) => typeof block === 'object' && block !== null && 'cache_control' in block);
-  return marked(request.system) || marked(request.tools) || request.messages.some((message) => marked(message.content));
+  // A top-level `cache_control` (Anthropic's automatic breakpoint, which moves forward with the conversation) is the client's too.
+  return request.cache_control !== undefined || marked(request.system) || marked(request.tools) || request.messages.some((message) => marked(message.content));
 }
 
 /**

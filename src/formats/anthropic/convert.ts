@@ -247,6 +247,10 @@ function compactedPrefixEnd(messages: readonly AnthropicMessage[]): number {
     if (Array.isArray(message?.content))
       for (const block of message.content) if (block?.type === 'tool_use' && typeof block.id === 'string') calls.add(block.id);
   const next = messages[end + 1];
-  if (Array.isArray(next?.content) && next.content.some((block) => block?.type === 'tool_result' && typeof block.tool_use_id === 'string' && calls.has(block.tool_use_id))) end++;
+  if (
+    Array.isArray(next?.content) &&
+    next.content.some((block) => block?.type === 'tool_result' && typeof block.tool_use_id === 'string' && calls.has(block.tool_use_id))
+  )
+    end++;
   return end;
 }
