@@ -24,8 +24,7 @@ describe('the OpenAI Agents SDK through the proxy', () => {
       routes: createRouteTable({ defaults: { maxInputTokens: 2000, onBudgetUnreachable: 'pass-through' } }),
     });
     const port = await proxy.listen(0);
-    // The Agents SDK pins its own copy of the openai package: the client is the same class, typed twice.
-    setDefaultOpenAIClient(new OpenAI({ apiKey: 'sk-agents', baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 }) as never);
+    setDefaultOpenAIClient(new OpenAI({ apiKey: 'sk-agents', baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 }));
   });
   afterAll(async () => {
     await proxy.close(500);
