@@ -76,6 +76,11 @@ export function bypassRequested(header: (name: string) => string | null | undefi
   return (header('x-compactor-cache') ?? '').trim().toLowerCase() === 'bypass';
 }
 
+/** True when the caller asked for its request to go uncompacted: `x-compactor-compact: off`. */
+export function compactionOffRequested(header: (name: string) => string | null | undefined): boolean {
+  return (header('x-compactor-compact') ?? '').trim().toLowerCase() === 'off';
+}
+
 /** The `x-compactor-*` response headers for a compaction. */
 export function compactionHeaders(stats: CompactionStats): Record<string, string> {
   const headers: Record<string, string> = {
@@ -107,6 +112,8 @@ export interface ExchangeOptions {
   header: (name: string) => string | null | undefined;
   /** Add the `x-compactor-*` headers. */
   headers: boolean;
+  /** Forward the request uncompacted (a proxy key's `skipCompaction`); `x-compactor-compact: off` does it per request. @default false */
+  skipCompaction?: boolean;
   /** Wall clock of a replayed answer's `created`, in milliseconds. @default Date.now */
   clock?: () => number;
 }
@@ -161,6 +168,7 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
     tenant: typeof options.tenant === 'function' ? options.tenant(body) : options.tenant,
     format: format.name,
     cacheAccess: bypassRequested(options.header) ? 'none' : (options.cacheAccess ?? 'read-write'),
+    skipCompaction: options.skipCompaction === true || compactionOffRequested(options.header),
     ...(options.cacheHints === undefined ? {} : { cacheHints: options.cacheHints }),
   });
   const headers = options.headers ? compactionHeaders(result.stats) : {};

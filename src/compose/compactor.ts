@@ -79,6 +79,8 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
           throw new CompactorError('options.invalid', `option "${name}" must be a string`, { pointer: name });
       }
       cacheAccessOf(compactOptions);
+      if (compactOptions.skipCompaction !== undefined && typeof compactOptions.skipCompaction !== 'boolean')
+        throw new CompactorError('options.invalid', 'option "skipCompaction" must be a boolean', { pointer: 'skipCompaction' });
       throwIfAborted(signal);
       const started = settings.clock();
       const format = resolveFormat(formatOption, request);
@@ -130,6 +132,12 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
         if (lookup?.status === 'miss') {
           ({ commit, release } = committer(settings.cache, lookup.ticket));
         }
+      }
+      // Asked to go as it came: the cache stage above still ran, compaction does not.
+      if (compactOptions.skipCompaction === true) {
+        stats.passThrough = 'skipped';
+        stats.ms = settings.clock() - started;
+        return commit && release ? { kind: 'compacted', request, stats, commit, release } : { kind: 'compacted', request, stats };
       }
       try {
         return await compactMissed();

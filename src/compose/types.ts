@@ -27,6 +27,13 @@ export interface CompactOptions {
    * @default 'read-write'
    */
   cacheAccess?: CacheAccess;
+  /**
+   * Forward this request as it came: no compaction and no cache hints (the response cache still
+   * answers and stores). Adapters set it from `x-compactor-compact: off`, the proxy also from a
+   * key's `skipCompaction`. `stats.passThrough` says `skipped`.
+   * @default false
+   */
+  skipCompaction?: boolean;
   /** @deprecated Use `cacheAccess: 'none'`; removed in the next major. */
   bypassCache?: boolean;
   /** @deprecated Use `cacheAccess: 'write-only'` for `false`; removed in the next major. */

@@ -57,7 +57,7 @@ export interface CompactionStats {
    */
   warming?: string[];
   /** Why the request went on uncompacted, when it did. */
-  passThrough?: 'within-budget' | 'no-budget' | 'budget-unreachable' | 'stateful';
+  passThrough?: 'within-budget' | 'no-budget' | 'budget-unreachable' | 'stateful' | 'skipped';
   /**
    * Why it was compacted, when it was: `over-budget` (the budget forced it), or `cheaper` (within
    * the budget, a stage such as `tool-results` changed it because that lowers the bill under the

@@ -22,6 +22,8 @@ export interface ProxyKey {
   tokens?: number;
   /** Window of `requests` and `tokens`, in milliseconds. @default 60000 */
   windowMs?: number;
+  /** Forward this key's requests uncompacted (the cache still applies), as `x-compactor-compact: off` does per request. @default false */
+  skipCompaction?: boolean;
 }
 
 /**
@@ -81,6 +83,7 @@ interface KeyEntry {
   requests: number;
   tokens: number;
   windowMs: number;
+  skipCompaction: boolean;
 }
 
 interface Usage {
@@ -99,6 +102,8 @@ export interface Caller {
   useServerKey: boolean;
   /** Headers to leave out of the upstream request (the proxy key). */
   strip: string[];
+  /** The proxy key says to forward its requests uncompacted. */
+  skipCompaction: boolean;
   /** The tenant the cache is scoped by, from the credentials alone (see `Access.tenant` for the whole). */
   base: string;
   /**
@@ -141,7 +146,9 @@ export class Access {
     const keys = (options.keys ?? []).map((entry, index) => {
       const at = `keys[${index}]`;
       if (typeof entry !== 'object' || entry === null) invalidOption(at, 'an object { key | sha256, tenant?, requests?, tokens?, windowMs? }', entry);
-      rejectUnknownKeys(entry, ['key', 'sha256', 'tenant', 'requests', 'tokens', 'windowMs'], at);
+      rejectUnknownKeys(entry, ['key', 'sha256', 'tenant', 'requests', 'tokens', 'windowMs', 'skipCompaction'], at);
+      if (entry.skipCompaction !== undefined && typeof entry.skipCompaction !== 'boolean')
+        invalidOption(`${at}.skipCompaction`, 'a boolean', entry.skipCompaction);
       if ((entry.key === undefined) === (entry.sha256 === undefined)) invalidOption(at, 'exactly one of "key" and "sha256"', entry);
       if (entry.key !== undefined && (typeof entry.key !== 'string' || entry.key.length < 8))
         invalidOption(`${at}.key`, 'a string of at least 8 characters', '[redacted]');
@@ -160,6 +167,7 @@ export class Access {
         requests: entry.requests ?? Number.POSITIVE_INFINITY,
         tokens: entry.tokens ?? Number.POSITIVE_INFINITY,
         windowMs: entry.windowMs ?? 60_000,
+        skipCompaction: entry.skipCompaction === true,
       };
     });
     this.#byHash = new Map(keys.map((entry) => [entry.hash.toString('hex'), entry]));
@@ -240,6 +248,7 @@ export class Access {
       credential: fingerprinted,
       useServerKey: !credential,
       strip,
+      skipCompaction: entry?.skipCompaction === true,
       base: parts.join('/'),
       reserve: (tokens) => {
         if (!charged || !limits) return;
@@ -275,25 +284,4 @@ export class Access {
   }
 }
 
-/**
- * Which callers' own upstream credentials the upstream accepted recently: cached answers go only
- * to a caller whose key was accepted within `ttlMs`, so a revoked key stops getting them.
- */
-export class CredentialCheck {
-  readonly #accepted = new LRUCache<string, number>({ max: 100_000 });
-  constructor(
-    readonly ttlMs: number,
-    readonly clock: () => number,
-  ) {}
-
-  isFresh(credential: string): boolean {
-    const at = this.#accepted.get(credential);
-    return at !== undefined && this.clock() - at < this.ttlMs;
-  }
-
-  /** Record the upstream's verdict on a request sent with this credential. */
-  observe(credential: string, status: number): void {
-    if (status >= 200 && status < 300) this.#accepted.set(credential, this.clock());
-    else if (status === 401 || status === 403) this.#accepted.delete(credential);
-  }
-}
+export { CredentialCheck } from './credentials.js';
