@@ -13,6 +13,7 @@ import { fakeUpstream } from './fake-upstream.js';
 import { locomoRequest, startRedis, watchedRedisStore } from './helpers.js';
 
 const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
+if (!hasRedis) console.warn('test/proxy-faults.test.ts: redis-server not found, the Redis outage test is SKIPPED (apt-get install redis-server; .ci/run does)');
 const cleanup: (() => Promise<void>)[] = [];
 afterAll(async () => {
   for (const step of cleanup.reverse()) await step();

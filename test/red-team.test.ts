@@ -462,7 +462,10 @@ describe('11. Redis down at start, and draining', () => {
     for (const failure of failures)
       expect(failure).toMatchObject({ status: 'rejected', reason: { code: 'upstream.failed', message: expect.stringContaining('unreachable') } });
     expect(changes).toEqual([false]);
-    if (spawnSync('redis-server', ['--version']).status !== 0) return;
+    if (spawnSync('redis-server', ['--version']).status !== 0) {
+      console.warn('test/red-team.test.ts: redis-server not found, the reconnection half of case 11 is SKIPPED');
+      return;
+    }
     const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'], { stdio: 'ignore' });
     cleanup.push(() => child.kill('SIGKILL'));
     while (changes.length < 2) await reported(changes.length + 1);

@@ -11,6 +11,7 @@ import { compacted, freePort, startRedis, watchedRedisStore } from './helpers.js
 // CI installs redis-server (.ci/run); locally the suite is skipped when it is missing.
 const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
 if (!hasRedis && process.env.CI) throw new Error('redis-server is required in CI (.ci/run installs it)');
+if (!hasRedis) console.warn('test/redis.test.ts: redis-server not found, the Redis store tests are SKIPPED (apt-get install redis-server; .ci/run does)');
 
 const stop = (child: ChildProcess) =>
   new Promise<void>((resolve) => {

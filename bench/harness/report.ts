@@ -47,7 +47,8 @@ export interface BenchReport {
 
 const fixed = (value: number | undefined, digits = 2) => (value === undefined || Number.isNaN(value) ? '–' : value.toFixed(digits));
 const percent = (value: number | undefined) => (value === undefined || Number.isNaN(value) ? '–' : `${(value * 100).toFixed(1)}%`);
-const dollars = (value: number) => `$${value.toFixed(value < 10 ? 2 : 0)}`;
+/** Dollars as people write them: −$1.67, not $-1.67. */
+export const dollars = (value: number) => `${value < 0 ? '−' : ''}$${Math.abs(value).toFixed(Math.abs(value) < 10 ? 2 : 0)}`;
 
 /** Definitions, shown where the figures are. */
 export const DEFINITIONS = {

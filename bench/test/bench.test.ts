@@ -6,7 +6,7 @@ import { noCompaction, presetContender, trimMessagesContender, type Contender } 
 import { billRequests } from '../harness/bill.js';
 import { loadPrices, priceFor, type ModelPrice } from '../harness/cost.js';
 import { runReplays } from '../harness/replay.js';
-import { breakEven } from '../harness/report.js';
+import { breakEven, dollars } from '../harness/report.js';
 import { replayRows, type ReplayRow } from '../harness/summary.js';
 import { PRICES } from '../../src/prices.js';
 import { normalizeEvidence } from '../harness/evidence.js';
@@ -334,4 +334,11 @@ describe('break-even budget', () => {
     ).toBe('saves at every budget run (up to 8000)');
     expect(breakEven(rows([[2000, 0.3]]), 'q', 'r')).toBe('–');
   });
+});
+
+test('dollars print as people write them: −$1.67, never $-1.67', () => {
+  expect(dollars(-1.666)).toBe('−$1.67');
+  expect(dollars(3.714)).toBe('$3.71');
+  expect(dollars(45.2)).toBe('$45');
+  expect(dollars(-45.2)).toBe('−$45');
 });

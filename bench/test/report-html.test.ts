@@ -17,6 +17,8 @@ import { createCompactor } from '../../src/index.js';
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
 // CI installs Chromium (.ci/run); a developer machine without it skips this test.
 const run = CHROMIUM || process.env.CI ? test : test.skip;
+if (!CHROMIUM && !process.env.CI)
+  console.warn('bench/test/report-html.test.ts: chromium not found, the report rendering test is SKIPPED (apt-get install chromium; .ci/run does)');
 
 const FLAGS = [
   '--headless',
