@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { createCompactor } from '../src/compose/compactor.js';
 import { createRuntime } from '../src/runtime.js';
 import { locomoMessages, parseLocomo } from './datasets/locomo.js';
+import { Progress } from './harness/progress.js';
 import { shippedLocomoPath } from './paths.js';
 import type { ChatRequest } from '../src/core/types.js';
 
@@ -23,6 +24,8 @@ export async function runDemo(flags: { budgets: string; preset: string; await?: 
   const rows: string[][] = [
     ['conversation', 'messages', 'tokens before', ...budgets.map((budget) => `after @${budget}`), 'kept prompt+question', 'ms (cold/next turn)'],
   ];
+  // Progress on stderr: a cold process per conversation and budget takes a while.
+  const progress = new Progress('demo', conversations.length * budgets.length);
   for (const conversation of conversations) {
     const { messages } = locomoMessages(conversation);
     const question = conversation.qa.find((item) => item.category !== 5)!;
@@ -54,11 +57,13 @@ export async function runDemo(flags: { budgets: string; preset: string; await?: 
       const out = cold.request.messages;
       keptAll &&= out[0] === request.messages[0] && out[out.length - 1] === request.messages[request.messages.length - 1];
       times.push(`${cold.stats.ms.toFixed(1)}/${warm.stats.ms.toFixed(2)}`);
+      progress.tick();
     }
     cells.splice(2, 0, String(before));
     cells.push(keptAll ? 'yes' : 'NO', times.join(' '));
     rows.push(cells);
   }
+  progress.finish();
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
   for (const row of rows) process.stdout.write(`${row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ')}\n`);
   process.stdout.write(
