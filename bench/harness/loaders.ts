@@ -85,10 +85,13 @@ export function loadJsonl(file: string): BenchConversation[] {
     .split('\n')
     .forEach((line, index) => {
       if (line.trim().length === 0) return;
-      let row: { id?: unknown; messages?: unknown; model?: unknown };
+      let row: { id?: unknown; messages?: unknown; model?: unknown; questions?: unknown; facts?: unknown };
+      let qa: QaItem[] = [];
       try {
         row = JSON.parse(line) as typeof row;
-        validateRequest(row);
+        const { questions, facts, ...request } = row;
+        validateRequest(request);
+        qa = qualityOf(questions, facts);
       } catch (error) {
         const message = CompactorError.isInstance(error) ? error.message : (error as Error).message;
         const inner = CompactorError.isInstance(error) && error.pointer ? `.${error.pointer}` : '';
@@ -100,9 +103,43 @@ export function loadJsonl(file: string): BenchConversation[] {
         messages: row.messages as ChatMessage[],
       };
       if (typeof row.model === 'string') conversation.model = row.model;
+      if (qa.length > 0) conversation.qa = qa;
       conversations.push(conversation);
     });
   return conversations;
+}
+
+/** The question a transcript's `facts` are checked after: a generic next turn, so they must survive on their own. */
+export const FACTS_QUESTION = 'Go on.';
+
+/**
+ * What a transcript says must survive: `questions` (`[{ question, keep: [strings] }]`, each asked
+ * after the conversation, its strings checked verbatim in what reaches the model) and `facts`
+ * (strings that must reach the model on a generic next turn). Scored as ER_verbatim.
+ */
+function qualityOf(questions: unknown, facts: unknown): QaItem[] {
+  const strings = (value: unknown, pointer: string): string[] => {
+    if (!Array.isArray(value) || value.length === 0 || value.some((entry) => typeof entry !== 'string' || entry === ''))
+      throw new CompactorError('input.invalid', `${pointer}: must be a non-empty array of non-empty strings`, { pointer });
+    return value as string[];
+  };
+  const items: QaItem[] = [];
+  if (questions !== undefined) {
+    if (!Array.isArray(questions)) throw new CompactorError('input.invalid', 'questions: must be an array of { question, keep }', { pointer: 'questions' });
+    questions.forEach((entry, index) => {
+      const at = `questions[${index}]`;
+      const { question, keep } = (entry ?? {}) as { question?: unknown; keep?: unknown };
+      if (typeof question !== 'string' || question === '')
+        throw new CompactorError('input.invalid', `${at}.question: must be a non-empty string`, { pointer: `${at}.question` });
+      const kept = strings(keep, `${at}.keep`);
+      items.push({ question, category: 1, evidence: kept.map((_, position) => `${at}.keep[${position}]`), evidenceTexts: kept });
+    });
+  }
+  if (facts !== undefined) {
+    const kept = strings(facts, 'facts');
+    items.push({ question: FACTS_QUESTION, category: 1, evidence: kept.map((_, position) => `facts[${position}]`), evidenceTexts: kept });
+  }
+  return items;
 }
 
 export type DatasetKind = 'locomo' | 'mtbench101' | 'topical-chat' | 'jsonl';

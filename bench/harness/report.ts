@@ -87,6 +87,21 @@ export function recommend(rows: readonly ReplayRow[], budgets: readonly number[]
     return values.length === 0 ? undefined : values.reduce((sum, value) => sum + value, 0) / values.length;
   };
   const bestSaving = Math.max(...safe.map(worst));
+  // No QA, questions or facts in the data: nothing measured retention, so the pick is on the bill alone.
+  if (safe.every((preset) => retention(preset) === undefined)) {
+    const preset = [...safe].sort((a, b) => worst(b) - worst(a))[0]!;
+    return {
+      preset,
+      budget,
+      savings: rules.map((rule) => ({
+        rule,
+        perThousand: rowFor(rows, preset, rule, budget)?.savedPerThousand ?? 0,
+        saving: rowFor(rows, preset, rule, budget)?.saving ?? 0,
+      })),
+      erVerbatim: undefined,
+      reason: 'saves the most. This replay has no quality signal (no QA, questions or facts in the data), so nothing here measured what each preset keeps',
+    };
+  }
   const enough = safe.filter((preset) =>
     rules.every(
       (rule) => (rowFor(rows, preset, rule, budget)?.saving ?? 0) >= 0.5 * Math.max(...safe.map((other) => rowFor(rows, other, rule, budget)?.saving ?? 0)),
@@ -118,8 +133,12 @@ function recommendationText(report: BenchReport): string[] {
   if (!recommendation) return ['No preset lowered the prompt bill under every rule.'];
   const savings = recommendation.savings.map((entry) => `${dollars(entry.perThousand)} under ${entry.rule} (${percent(entry.saving)})`).join(', ');
   return [
-    `Recommended: ${recommendation.preset} at ${recommendation.budget} tokens. Per 1,000 conversations like these it saves ${savings} of the prompt bill, and keeps ${fixed(recommendation.erVerbatim)} of the evidence turns (live ER_verbatim, mean over the rules).`,
-    `Why: it ${recommendation.reason}. ${RECOMMENDATION_RULE}`,
+    `Recommended: ${recommendation.preset} at ${recommendation.budget} tokens. Per 1,000 conversations like these it saves ${savings} of the prompt bill${
+      recommendation.erVerbatim === undefined
+        ? '.'
+        : `, and keeps ${fixed(recommendation.erVerbatim)} of the evidence (live ER_verbatim, mean over the rules: the share of each question's evidence turns, or of its keep strings and facts, that reach the model verbatim).`
+    }`,
+    recommendation.erVerbatim === undefined ? `Why: it ${recommendation.reason}.` : `Why: it ${recommendation.reason}. ${RECOMMENDATION_RULE}`,
   ];
 }
 

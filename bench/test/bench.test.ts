@@ -6,7 +6,7 @@ import { noCompaction, presetContender, trimMessagesContender, type Contender } 
 import { billRequests } from '../harness/bill.js';
 import { loadPrices, priceFor, type ModelPrice } from '../harness/cost.js';
 import { runReplays } from '../harness/replay.js';
-import { breakEven, dollars } from '../harness/report.js';
+import { breakEven, dollars, recommend } from '../harness/report.js';
 import { replayRows, type ReplayRow } from '../harness/summary.js';
 import { PRICES } from '../../src/prices.js';
 import { normalizeEvidence } from '../harness/evidence.js';
@@ -341,4 +341,37 @@ test('dollars print as people write them: −$1.67, never $-1.67', () => {
   expect(dollars(3.714)).toBe('$3.71');
   expect(dollars(45.2)).toBe('$45');
   expect(dollars(-45.2)).toBe('−$45');
+});
+
+test('transcripts carry questions and facts that must survive; bad ones are input.invalid naming the field', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cc-quality-'));
+  const file = join(dir, 'mine.jsonl');
+  const messages = [
+    { role: 'user', content: 'My order is A-7731.' },
+    { role: 'assistant', content: 'Noted.' },
+  ];
+  writeFileSync(
+    file,
+    `${JSON.stringify({ id: 'c1', messages, questions: [{ question: 'Which order?', keep: ['A-7731'] }], facts: ['A-7731'] })}\n${JSON.stringify({ messages })}\n`,
+  );
+  const [first, second] = loadJsonl(file);
+  expect(first!.qa!.map((item) => [item.question, item.evidenceTexts])).toEqual([
+    ['Which order?', ['A-7731']],
+    ['Go on.', ['A-7731']],
+  ]);
+  expect(second!.qa).toBeUndefined();
+  writeFileSync(file, `${JSON.stringify({ messages, questions: [{ question: 'Which order?', keep: [] }] })}\n`);
+  expect(() => loadJsonl(file)).toThrow(expect.objectContaining({ code: 'input.invalid', pointer: 'line 1.questions[0].keep' }));
+});
+
+test('the recommendation says when the replay had no quality signal, and then ranks on the bill alone', () => {
+  const row = (contender: string, saving: number, erVerbatim: number | undefined) =>
+    ({ contender, budget: 2000, rule: 'gpt-5', saving, savedPerThousand: saving * 10, erVerbatim }) as unknown as ReplayRow;
+  const blind = recommend([row('truncate', 0.5, undefined), row('cache-aware', 0.4, undefined)], [2000], ['gpt-5'])!;
+  expect(blind.preset).toBe('truncate');
+  expect(blind.erVerbatim).toBeUndefined();
+  expect(blind.reason).toMatch(/no quality signal/);
+  const measured = recommend([row('truncate', 0.5, 0.1), row('cache-aware', 0.4, 0.7)], [2000], ['gpt-5'])!;
+  expect(measured.preset).toBe('cache-aware');
+  expect(measured.reason).toMatch(/keeps the most evidence/);
 });
