@@ -1,10 +1,9 @@
 import type { Strategy, StrategyContext, StrategyResult } from '../../src/core/strategy.js';
 import type { ChatMessage } from '../../src/core/types.js';
 import { latestExchange } from '../../src/core/nets.js';
-import { extractiveSummarizer } from '../../src/summarizers/extractive.js';
-import { Chunks, type Item } from './chunks.js';
-import { SUMMARIZE_OPTIONS, type SummarizeSettings, type SummarizeStrategyOptions } from './options.js';
-import { Summaries } from './summaries.js';
+import type { Chunks, Item } from './chunks.js';
+import type { SummarizeSettings, SummarizeStrategyOptions } from './options.js';
+import { type Summaries, summaryStrategy } from './summaries.js';
 
 /**
  * Summaries folded in before their chunks, for a later strategy to prune (the `balanced` preset
@@ -16,16 +15,7 @@ import { Summaries } from './summaries.js';
  * pipeline('balanced', [summaryFold({ summaryShare: 0.1 }), relevance({ recencyShare: 0.2 })])
  */
 export function summaryFold(options: SummarizeStrategyOptions = {}): Strategy {
-  const { keepSource: _, ...rest } = SUMMARIZE_OPTIONS.parse(options);
-  const settings: SummarizeSettings = { ...rest, summarizer: rest.summarizer ?? extractiveSummarizer() };
-  return {
-    name: 'summarize',
-    async apply(messages, context) {
-      const parts = context.partition(messages);
-      if (context.fixedTokens + parts.tokens <= context.budget) return { messages };
-      return foldInPlace(new Chunks(settings, messages, context), new Summaries(settings, context), settings, context);
-    },
-  };
+  return summaryStrategy(options, foldInPlace);
 }
 
 /**

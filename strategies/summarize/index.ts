@@ -2,11 +2,10 @@ import type { Strategy, StrategyContext, StrategyResult } from '../../src/core/s
 import type { ChatMessage } from '../../src/core/types.js';
 import { keepLatestExchange } from '../../src/core/nets.js';
 import { stableHistory } from '../../src/core/window.js';
-import { extractiveSummarizer } from '../../src/summarizers/extractive.js';
-import { Chunks, type Item } from './chunks.js';
+import type { Chunks, Item } from './chunks.js';
 import { summaryFold } from './fold.js';
 import { SUMMARIZE_OPTIONS, type SummarizeSettings, type SummarizeStrategyOptions } from './options.js';
-import { Summaries } from './summaries.js';
+import { type Summaries, summaryStrategy } from './summaries.js';
 
 export { summaryFold } from './fold.js';
 export { chunkTokensFor, SUMMARIZE_DEFAULTS, SUMMARIZE_OPTIONS, SUMMARY_LABEL, type SummarizeStrategyOptions } from './options.js';
@@ -29,18 +28,9 @@ export { chunkTokensFor, SUMMARIZE_DEFAULTS, SUMMARIZE_OPTIONS, SUMMARY_LABEL, t
  * pipeline('summarize', [summarize({ mode: 'background' }), truncate()])
  */
 export function summarize(options: SummarizeStrategyOptions = {}): Strategy {
-  const { keepSource, ...rest } = SUMMARIZE_OPTIONS.parse(options);
   // Deprecated switch to the other layout, kept for callers of 0.x.
-  if (keepSource) return summaryFold(options);
-  const settings: SummarizeSettings = { ...rest, summarizer: rest.summarizer ?? extractiveSummarizer() };
-  return {
-    name: 'summarize',
-    async apply(messages, context) {
-      const parts = context.partition(messages);
-      if (context.fixedTokens + parts.tokens <= context.budget) return { messages };
-      return stableLayout(new Chunks(settings, messages, context), new Summaries(settings, context), settings, context);
-    },
-  };
+  if (SUMMARIZE_OPTIONS.parse(options).keepSource) return summaryFold(options);
+  return summaryStrategy(options, stableLayout);
 }
 
 /** [system] [summaries of the dropped chunks] [recent turns, cut in steps] [latest turn]. */

@@ -1,10 +1,11 @@
 import { withDeadline } from '../../src/core/deadline.js';
 import { isAbortError } from '../../src/core/errors.js';
-import type { BackgroundQueue, FailureRecord, StrategyContext } from '../../src/core/strategy.js';
+import type { BackgroundQueue, FailureRecord, Strategy, StrategyContext, StrategyResult } from '../../src/core/strategy.js';
+import { extractiveSummarizer } from '../../src/summarizers/extractive.js';
 import type { ChatMessage } from '../../src/core/types.js';
 import type { SummaryStore } from '../../src/summarizers/queue.js';
-import { type Item, keyOf } from './chunks.js';
-import { SUMMARY_LABEL, type SummarizeSettings } from './options.js';
+import { Chunks, type Item, keyOf } from './chunks.js';
+import { SUMMARIZE_OPTIONS, SUMMARY_LABEL, type SummarizeSettings, type SummarizeStrategyOptions } from './options.js';
 
 /** One request's summaries: looked up, made (inline) or scheduled (background), condensed, and the failures they met. */
 export class Summaries {
@@ -111,4 +112,21 @@ export class Summaries {
   render(item: Item): ChatMessage {
     return { role: this.settings.role, content: `${SUMMARY_LABEL}\n${item.text}` };
   }
+}
+
+/** A summarizing strategy with one layout (the window's, or the fold's): options parsed once, a no-op within the budget. */
+export function summaryStrategy(
+  options: SummarizeStrategyOptions,
+  layout: (history: Chunks, sums: Summaries, settings: SummarizeSettings, context: StrategyContext) => Promise<StrategyResult>,
+): Strategy {
+  const { keepSource: _, ...rest } = SUMMARIZE_OPTIONS.parse(options);
+  const settings: SummarizeSettings = { ...rest, summarizer: rest.summarizer ?? extractiveSummarizer() };
+  return {
+    name: 'summarize',
+    async apply(messages, context) {
+      const parts = context.partition(messages);
+      if (context.fixedTokens + parts.tokens <= context.budget) return { messages };
+      return layout(new Chunks(settings, messages, context), new Summaries(settings, context), settings, context);
+    },
+  };
 }

@@ -1,6 +1,6 @@
 import { CompactorError } from '../../core/errors.js';
-import { validateRequest } from '../../core/validate.js';
 import { shownMessage } from '../openai.js';
+import { validatedConversion } from '../converted.js';
 import type { CachedResponse, WireFormat } from '../wire-format.js';
 import { fromAnthropic } from './convert.js';
 import { anthropicMessageEvents, assembleAnthropicMessage } from './stream.js';
@@ -28,21 +28,7 @@ const isToolUse = (type: unknown): boolean => type === 'tool_use' || type === 's
 export const anthropicFormat: WireFormat = {
   name: 'anthropic',
   detect: isAnthropicRequest,
-  toCanonical(body, limits) {
-    if (typeof body !== 'object' || body === null || Array.isArray(body))
-      throw new CompactorError('input.invalid', 'body: must be a JSON object', { pointer: 'body' });
-    const conversion = fromAnthropic(body as AnthropicRequest);
-    try {
-      validateRequest(conversion.canonical, limits);
-    } catch (error) {
-      if (CompactorError.isInstance(error) && error.pointer) {
-        const pointer = conversion.pointer(error.pointer);
-        throw new CompactorError(error.code, error.message.replace(error.pointer, pointer), { pointer, cause: error });
-      }
-      throw error;
-    }
-    return conversion;
-  },
+  toCanonical: (body, limits) => validatedConversion(body, (object) => fromAnthropic(object as AnthropicRequest), limits),
   uncacheableReason(response, cacheToolCalls) {
     if (!response.events) {
       const body = response.body as Record<string, unknown> | null | undefined;

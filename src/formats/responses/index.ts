@@ -1,6 +1,6 @@
 import { CompactorError } from '../../core/errors.js';
-import { validateRequest } from '../../core/validate.js';
 import { openaiFormat } from '../openai.js';
+import { validatedConversion } from '../converted.js';
 import type { WireFormat } from '../wire-format.js';
 import { fromResponses } from './convert.js';
 import { completedResponse, responseEvents } from './stream.js';
@@ -31,21 +31,7 @@ function responseProblem(body: unknown, cacheToolCalls: boolean): string | null 
 export const responsesFormat: WireFormat = {
   name: 'responses',
   detect: isResponsesRequest,
-  toCanonical(body, limits) {
-    if (typeof body !== 'object' || body === null || Array.isArray(body))
-      throw new CompactorError('input.invalid', 'body: must be a JSON object', { pointer: 'body' });
-    const conversion = fromResponses(body as ResponsesRequest);
-    try {
-      validateRequest(conversion.canonical, limits);
-    } catch (error) {
-      if (CompactorError.isInstance(error) && error.pointer) {
-        const pointer = conversion.pointer(error.pointer);
-        throw new CompactorError(error.code, error.message.replace(error.pointer, pointer), { pointer, cause: error });
-      }
-      throw error;
-    }
-    return conversion;
-  },
+  toCanonical: (body, limits) => validatedConversion(body, (object) => fromResponses(object as ResponsesRequest), limits),
   uncacheableReason(response, cacheToolCalls) {
     if (!response.events) return responseProblem(response.body, cacheToolCalls);
     if (response.events.some((event) => event.event === 'error' || event.event === 'response.failed')) return 'error';
