@@ -31,6 +31,8 @@ const flags = studyFlags('bench:proxy', {});
 const markdown = flags.md;
 const self = fileURLToPath(import.meta.url);
 const PROXY_KEY = 'pk-load-bench-key';
+/** The same proxy, for a key in shadow mode: compaction runs, the request goes as it came. */
+const SHADOW_KEY = 'pk-load-bench-shadow';
 
 async function runUpstream(delay: number): Promise<void> {
   const { port } = await fakeModel(delay);
@@ -44,7 +46,10 @@ async function runProxy(upstreamPort: number): Promise<void> {
     cache: false,
     // As deployed with the server's key: callers authenticate with a proxy key, and only the chat endpoint is served.
     apiKey: 'sk-upstream-load',
-    keys: [{ key: PROXY_KEY, tenant: 'load' }],
+    keys: [
+      { key: PROXY_KEY, tenant: 'load' },
+      { key: SHADOW_KEY, tenant: 'load-shadow', mode: 'shadow' },
+    ],
     logger: pino({ level: 'silent' }),
   });
   const port = await proxy.listen(0);
@@ -77,11 +82,11 @@ function body(): string {
   return JSON.stringify({ model: 'gpt-4o-mini', messages: [...messages, { role: 'user', content: 'What did we talk about?' }] });
 }
 
-async function load(url: string, connections: number, duration: number, payload: string) {
+async function load(url: string, connections: number, duration: number, payload: string, key = PROXY_KEY) {
   const result = await autocannon({
     url: `${url}/v1/chat/completions`,
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${PROXY_KEY}` },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
     body: payload,
     connections,
     duration,
@@ -101,11 +106,13 @@ async function main(): Promise<void> {
     const through = `http://127.0.0.1:${proxy.port}`;
     // Warm both paths (JIT, connection pools, token memo).
     await load(through, 10, 2, payload);
+    await load(through, 10, 2, payload, SHADOW_KEY);
     await load(direct, 10, 2, payload);
     for (const connections of CONNECTIONS) {
       process.stderr.write(`upstream delay ${delay} ms, ${connections} connections…\n`);
       const baseline = await load(direct, connections, DURATION, payload);
       const proxied = await load(through, connections, DURATION, payload);
+      const shadowed = await load(through, connections, DURATION, payload, SHADOW_KEY);
       rows.push([
         `${delay} ms`,
         String(connections),
@@ -114,7 +121,9 @@ async function main(): Promise<void> {
         `${(proxied.rps / baseline.rps).toFixed(2)}×`,
         `${ms(baseline.p50)} / ${ms(baseline.p99)}`,
         `${ms(proxied.p50)} / ${ms(proxied.p99)}`,
-        `${baseline.errors} / ${proxied.errors}`,
+        `${(shadowed.rps / baseline.rps).toFixed(2)}×`,
+        `${ms(shadowed.p50)} / ${ms(shadowed.p99)}`,
+        `${baseline.errors} / ${proxied.errors} / ${shadowed.errors}`,
       ]);
     }
     if (delay === DELAYS[DELAYS.length - 1] && SOAK > 0) {
@@ -142,7 +151,9 @@ async function main(): Promise<void> {
     'proxy / direct',
     'direct p50 / p99',
     'proxy p50 / p99',
-    'errors (direct / proxy)',
+    'shadow / direct',
+    'shadow p50 / p99',
+    'errors (direct / proxy / shadow)',
   ];
   console.log(markdown ? markdownTable([header, ...rows]) : table([header, ...rows]));
   if (soak) {
@@ -152,7 +163,7 @@ async function main(): Promise<void> {
     );
   }
   console.log(
-    `\nRequest: 62 real LoCoMo messages (~2,300 tokens) compacted to 1,000 tokens with truncate; cache off; proxy-key authentication and the path allow-list on (the proxy holds the upstream key). ${DURATION} s per run. ${machine()}`,
+    `\nRequest: 62 real LoCoMo messages (~2,300 tokens) compacted to 1,000 tokens with truncate; cache off; "shadow" is a proxy key in shadow mode (compacted, then sent as it came); proxy-key authentication and the path allow-list on (the proxy holds the upstream key). ${DURATION} s per run. ${machine()}`,
   );
 }
 

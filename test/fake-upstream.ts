@@ -8,6 +8,8 @@ export interface Recorded {
   path: string;
   headers: IncomingMessage['headers'];
   body: Record<string, unknown>;
+  /** The body's bytes as received, as text. */
+  raw: string;
 }
 
 /**
@@ -63,8 +65,9 @@ export async function fakeUpstream(): Promise<{
   const server = createServer(async (request, response) => {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
-    const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>) : {};
-    const call = { path: request.url ?? '', headers: request.headers, body };
+    const raw = Buffer.concat(chunks).toString('utf8');
+    const body = chunks.length ? (JSON.parse(raw) as Record<string, unknown>) : {};
+    const call = { path: request.url ?? '', headers: request.headers, body, raw };
     calls.push(call);
     for (const waiter of arrivals.filter((entry) => calls.length >= entry.count)) {
       arrivals.splice(arrivals.indexOf(waiter), 1);
@@ -84,8 +87,8 @@ export async function fakeUpstream(): Promise<{
       response.end(JSON.stringify(value));
     };
     // Like OpenAI: models before GPT-5.6 refuse the explicit cache fields.
-    const raw = JSON.stringify(body);
-    if ((raw.includes('"prompt_cache_breakpoint"') || raw.includes('"prompt_cache_options"')) && !String(body.model).startsWith('gpt-5.6')) {
+    const serialized = JSON.stringify(body);
+    if ((serialized.includes('"prompt_cache_breakpoint"') || serialized.includes('"prompt_cache_options"')) && !String(body.model).startsWith('gpt-5.6')) {
       json(400, {
         error: {
           message: "Unknown parameter: 'prompt_cache_breakpoint'.",

@@ -80,7 +80,8 @@ export function compaction(source: CompactorSource, options: AiSdkCompactionOpti
       });
       options.onStats?.(outcome.stats);
       const transformed: LanguageModelV3CallOptions =
-        outcome.kind === 'cached'
+        // A cache hit is answered below; shadow mode sends the prompt as it came.
+        outcome.kind === 'cached' || outcome.stats.passThrough === 'shadow'
           ? { ...params }
           : { ...params, prompt: fromCanonical((outcome.request as { messages: ChatMessage[] }).messages, origin, params.prompt) };
       prepared.set(transformed, outcome);

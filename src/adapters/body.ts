@@ -53,6 +53,15 @@ export async function readJson(
   limit: number,
   declaredLength?: number | null,
 ): Promise<unknown> {
+  return (await readJsonText(chunks, limit, declaredLength)).body;
+}
+
+/** Read a JSON body and keep its text: shadow mode forwards the bytes as they came. */
+export async function readJsonText(
+  chunks: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> | null | undefined,
+  limit: number,
+  declaredLength?: number | null,
+): Promise<{ body: unknown; text: string }> {
   const bytes = await readBody(chunks, limit, declaredLength);
   const size = bytes.byteLength;
   // Invalid UTF-8 is refused, not replaced with U+FFFD and sent on as if the caller had written it.
@@ -61,7 +70,7 @@ export async function readJson(
   // Decoding and parsing megabytes are two long steps: other requests get a turn between them.
   if (size > LARGE_BODY_BYTES) await nextTurn();
   try {
-    return JSON.parse(text);
+    return { body: JSON.parse(text), text };
   } catch {
     throw new CompactorError('input.invalid', 'body: is not valid JSON', { pointer: 'body' });
   }

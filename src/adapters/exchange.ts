@@ -7,12 +7,14 @@ import { isRouteTable, type RouteTable } from '../compose/routes.js';
 import type { CompactionStats } from '../core/stats.js';
 import { resolveFormat } from '../formats/registry.js';
 import type { CachedResponse, FormatName, Replay, WireFormat } from '../formats/wire-format.js';
-import { checkDepth, readJson } from './body.js';
+import { checkDepth, readJsonText } from './body.js';
+import { bypassRequested, compactionHeaders, compactionOffRequested, shadowRequested } from './headers.js';
 import { type Recorder, recorded, recorder } from './recorder.js';
 import { asCompactorError, errorReply, freshReplay, type Reply, replyOf } from './reply.js';
 
 export { checkDepth, MAX_JSON_DEPTH, readBody, readJson } from './body.js';
 export type { Recorder } from './recorder.js';
+export { bypassRequested, compactionHeaders, compactionOffRequested, shadowRequested } from './headers.js';
 export { asCompactorError, errorReply, freshReplay, type Reply, replyOf } from './reply.js';
 
 /**
@@ -69,29 +71,6 @@ export function hasNoBody(method: string | undefined): boolean {
   return method === 'GET' || method === 'HEAD' || method === 'OPTIONS';
 }
 
-/** True when the caller asked not to be served from a cache: `Cache-Control: no-cache`/`no-store`, or `x-compactor-cache: bypass`. */
-export function bypassRequested(header: (name: string) => string | null | undefined): boolean {
-  const control = (header('cache-control') ?? '').toLowerCase();
-  if (/(^|[\s,])no-(cache|store)($|[\s,=])/.test(control)) return true;
-  return (header('x-compactor-cache') ?? '').trim().toLowerCase() === 'bypass';
-}
-
-/** True when the caller asked for its request to go uncompacted: `x-compactor-compact: off`. */
-export function compactionOffRequested(header: (name: string) => string | null | undefined): boolean {
-  return (header('x-compactor-compact') ?? '').trim().toLowerCase() === 'off';
-}
-
-/** The `x-compactor-*` response headers for a compaction. */
-export function compactionHeaders(stats: CompactionStats): Record<string, string> {
-  const headers: Record<string, string> = {
-    'x-compactor-tokens-before': String(stats.tokensBefore),
-    'x-compactor-tokens-after': String(stats.tokensAfter),
-    'x-compactor-strategy': stats.strategies.map((step) => step.name).join(',') || 'none',
-  };
-  if (stats.cache) headers['x-compactor-cache'] = stats.cache.status;
-  return headers;
-}
-
 /** Where a request is in the flow, and what it needs to go on. */
 export interface ExchangeOptions {
   compactor: Compactor | RouteTable;
@@ -114,6 +93,8 @@ export interface ExchangeOptions {
   headers: boolean;
   /** Forward the request uncompacted (a proxy key's `skipCompaction`); `x-compactor-compact: off` does it per request. @default false */
   skipCompaction?: boolean;
+  /** `shadow` for a proxy key's `mode`; `x-compactor-mode: shadow` asks for it per request. @default the compactor's mode */
+  mode?: 'enforce' | 'shadow';
   /** Wall clock of a replayed answer's `created`, in milliseconds. @default Date.now */
   clock?: () => number;
 }
@@ -169,6 +150,7 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
     format: format.name,
     cacheAccess: bypassRequested(options.header) ? 'none' : (options.cacheAccess ?? 'read-write'),
     skipCompaction: options.skipCompaction === true || compactionOffRequested(options.header),
+    ...(shadowRequested(options.header) ? { mode: 'shadow' as const } : options.mode === undefined ? {} : { mode: options.mode }),
     ...(options.cacheHints === undefined ? {} : { cacheHints: options.cacheHints }),
   });
   const headers = options.headers ? compactionHeaders(result.stats) : {};
@@ -229,8 +211,9 @@ export type ExchangeResult<U extends Upstream> =
 
 export interface ExchangeInput extends ExchangeOptions {
   body: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> | null | undefined;
-  /** The body already parsed by the adapter (then `body` is not read). */
+  /** The body already parsed by the adapter (then `body` is not read), and its text (shadow mode forwards it). */
   parsed?: object;
+  text?: string;
   /** The request's declared `content-length`, checked before reading. */
   contentLength?: number | null;
   maxBodyBytes: number;
@@ -248,14 +231,18 @@ export async function exchange<U extends Upstream>(
 ): Promise<ExchangeResult<U>> {
   let prepared: Prepared | undefined;
   try {
-    const body = input.parsed ?? (await readJson(input.body, input.maxBodyBytes, input.contentLength));
+    const read = input.parsed ? undefined : await readJsonText(input.body, input.maxBodyBytes, input.contentLength);
+    const body = input.parsed ?? read!.body;
     // A large body took tens of milliseconds to parse: let other requests in before compacting it.
     if (input.contentLength === null || input.contentLength === undefined || input.contentLength > LARGE_BODY_BYTES) await nextTurn();
     prepared = await prepare(body, input);
     if (prepared.kind === 'cached') return { kind: 'reply', reply: prepared.reply, replay: prepared.replay, stats: prepared.stats };
     let upstream: U;
     try {
-      upstream = await forward(JSON.stringify(prepared.request), prepared);
+      // Shadow: the bytes go as they came.
+      const shadow = prepared.stats.passThrough === 'shadow';
+      const text = read?.text ?? input.text;
+      upstream = await forward(shadow && text !== undefined ? text : JSON.stringify(prepared.request), prepared);
     } catch (error) {
       prepared.release();
       throw error;

@@ -97,6 +97,7 @@ export function compaction(source: CompactorSource, options: FetchCompactionOpti
         {
           body: null,
           parsed,
+          text: bytes.toString('utf8'),
           maxBodyBytes: settings.maxBodyBytes,
           compactor,
           format: settings.format,

@@ -41,6 +41,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     hits: { exact: 0, semantic: 0 },
     misses: 0,
     coalesced: 0,
+    shadowHits: 0,
     guarded: 0,
     backfilled: 0,
     bypass: {},
@@ -103,15 +104,20 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
         return { status: 'miss', ticket, writeOnly: true };
       }
       // Exact layer (again after waiting for an identical request in flight).
+      const shadow = lookup.shadow === true;
+      if (shadow) ticket = { ...ticket, shadow: true };
+      const hit = (found: Extract<CacheLookup, { status: 'hit' }>): CacheLookup => {
+        if (shadow) stats.shadowHits++;
+        else stats.hits[found.layer]++;
+        return found;
+      };
       let coalesced = false;
       for (;;) {
         try {
           const exact = await entries.exactEntry(ticket.exactKey);
           // An entry that cannot be replayed in the requested form is a miss; the answer replaces it.
-          if (exact && FORMATS[exact.response.format].replayable(exact.response, ticket.streamed)) {
-            stats.hits.exact++;
-            return { status: 'hit', layer: 'exact', response: exact.response };
-          }
+          if (exact && FORMATS[exact.response.format].replayable(exact.response, ticket.streamed))
+            return hit({ status: 'hit', layer: 'exact', response: exact.response });
         } catch (error) {
           if (isAbortError(error)) throw error;
           fail('store');
@@ -119,6 +125,8 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
         }
         // The first miss of a key claims it at once (no await in between), so identical requests
         // arriving meanwhile wait for its answer instead of going upstream too.
+        // A shadow lookup neither waits nor claims: its request goes upstream anyway.
+        if (shadow) break;
         if (coalesced || !coalescer.inFlight(ticket.exactKey)) {
           coalescer.claim(ticket.exactKey);
           break;
@@ -143,7 +151,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
         )) as [Float32Array];
       } catch (error) {
         if (isAbortError(error)) {
-          coalescer.release(ticket.exactKey);
+          if (!shadow) coalescer.release(ticket.exactKey);
           throw error;
         }
         fail('embedder');
@@ -153,12 +161,11 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       try {
         const best = await entries.nearest(ticket.namespace!, ticket.question!, vector, ticket.streamed);
         if (best && best.score >= thresholdFor(lookup.route)) {
-          coalescer.release(ticket.exactKey);
-          stats.hits.semantic++;
-          return { status: 'hit', layer: 'semantic', response: best.response, score: best.score, cosine: best.cosine, matched: best.question };
+          if (!shadow) coalescer.release(ticket.exactKey);
+          return hit({ status: 'hit', layer: 'semantic', response: best.response, score: best.score, cosine: best.cosine, matched: best.question });
         }
       } catch (error) {
-        coalescer.release(ticket.exactKey);
+        if (!shadow) coalescer.release(ticket.exactKey);
         if (isAbortError(error)) throw error;
         fail('store');
         return bypass('store-failed', (error as Error).message);
@@ -166,7 +173,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
       return miss();
     },
     release(ticket) {
-      coalescer.release(ticket.exactKey);
+      if (!ticket.shadow) coalescer.release(ticket.exactKey);
     },
     async purge({ tenant }) {
       if (typeof tenant !== 'string') invalidOption('tenant', 'a string', tenant);
@@ -178,7 +185,7 @@ export function createResponseCache(options: ResponseCacheOptions = {}): Respons
     commit(ticket, response) {
       const work = track(entries.storeAnswer(ticket, response));
       // Waiters read the exact layer once the entry is there (or go ahead on a failed store).
-      void work.finally(() => coalescer.release(ticket.exactKey)).catch(() => undefined);
+      if (!ticket.shadow) void work.finally(() => coalescer.release(ticket.exactKey)).catch(() => undefined);
       return work;
     },
   };

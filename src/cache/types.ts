@@ -20,6 +20,8 @@ export interface CacheTicket {
   readonly streamed: boolean;
   /** The scope's generation (see `purge`): bumped, it leaves older entries unreachable. */
   readonly generation?: string;
+  /** From a shadow lookup: it claimed no in-flight slot, so committing or releasing it frees none. */
+  readonly shadow?: boolean;
 }
 
 export interface ProbeMatch {
@@ -45,6 +47,12 @@ export interface CacheLookupOptions {
    * @default 'read-write'
    */
   access?: CacheAccess;
+  /**
+   * Shadow mode: look up as usual, but wait for no identical request in flight and claim none, so
+   * a lookup adds no wait. A hit is reported, not served, and counted under `shadowHits`.
+   * @default false
+   */
+  shadow?: boolean;
   /** @deprecated Use `access: 'none'`; removed in the next major. */
   bypass?: boolean;
   /** @deprecated Use `access: 'write-only'`; removed in the next major. */
@@ -58,6 +66,8 @@ export interface ResponseCacheStats {
   misses: number;
   /** Requests that waited for an identical one in flight. */
   coalesced: number;
+  /** Hits of shadow lookups (`shadow: true`): answers that would have been served, and were not. */
+  shadowHits: number;
   /** Semantic matches the guard refused (negation, numbers or names differ). */
   guarded: number;
   /** Entries stored without a vector whose vector was added later. */

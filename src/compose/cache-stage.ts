@@ -26,6 +26,7 @@ export async function lookUp(
   format: FormatName,
   compactOptions: CompactOptions,
   stats: CompactionStats,
+  shadow = false,
 ): Promise<CacheLookup | undefined> {
   const cache = settings.cache!;
   const started = settings.clock();
@@ -36,6 +37,7 @@ export async function lookUp(
       route: compactOptions.route,
       format,
       access: cacheAccessOf(compactOptions),
+      shadow,
       signal: compactOptions.signal,
     });
   } catch (error) {

@@ -1,5 +1,5 @@
 import type { ResponseCache } from '../cache/response-cache.js';
-import { CompactorError, throwIfAborted } from '../core/errors.js';
+import { CompactorError, rethrowIfAborted, throwIfAborted } from '../core/errors.js';
 import { enforce } from '../core/guard.js';
 import { type CompactionStats, failuresOf, WARMING } from '../core/stats.js';
 import { createStrategyContext, runStrategy } from '../core/strategy.js';
@@ -12,6 +12,7 @@ import { resolveBudget, resolveWindow } from './budget.js';
 import { cacheAccessOf, committer, lookUp } from './cache-stage.js';
 import { tokenCounters } from './counters.js';
 import { breakpointsOf, cacheKey, reaching } from './hints.js';
+import { modeOf, toShadow } from './shadow.js';
 import { type CompactorOptions, type ResolvedOptions, resolveOptions } from './options.js';
 
 export type { CacheAccess } from '../core/stats.js';
@@ -81,6 +82,7 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
       cacheAccessOf(compactOptions);
       if (compactOptions.skipCompaction !== undefined && typeof compactOptions.skipCompaction !== 'boolean')
         throw new CompactorError('options.invalid', 'option "skipCompaction" must be a boolean', { pointer: 'skipCompaction' });
+      const shadow = modeOf(compactOptions, settings.mode) === 'shadow';
       throwIfAborted(signal);
       const started = settings.clock();
       const format = resolveFormat(formatOption, request);
@@ -121,7 +123,13 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
       let commit: Compacted['commit'];
       let release: Compacted['release'];
       if (settings.cache) {
-        const lookup = await lookUp(settings, canonical, format.name, compactOptions, stats);
+        const lookup = await lookUp(settings, canonical, format.name, compactOptions, stats, shadow);
+        // Shadow: the answer that would have been served is reported, and the request goes as it came.
+        if (lookup?.status === 'hit' && shadow) {
+          toShadow(stats, settings.prices, true);
+          stats.ms = settings.clock() - started;
+          return { kind: 'compacted', request, stats };
+        }
         if (lookup?.status === 'hit') {
           stats.tokensAfter = 0;
           stats.messagesAfter = 0;
@@ -134,18 +142,31 @@ export function createCompactor<O extends CompactorOptions>(options: O = {} as O
         }
       }
       // Asked to go as it came: the cache stage above still ran, compaction does not.
+      const asCame = (): Compacted<T> => (commit && release ? { kind: 'compacted', request, stats, commit, release } : { kind: 'compacted', request, stats });
       if (compactOptions.skipCompaction === true) {
         stats.passThrough = 'skipped';
+        if (shadow) toShadow(stats, settings.prices, false);
         stats.ms = settings.clock() - started;
-        return commit && release ? { kind: 'compacted', request, stats, commit, release } : { kind: 'compacted', request, stats };
+        return asCame();
       }
+      let compacted: Compacted<T>;
       try {
-        return await compactMissed();
+        compacted = await compactMissed();
       } catch (error) {
+        // Shadow: what enforcing would have refused is reported; only an abort stops the request.
+        if (shadow) {
+          rethrowIfAborted(error, signal);
+          toShadow(stats, settings.prices, false, error);
+          stats.ms = settings.clock() - started;
+          return asCame();
+        }
         // Nothing will be committed: identical requests waiting on this one go ahead.
         release?.();
         throw error;
       }
+      if (!shadow) return compacted;
+      toShadow(stats, settings.prices, false);
+      return asCame();
 
       async function compactMissed(): Promise<Compacted<T>> {
         const finish = (messages: Messages, breakpoints?: readonly ChatMessage[], rewrites?: ReadonlyMap<ChatMessage, ChatMessage>): Compacted<T> => {

@@ -9,6 +9,7 @@ import { invalidOption } from '../core/errors.js';
 import { checkedByFactory, defineOptions, rules } from '../core/define-options.js';
 import { requireInstalled } from '../core/optional.js';
 import type { OnBudgetUnreachable } from '../core/guard.js';
+import type { CompactionMode } from '../core/stats.js';
 import { createPreset, DEFAULT_PRESET, type PresetOptions } from '../../strategies/presets.js';
 import { isStrategy, type Strategy } from '../core/strategy.js';
 import { DEFAULT_LIMITS, type InputLimits } from '../core/validate.js';
@@ -93,6 +94,14 @@ export interface CompactorOptions {
    */
   omitCacheHints?: boolean;
   /**
+   * `shadow` runs compaction and cache lookups and reports what they would save (`stats.shadow`),
+   * but sends every request as it came and serves nothing from the cache; answers are still stored,
+   * so would-be hits show. For a careful rollout: a route rule, a proxy key (`mode`) or a request
+   * (`x-compactor-mode: shadow`) can ask for it too.
+   * @default 'enforce'
+   */
+  mode?: CompactionMode;
+  /**
    * Extra or overriding entries for the shipped, dated price table, by model-name prefix (the
    * longest prefix wins), in US dollars per million tokens: price-aware strategies size what they
    * rewrite every turn by the model's cache discount, and OpenAI cache keys go only to models the
@@ -133,6 +142,7 @@ export interface ResolvedOptions {
   cache: ResponseCache | undefined;
   runtime: Runtime;
   omitCacheHints: boolean;
+  mode: CompactionMode;
   prices: PriceTable;
   tokenizer: TokenizerFactory;
   approximateTokenMultiplier: number;
@@ -153,13 +163,13 @@ export const COMPACTOR_DEFAULTS = {
   onBudgetUnreachable: 'error' as OnBudgetUnreachable,
   tokenCacheBytes: 32 * 1024 * 1024,
   omitCacheHints: false,
+  mode: 'enforce' as CompactionMode,
 };
 
 function positiveInteger(option: string, value: unknown, minimum = 1): void {
   if (!Number.isInteger(value) || (value as number) < minimum) invalidOption(option, `an integer >= ${minimum}`, value);
 }
 
-/** Validate options once; per-request code never re-parses them. */
 /** Every option `createCompactor` takes: any other key is a typo, and an error. */
 export const COMPACTOR_OPTION_NAMES: readonly (keyof CompactorOptions)[] = [
   'maxInputTokens',
@@ -175,6 +185,7 @@ export const COMPACTOR_OPTION_NAMES: readonly (keyof CompactorOptions)[] = [
   'onBudgetUnreachable',
   'cache',
   'omitCacheHints',
+  'mode',
   'prices',
   'runtime',
   'limits',
@@ -195,6 +206,7 @@ export const COMPACTOR_OPTIONS = defineOptions<CompactorOptions, typeof COMPACTO
     onBudgetUnreachable: rules.oneOf('error', 'pass-through'),
     defaultModel: rules.string,
     omitCacheHints: rules.boolean,
+    mode: rules.oneOf('enforce', 'shadow'),
     clock: rules.function,
     limits: rules.object,
   },
@@ -211,17 +223,7 @@ export const LIMITS_OPTIONS = defineOptions<Partial<InputLimits>>({
 export function resolveOptions(options: CompactorOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options);
   const merged = COMPACTOR_OPTIONS.parse(options);
-  if (merged.maxInputTokens !== undefined) positiveInteger('maxInputTokens', merged.maxInputTokens);
-  positiveInteger('reserveOutputTokens', merged.reserveOutputTokens, 0);
-  if (typeof merged.approximateTokenMultiplier !== 'number' || !(merged.approximateTokenMultiplier >= 0.1 && merged.approximateTokenMultiplier <= 10)) {
-    invalidOption('approximateTokenMultiplier', 'a number from 0.1 to 10', merged.approximateTokenMultiplier);
-  }
-  positiveInteger('imageTokens', merged.imageTokens, 0);
-  positiveInteger('tokenCacheBytes', merged.tokenCacheBytes, 1024);
-  if (merged.onBudgetUnreachable !== 'error' && merged.onBudgetUnreachable !== 'pass-through') {
-    invalidOption('onBudgetUnreachable', '"error" or "pass-through"', merged.onBudgetUnreachable);
-  }
-  if (merged.defaultModel !== undefined && typeof merged.defaultModel !== 'string') invalidOption('defaultModel', 'a string', merged.defaultModel);
+  // Scalars were checked by their rules above; what follows needs more than a rule.
   const models = { ...KNOWN_MODELS };
   if (merged.models !== undefined) {
     if (typeof merged.models !== 'object' || merged.models === null) invalidOption('models', 'an object of model entries', merged.models);
@@ -259,7 +261,6 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
   const runtime = merged.runtime ?? defaultRuntime();
   if (typeof runtime !== 'object' || runtime === null || typeof runtime.defaultEmbedder !== 'function')
     invalidOption('runtime', 'a Runtime (createRuntime())', runtime);
-  if (typeof merged.omitCacheHints !== 'boolean') invalidOption('omitCacheHints', 'a boolean', merged.omitCacheHints);
   if (merged.prices !== undefined && (typeof merged.prices !== 'object' || merged.prices === null))
     invalidOption('prices', 'a price table { model: { input, cachedInput, output } }', merged.prices);
   for (const [name, price] of Object.entries(merged.prices ?? {})) {
@@ -285,6 +286,7 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
     cache,
     runtime,
     omitCacheHints: merged.omitCacheHints,
+    mode: merged.mode,
     prices,
     tokenizer,
     approximateTokenMultiplier: merged.approximateTokenMultiplier,

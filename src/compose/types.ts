@@ -1,4 +1,4 @@
-import type { CacheAccess, CompactionStats } from '../core/stats.js';
+import type { CacheAccess, CompactionMode, CompactionStats } from '../core/stats.js';
 import type { ChatRequest } from '../core/types.js';
 import type { CachedResponse, FormatName, Replay } from '../formats/wire-format.js';
 
@@ -34,6 +34,13 @@ export interface CompactOptions {
    * @default false
    */
   skipCompaction?: boolean;
+  /**
+   * `shadow`: compact and look up as usual, report it in `stats.shadow`, but return the request as
+   * it came (the same object) and serve nothing from the cache. Adapters set it from
+   * `x-compactor-mode: shadow`, the proxy also from a key's `mode`.
+   * @default the compactor's `mode`
+   */
+  mode?: CompactionMode;
   /** @deprecated Use `cacheAccess: 'none'`; removed in the next major. */
   bypassCache?: boolean;
   /** @deprecated Use `cacheAccess: 'write-only'` for `false`; removed in the next major. */

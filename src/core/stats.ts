@@ -10,6 +10,30 @@ import type { FailureRecord, StrategyStats } from './strategy.js';
  */
 export type CacheAccess = 'read-write' | 'write-only' | 'none';
 
+/** `enforce` sends the compacted request; `shadow` only reports what compaction and the cache would have done. */
+export type CompactionMode = 'enforce' | 'shadow';
+
+/** What a shadow request would have sent and saved (it was sent as it came). */
+export interface ShadowReport {
+  /** Prompt tokens the compacted request would have had (0 when the cache would have answered). */
+  tokensAfter: number;
+  messagesAfter: number;
+  /** `tokensBefore − tokensAfter`. */
+  tokensSaved: number;
+  /**
+   * Those tokens at the model's uncached input price, in US dollars (undefined for a model the
+   * price table does not know). An upper bound: the provider bills a repeated prefix at its cached
+   * price, which the bench's cache-aware bill accounts for and a single request cannot.
+   */
+  dollarsSaved?: number;
+  /** What the compactor did, as it would have. */
+  strategies: StrategyStats[];
+  /** The cache's verdict: a `hit` is an answer that would have been served. */
+  cache?: CacheVerdict;
+  /** The error code enforcing would have answered with (`budget.unreachable`, say); the request went on. */
+  rejected?: string;
+}
+
 /** The response cache stage's verdict on one request (`stats.cache`). */
 export interface CacheVerdict {
   status: 'hit' | 'miss' | 'bypass';
@@ -57,7 +81,9 @@ export interface CompactionStats {
    */
   warming?: string[];
   /** Why the request went on uncompacted, when it did. */
-  passThrough?: 'within-budget' | 'no-budget' | 'budget-unreachable' | 'stateful' | 'skipped';
+  passThrough?: 'within-budget' | 'no-budget' | 'budget-unreachable' | 'stateful' | 'skipped' | 'shadow';
+  /** Shadow mode: the request went as it came, and this is what enforcing would have done. */
+  shadow?: ShadowReport;
   /**
    * Why it was compacted, when it was: `over-budget` (the budget forced it), or `cheaper` (within
    * the budget, a stage such as `tool-results` changed it because that lowers the bill under the

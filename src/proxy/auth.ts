@@ -1,7 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { LRUCache } from 'lru-cache';
 import { CompactorError, invalidOption, rejectUnknownKeys } from '../core/errors.js';
+import type { Store } from '../stores/types.js';
+import { createWindows } from './limits.js';
 
 /**
  * Who is calling the proxy, and whether it may: proxy keys with their tenants and limits, the
@@ -24,6 +25,8 @@ export interface ProxyKey {
   windowMs?: number;
   /** Forward this key's requests uncompacted (the cache still applies), as `x-compactor-compact: off` does per request. @default false */
   skipCompaction?: boolean;
+  /** `shadow`: this key's requests go as they came, and the proxy reports what compaction and the cache would have saved. @default the route's mode */
+  mode?: 'enforce' | 'shadow';
 }
 
 /**
@@ -84,12 +87,7 @@ interface KeyEntry {
   tokens: number;
   windowMs: number;
   skipCompaction: boolean;
-}
-
-interface Usage {
-  windowStart: number;
-  requests: number;
-  tokens: number;
+  mode: 'enforce' | 'shadow' | undefined;
 }
 
 /** Who a request comes from, once authenticated. */
@@ -104,6 +102,8 @@ export interface Caller {
   strip: string[];
   /** The proxy key says to forward its requests uncompacted. */
   skipCompaction: boolean;
+  /** The proxy key's mode, when it sets one. */
+  mode: 'enforce' | 'shadow' | undefined;
   /** The tenant the cache is scoped by, from the credentials alone (see `Access.tenant` for the whole). */
   base: string;
   /**
@@ -111,7 +111,7 @@ export interface Caller {
    * throws `rate.limited` when the window's tokens are already spent. The check and the charge are
    * one synchronous step, so of requests racing on one key at most one goes past the limit.
    */
-  reserve(tokens: number): void;
+  reserve(tokens: number): Promise<void>;
 }
 
 export interface AccessOptions {
@@ -122,31 +122,29 @@ export interface AccessOptions {
   allowUnauthenticated: boolean;
   tenant: TenantSource | ((request: IncomingMessage, body: unknown) => string | undefined);
   clock: () => number;
-}
-
-/** The `rate.limited` error for a key over one of its limits, with the milliseconds until its window ends. */
-function overLimit(usage: Usage, entry: KeyEntry, now: number, what: 'requests' | 'tokens'): CompactorError {
-  const retryAfterMs = Math.max(0, usage.windowStart + entry.windowMs - now);
-  return new CompactorError('rate.limited', `over this key's ${what} for the window; retry in ${Math.ceil(retryAfterMs / 1000)} s`, {
-    details: { retryAfterMs },
-  });
+  /** Where replicas share rate-limit windows (see `createWindows`); undefined: this proxy counts alone. */
+  store?: Store | undefined;
+  /** The shared store failed, and this proxy counted a request on its own. */
+  onFailure?: (error: unknown) => void;
 }
 
 /** Checks proxy keys, applies their limits and builds each request's tenant. */
 export class Access {
   /** The keys by their SHA-256 in hex. */
   readonly #byHash: Map<string, KeyEntry>;
-  readonly #usage = new LRUCache<string, Usage>({ max: 100_000 });
+  readonly #windows: ReturnType<typeof createWindows>;
   readonly #options: AccessOptions;
 
   constructor(options: AccessOptions) {
     this.#options = options;
+    this.#windows = createWindows({ clock: options.clock, store: options.store, onFailure: options.onFailure });
     if (options.keys !== undefined && !Array.isArray(options.keys))
       invalidOption('keys', 'an array of { key | sha256, tenant?, requests?, tokens?, windowMs? }', options.keys);
     const keys = (options.keys ?? []).map((entry, index) => {
       const at = `keys[${index}]`;
       if (typeof entry !== 'object' || entry === null) invalidOption(at, 'an object { key | sha256, tenant?, requests?, tokens?, windowMs? }', entry);
-      rejectUnknownKeys(entry, ['key', 'sha256', 'tenant', 'requests', 'tokens', 'windowMs', 'skipCompaction'], at);
+      rejectUnknownKeys(entry, ['key', 'sha256', 'tenant', 'requests', 'tokens', 'windowMs', 'skipCompaction', 'mode'], at);
+      if (entry.mode !== undefined && entry.mode !== 'enforce' && entry.mode !== 'shadow') invalidOption(`${at}.mode`, '"enforce" or "shadow"', entry.mode);
       if (entry.skipCompaction !== undefined && typeof entry.skipCompaction !== 'boolean')
         invalidOption(`${at}.skipCompaction`, 'a boolean', entry.skipCompaction);
       if ((entry.key === undefined) === (entry.sha256 === undefined)) invalidOption(at, 'exactly one of "key" and "sha256"', entry);
@@ -168,6 +166,7 @@ export class Access {
         tokens: entry.tokens ?? Number.POSITIVE_INFINITY,
         windowMs: entry.windowMs ?? 60_000,
         skipCompaction: entry.skipCompaction === true,
+        mode: entry.mode,
       };
     });
     this.#byHash = new Map(keys.map((entry) => [entry.hash.toString('hex'), entry]));
@@ -198,7 +197,7 @@ export class Access {
    * Authenticate a request from its headers, before its body is read: throws `unauthorized` (no or
    * unknown proxy key where one is needed) or `rate.limited`.
    */
-  authenticate(request: IncomingMessage): Caller {
+  async authenticate(request: IncomingMessage): Promise<Caller> {
     const strip: string[] = [];
     let entry: KeyEntry | undefined;
     let credential = credentialOf(request);
@@ -223,45 +222,21 @@ export class Access {
     if (!entry && !credential && this.#options.holdsUpstreamKey && !this.#options.allowUnauthenticated) {
       throw new CompactorError('unauthorized', 'no credentials', { pointer: 'authorization' });
     }
-    const now = this.#options.clock();
-    let usage: Usage | undefined;
-    if (entry) {
-      const id = entry.hash.toString('hex');
-      usage = this.#usage.get(id);
-      if (!usage || now - usage.windowStart >= entry.windowMs) {
-        usage = { windowStart: now, requests: 0, tokens: 0 };
-        this.#usage.set(id, usage);
-      }
-      if (usage.requests >= entry.requests || usage.tokens >= entry.tokens)
-        throw overLimit(usage, entry, now, usage.requests >= entry.requests ? 'requests' : 'tokens');
-      usage.requests++;
-    }
+    const reserve = entry ? await this.#windows.admit(entry.hash.toString('hex').slice(0, 32), entry) : async () => undefined;
     const parts: string[] = [];
     if (entry) parts.push(entry.tenant);
     const fingerprinted = credential ? `cred:${fingerprint(credential.value)}` : undefined;
     if (fingerprinted) parts.push(fingerprinted);
     if (!entry && !credential) parts.push('anonymous');
-    const charged = usage;
-    const limits = entry;
     return {
       keyTenant: entry?.tenant,
       credential: fingerprinted,
       useServerKey: !credential,
       strip,
       skipCompaction: entry?.skipCompaction === true,
+      mode: entry?.mode,
       base: parts.join('/'),
-      reserve: (tokens) => {
-        if (!charged || !limits) return;
-        const now = this.#options.clock();
-        // A window that ended while the request was read and compacted starts afresh.
-        if (now - charged.windowStart >= limits.windowMs) {
-          charged.windowStart = now;
-          charged.requests = 1;
-          charged.tokens = 0;
-        }
-        if (charged.tokens >= limits.tokens) throw overLimit(charged, limits, now, 'tokens');
-        charged.tokens += tokens;
-      },
+      reserve,
     };
   }
 

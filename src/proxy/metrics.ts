@@ -18,6 +18,10 @@ export class ProxyMetrics {
   readonly tokensSaved: Counter<'route'>;
   readonly dollarsSaved: Counter<'route'>;
   readonly cache: Counter<'result'>;
+  /** Shadow mode: what enforcing would have saved, and the answers the cache would have served. */
+  readonly shadowTokensSaved: Counter<'route'>;
+  readonly shadowDollarsSaved: Counter<'route'>;
+  readonly shadowCache: Counter<'result'>;
   readonly failures: Counter<'component'>;
   readonly warming: Counter<'component'>;
   readonly strategySeconds: Histogram<'strategy'>;
@@ -57,6 +61,24 @@ export class ProxyMetrics {
       name: 'context_compactor_dollars_saved_total',
       help: 'Estimated US dollars saved at list input price, before provider prompt caching, which discounts both bills (cache hits also save the output tokens they replay); the bench bills with caching',
       labelNames: ['route'],
+      registers,
+    });
+    this.shadowTokensSaved = new Counter({
+      name: 'context_compactor_shadow_tokens_saved_total',
+      help: 'Shadow mode: prompt tokens compaction and cache hits would have kept from the upstream (the requests went as they came)',
+      labelNames: ['route'],
+      registers,
+    });
+    this.shadowDollarsSaved = new Counter({
+      name: 'context_compactor_shadow_dollars_saved_total',
+      help: 'Shadow mode: US dollars those tokens cost at list input price (cache hits also count the output they would have replayed)',
+      labelNames: ['route'],
+      registers,
+    });
+    this.shadowCache = new Counter({
+      name: 'context_compactor_shadow_cache_total',
+      help: 'Shadow mode: cache lookups by result; a hit is an answer that would have been served',
+      labelNames: ['result'],
       registers,
     });
     this.cache = new Counter({
@@ -129,6 +151,12 @@ export class ProxyMetrics {
 
   /** Record one compaction (and, for a hit, the answer it replayed). */
   record(route: string, stats: CompactionStats, outputTokens = 0): void {
+    const shadow = stats.shadow;
+    if (shadow) {
+      this.shadowTokensSaved.inc({ route }, shadow.tokensSaved);
+      if (shadow.dollarsSaved !== undefined) this.shadowDollarsSaved.inc({ route }, shadow.dollarsSaved);
+      if (shadow.cache) this.shadowCache.inc({ result: shadow.cache.status });
+    }
     const hit = stats.cache?.status === 'hit';
     const sent = hit ? 0 : stats.tokensAfter;
     this.tokensIn.inc({ route }, stats.tokensBefore);

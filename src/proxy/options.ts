@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { ResponseCache } from '../cache/response-cache.js';
+import type { Store } from '../stores/types.js';
 import type { RouteTable, RouteTableOptions } from '../compose/routes.js';
 import { checkedByFactory, defineOptions, rules } from '../core/define-options.js';
 import { invalidOption } from '../core/errors.js';
@@ -57,6 +58,14 @@ export interface ProxyOptions {
    * @default 300000 (5 minutes)
    */
   credentialTtlMs?: number;
+  /**
+   * Where replicas behind one load balancer share each proxy key's rate-limit windows and which
+   * callers' own keys the upstream accepted, so two proxies grant a key its limits once between
+   * them. It needs a store with `increment` (`redisStore()`). `false`: each proxy counts alone.
+   * When the store fails, a proxy counts on its own for that request, and the failure is counted.
+   * @default the response cache's store when it is shared (not in memory), else none
+   */
+  sharedStore?: Store | false;
   /**
    * Requests relayed untouched besides the compacted endpoints, as "METHOD /path" with `*`
    * wildcards (`"GET /v1/models"`, `"POST /v1/embeddings"`, `"* /v1/files*"`). Anything else is a
@@ -196,6 +205,7 @@ export const PROXY_OPTION_NAMES: readonly (keyof ProxyOptions)[] = [
   'anthropicApiKey',
   'routes',
   'cache',
+  'sharedStore',
   'logger',
   'logContent',
   'runtime',
@@ -210,6 +220,11 @@ export const PROXY_OPTIONS = defineOptions<ProxyOptions, typeof PROXY_DEFAULTS>(
     ...checkedByFactory<ProxyOptions>(PROXY_OPTION_NAMES),
     cacheHints: rules.either(rules.oneOf('auto'), rules.boolean),
     omitDefaultRelays: rules.boolean,
+    sharedStore: {
+      expected: 'a Store with increment (redisStore()) or false',
+      test: (value) => value === false || (typeof value === 'object' && value !== null && typeof (value as Store).increment === 'function'),
+      invalid: {},
+    },
     clock: rules.function,
   },
   docs: [['src/proxy/options.ts', 'ProxyOptions']],

@@ -48,7 +48,9 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
     let upstreamStarted = 0;
     const declared = declaredLength(request);
     // Cached answers go to a caller the proxy vouched for (a proxy key), or whose own key the upstream accepted lately.
-    const servable = caller.keyTenant !== undefined || caller.credential === undefined || accepted.isFresh(caller.credential);
+    const vouched = caller.keyTenant !== undefined || caller.credential === undefined;
+    // Asked now, answered by the time the body is read (a shared store takes a round trip).
+    const fresh = vouched ? Promise.resolve(true) : accepted.isFresh(caller.credential!);
     let result: ExchangeResult<UpstreamResponse>;
     let release: () => void = () => undefined;
     try {
@@ -70,18 +72,19 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
           format: provider.format,
           route: path,
           tenant: (body) => access.tenant(caller, request, body),
-          cacheAccess: servable ? 'read-write' : 'write-only',
+          cacheAccess: (await fresh) ? 'read-write' : 'write-only',
           skipCompaction: caller.skipCompaction,
+          ...(caller.mode ? { mode: caller.mode } : {}),
           cacheHints: provider.cacheHints,
           signal: abort.signal,
           header: (name) => header(request, name),
           headers: true,
           clock: settings.clock ?? Date.now,
         },
-        (body, prepared) => {
+        async (body, prepared) => {
           release();
           route = labelOf(endpoint, path, prepared.stats);
-          caller.reserve(prepared.stats.tokensAfter);
+          await caller.reserve(prepared.stats.tokensAfter);
           metrics.overheadSeconds.observe({ route }, (performance.now() - started) / 1000);
           metrics.record(route, prepared.stats);
           if (settings.logContent) logger.debug({ route, messages: (prepared.request as { messages?: unknown }).messages }, 'compacted request');
@@ -152,6 +155,16 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
         tokensBefore: stats?.tokensBefore,
         tokensAfter: stats?.tokensAfter,
         cache: stats?.cache?.status,
+        ...(stats?.shadow
+          ? {
+              shadow: {
+                tokensAfter: stats.shadow.tokensAfter,
+                tokensSaved: stats.shadow.tokensSaved,
+                dollarsSaved: stats.shadow.dollarsSaved,
+                cache: stats.shadow.cache?.status,
+              },
+            }
+          : {}),
         failures: stats?.failures.length,
         ms: Math.round(performance.now() - started),
       },

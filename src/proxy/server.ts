@@ -5,7 +5,9 @@ import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { DEFAULT_PRESET } from '../../strategies/presets.js';
 import { errorReply } from '../adapters/exchange.js';
+import type { ResponseCache } from '../cache/response-cache.js';
 import { createRouteTable, isRouteTable, type RouteTable, withSharedCache } from '../compose/routes.js';
+import type { Store } from '../stores/types.js';
 import { CompactorError, invalidOption } from '../core/errors.js';
 import { PRICES } from '../prices.js';
 import { defaultRuntime } from '../runtime.js';
@@ -55,18 +57,29 @@ export interface ProxyServer {
  * await proxy.listen(8787)
  * // new OpenAI({ baseURL: 'http://localhost:8787/v1' }) with the caller's own key
  */
+/** A response cache's store, when replicas share it (not the in-process one) and it can count. */
+function sharedStoreOf(cache: ResponseCache | undefined): Store | undefined {
+  const store = cache?.store;
+  return store && store.kind !== 'memory' && typeof store.increment === 'function' ? store : undefined;
+}
+
 export function createProxy(options: ProxyOptions = {}): ProxyServer {
   const { settings } = resolveProxyOptions(options);
   const passThrough = passThroughRules(settings);
   const clock = settings.clock ?? Date.now;
+  // Replicas share limits and credential acceptance through a shared store: the cache's, when it is not in memory.
+  const shared = settings.sharedStore === false ? undefined : (settings.sharedStore ?? sharedStoreOf(settings.cache || undefined));
+  const sharedFailed = () => metrics.failures.inc({ component: 'shared-store' });
   const access = new Access({
     keys: settings.keys,
     holdsUpstreamKey: Boolean(settings.apiKey || settings.anthropicApiKey),
     allowUnauthenticated: settings.allowUnauthenticated,
     tenant: settings.tenant,
     clock,
+    store: shared,
+    onFailure: sharedFailed,
   });
-  const accepted = new CredentialCheck(settings.credentialTtlMs, clock);
+  const accepted = new CredentialCheck(settings.credentialTtlMs, clock, shared, sharedFailed);
   const heavy = semaphore(settings.heavyConcurrency);
   // Appended to the hop header of every request this proxy sends: seeing it come back is a loop.
   const instance = randomBytes(6).toString('hex');
@@ -145,17 +158,19 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
       refuse(request, response, error as CompactorError, format, label);
       return;
     }
-    let caller: Caller;
-    try {
-      caller = access.authenticate(request);
-    } catch (error) {
-      refuse(request, response, CompactorError.isInstance(error) ? error : new CompactorError('internal', String(error)), format, label);
-      return;
-    }
     const provider = providers[format];
-    const work = endpoint
-      ? handleCompletion(request, response, provider, path, url.search, endpoint.label, caller, hops)
-      : handlePassThrough(request, response, provider, path, url.search, caller, hops);
+    const work = (async () => {
+      let caller: Caller;
+      try {
+        caller = await access.authenticate(request);
+      } catch (error) {
+        refuse(request, response, CompactorError.isInstance(error) ? error : new CompactorError('internal', String(error)), format, label);
+        return;
+      }
+      await (endpoint
+        ? handleCompletion(request, response, provider, path, url.search, endpoint.label, caller, hops)
+        : handlePassThrough(request, response, provider, path, url.search, caller, hops));
+    })();
     const tracked = work.catch((error: unknown) => {
       logger.error({ message: error instanceof Error ? error.message : String(error) }, 'unhandled proxy error');
       if (!response.headersSent) send(response, errorReply(error, provider.format));

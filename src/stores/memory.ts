@@ -109,6 +109,13 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store & { readonl
     async delete(key) {
       slots.delete(key);
     },
+    async increment(key, by, ttlMs) {
+      const slot = slots.get(key);
+      const before = slot && 'value' in slot ? Number(slot.value) || 0 : 0;
+      const remaining = slot ? slots.getRemainingTTL(key) : ttlMs;
+      slots.set(key, { value: String(before + by) }, ttl(remaining > 0 && Number.isFinite(remaining) ? remaining : ttlMs));
+      return before + by;
+    },
     async addVector(namespace, id, vector, ttlMs) {
       let index = indexes.get(namespace);
       if (!index) {

@@ -202,6 +202,16 @@ export function redisStore(options: RedisStoreOptions = {}): Store & { readonly 
       run('del', async (redis) => {
         await redis.del(p + key);
       }),
+    increment: (key, by, ttlMs) =>
+      run('incrby', async (redis) => {
+        // One transaction: the count and its expiry, set only when the counter is new (NX).
+        const [value] = (await redis
+          .multi()
+          .incrBy(p + key, by)
+          .pExpire(p + key, ttlMs, 'NX')
+          .exec()) as unknown as [number, number];
+        return Number(value);
+      }),
     addVector: (namespace, id, vector, ttlMs) =>
       run('index', async (redis) => {
         const codes = hasher(vector.length).codes(vector);

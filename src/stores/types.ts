@@ -22,6 +22,13 @@ export interface Store {
   setMany(entries: readonly (readonly [string, string])[], ttlMs?: number): Promise<void>;
   delete(key: string): Promise<void>;
   /**
+   * Add `by` to an integer counter, atomically across every instance sharing the store, and give
+   * its new value. A counter that does not exist starts at 0 and expires `ttlMs` after it was
+   * created (adding does not extend it). The proxy keeps rate-limit windows in it, so replicas
+   * sharing a Redis enforce one key's limits jointly.
+   */
+  increment?(key: string, by: number, ttlMs: number): Promise<number>;
+  /**
    * Index a unit vector under `id` in `namespace`. The vector lives as long as `ttlMs` (and at most
    * as long as the store keeps it), so a search may return ids whose value already expired:
    * callers fetch the value and skip what is gone.
