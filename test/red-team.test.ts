@@ -474,7 +474,7 @@ describe('11. Redis down at start, and draining', () => {
     expect(await store.get('back')).toBe('yes');
   });
 
-  test('/healthz is 503 while draining, and new requests get 503 unavailable', async () => {
+  test('/healthz and /readyz are 503 while draining, /livez is 200, and new requests get 503 unavailable', async () => {
     const { proxy, base } = await start();
     upstream.behaviour = 'held';
     const arrived = upstream.received();
@@ -484,6 +484,11 @@ describe('11. Redis down at start, and draining', () => {
     const health = await fetch(`${base}/healthz`);
     expect(health.status).toBe(503);
     expect(await health.json()).toEqual({ status: 'draining' });
+    // Readiness says so too; liveness stays 200, so an orchestrator does not restart a draining proxy.
+    expect((await fetch(`${base}/readyz`)).status).toBe(503);
+    const live = await fetch(`${base}/livez`);
+    expect(live.status).toBe(200);
+    expect(await live.json()).toEqual({ status: 'draining' });
     const refused = await call(base, '/v1/chat/completions', { headers: bearer('sk-drain'), body: ask('too late') });
     expect(refused.status).toBe(503);
     expect(refused.body.error?.code).toBe('unavailable');

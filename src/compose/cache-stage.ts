@@ -2,6 +2,7 @@ import type { CacheLookup, CacheTicket, ResponseCache } from '../cache/response-
 import { invalidOption, rethrowIfAborted } from '../core/errors.js';
 import type { CacheAccess, CacheVerdict, CompactionStats } from '../core/stats.js';
 import { failureOf } from '../core/strategy.js';
+import { inSpan } from '../core/telemetry.js';
 import type { ChatRequest } from '../core/types.js';
 import type { CachedResponse, FormatName } from '../formats/wire-format.js';
 import type { CompactOptions } from './types.js';
@@ -32,14 +33,24 @@ export async function lookUp(
   const started = settings.clock();
   let lookup: CacheLookup | undefined;
   try {
-    lookup = await cache.lookup(canonical, {
-      tenant: compactOptions.tenant,
-      route: compactOptions.route,
-      format,
-      access: cacheAccessOf(compactOptions),
-      shadow,
-      signal: compactOptions.signal,
-    });
+    lookup = await inSpan(
+      'context-compactor.cache.lookup',
+      shadow ? { 'context_compactor.mode': 'shadow' } : undefined,
+      () =>
+        cache.lookup(canonical, {
+          tenant: compactOptions.tenant,
+          route: compactOptions.route,
+          format,
+          access: cacheAccessOf(compactOptions),
+          shadow,
+          signal: compactOptions.signal,
+        }),
+      (found) => ({
+        'context_compactor.cache.status': found.status,
+        'context_compactor.cache.hit': found.status === 'hit',
+        'context_compactor.cache.layer': found.status === 'hit' ? found.layer : undefined,
+      }),
+    );
   } catch (error) {
     rethrowIfAborted(error, compactOptions.signal);
     stats.failures.push(failureOf('cache', error));

@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import { asCompactorError, errorReply, exchange, type ExchangeResult } from '../adapters/exchange.js';
 import type { RouteTable } from '../compose/routes.js';
 import { CompactorError } from '../core/errors.js';
+import { endSpan, type SpanHandle, SpanKind, startSpan, withSpan } from '../core/telemetry.js';
+import { compactionAttributes } from '../compose/spans.js';
 import type { CompactionStats } from '../core/stats.js';
 import { FORMATS } from '../formats/registry.js';
 import type { FormatName } from '../formats/wire-format.js';
@@ -43,6 +45,14 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
     hops: string,
   ): Promise<void> {
     const started = performance.now();
+    const system = provider.format === 'anthropic' ? 'anthropic' : 'openai';
+    const span = startSpan('context-compactor.request', SpanKind.SERVER, {
+      'http.request.method': request.method,
+      'url.path': path,
+      'gen_ai.operation.name': 'chat',
+      'gen_ai.provider.name': system,
+    });
+    let upstreamSpan: SpanHandle | undefined;
     const abort = abortOnClientClose(response);
     let route = endpoint;
     let upstreamStarted = 0;
@@ -63,37 +73,46 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
       );
       // A heavy body waits its turn to be parsed and compacted, so a few large requests cannot hold the event loop for everyone.
       if (bytes.byteLength > settings.heavyBodyBytes) release = await heavy.acquire(abort.signal);
-      result = await exchange(
-        {
-          body: [bytes],
-          contentLength: bytes.byteLength,
-          maxBodyBytes: settings.maxBodyBytes,
-          compactor: table,
-          format: provider.format,
-          route: path,
-          tenant: (body) => access.tenant(caller, request, body),
-          cacheAccess: (await fresh) ? 'read-write' : 'write-only',
-          skipCompaction: caller.skipCompaction,
-          ...(caller.mode ? { mode: caller.mode } : {}),
-          cacheHints: provider.cacheHints,
-          signal: abort.signal,
-          header: (name) => header(request, name),
-          headers: true,
-          clock: settings.clock ?? Date.now,
-        },
-        async (body, prepared) => {
-          release();
-          route = labelOf(endpoint, path, prepared.stats);
-          await caller.reserve(prepared.stats.tokensAfter);
-          metrics.overheadSeconds.observe({ route }, (performance.now() - started) / 1000);
-          metrics.record(route, prepared.stats);
-          if (settings.logContent) logger.debug({ route, messages: (prepared.request as { messages?: unknown }).messages }, 'compacted request');
-          upstreamStarted = performance.now();
-          return upstream.send(request, targetOf(provider, path, search, caller, hops, true), body, abort).then((answer) => {
-            if (caller.credential) accepted.observe(caller.credential, answer.status);
-            return answer;
-          });
-        },
+      const cacheAccess = (await fresh) ? 'read-write' : 'write-only';
+      result = await withSpan(span, () =>
+        exchange(
+          {
+            body: [bytes],
+            contentLength: bytes.byteLength,
+            maxBodyBytes: settings.maxBodyBytes,
+            compactor: table,
+            format: provider.format,
+            route: path,
+            tenant: (body) => access.tenant(caller, request, body),
+            cacheAccess,
+            skipCompaction: caller.skipCompaction,
+            ...(caller.mode ? { mode: caller.mode } : {}),
+            cacheHints: provider.cacheHints,
+            signal: abort.signal,
+            header: (name) => header(request, name),
+            headers: true,
+            clock: settings.clock ?? Date.now,
+          },
+          async (body, prepared) => {
+            release();
+            route = labelOf(endpoint, path, prepared.stats);
+            await caller.reserve(prepared.stats.tokensAfter);
+            metrics.overheadSeconds.observe({ route }, (performance.now() - started) / 1000);
+            metrics.record(route, prepared.stats);
+            if (settings.logContent) logger.debug({ route, messages: (prepared.request as { messages?: unknown }).messages }, 'compacted request');
+            upstreamStarted = performance.now();
+            upstreamSpan = startSpan(`chat ${prepared.stats.model ?? ''}`.trim(), SpanKind.CLIENT, {
+              'gen_ai.operation.name': 'chat',
+              'gen_ai.provider.name': system,
+              'gen_ai.request.model': prepared.stats.model,
+              'gen_ai.usage.input_tokens': prepared.stats.tokensAfter,
+            });
+            return upstream.send(request, targetOf(provider, path, search, caller, hops, true), body, abort).then((answer) => {
+              if (caller.credential) accepted.observe(caller.credential, answer.status);
+              return answer;
+            });
+          },
+        ),
       );
     } catch (error) {
       const failure = asCompactorError(error);
@@ -136,6 +155,8 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
         if (failure.code === 'aborted') status = 499;
       }
       metrics.upstreamSeconds.observe({ route }, (performance.now() - upstreamStarted) / 1000);
+      endSpan(upstreamSpan, { 'http.response.status_code': status }, failure ?? (status >= 500 ? `upstream answered ${status}` : undefined));
+      upstreamSpan = undefined;
       // Passed through as is, but still the upstream failing: counted like a timeout.
       if (status >= 500 && !failure) metrics.failures.inc({ component: 'upstream' });
     }
@@ -147,6 +168,17 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
     }
     metrics.requests.inc({ route, status: String(status) });
     const stats = result.stats;
+    // An upstream that threw before answering leaves its span open: it ends with the request.
+    endSpan(upstreamSpan, undefined, failure);
+    endSpan(
+      span,
+      {
+        ...(stats ? compactionAttributes(stats, undefined, metrics.priceOf(stats.model)) : {}),
+        'context_compactor.route': route,
+        'http.response.status_code': status,
+      },
+      failure && status >= 500 && status !== 499 ? failure : undefined,
+    );
     logger.info(
       {
         route,

@@ -115,7 +115,13 @@ export function createProxy(options: ProxyOptions = {}): ProxyServer {
       refuse(request, response, error as CompactorError, 'openai', 'unknown');
       return;
     }
-    if (method === 'GET' && path === '/healthz') {
+    // Liveness: the process answers, draining or not (a drain must not get it restarted).
+    if (method === 'GET' && path === '/livez') {
+      send(response, { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ status: closing ? 'draining' : 'ok' }) });
+      return;
+    }
+    // Readiness (and /healthz, its older name): 503 while draining, so the load balancer stops sending.
+    if (method === 'GET' && (path === '/healthz' || path === '/readyz')) {
       send(response, {
         status: closing ? 503 : 200,
         headers: { 'content-type': 'application/json', ...(closing ? { connection: 'close' } : {}) },
