@@ -48,7 +48,10 @@ export interface BenchReport {
 const fixed = (value: number | undefined, digits = 2) => (value === undefined || Number.isNaN(value) ? '–' : value.toFixed(digits));
 const percent = (value: number | undefined) => (value === undefined || Number.isNaN(value) ? '–' : `${(value * 100).toFixed(1)}%`);
 /** Dollars as people write them: −$1.67, not $-1.67. */
-export const dollars = (value: number) => `${value < 0 ? '−' : ''}$${Math.abs(value).toFixed(Math.abs(value) < 10 ? 2 : 0)}`;
+export const dollars = (value: number) => {
+  const digits = Math.abs(value) < 10 ? 2 : 0;
+  return `${value < 0 ? '−' : ''}$${Math.abs(value).toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })}`;
+};
 
 /** Definitions, shown where the figures are. */
 export const DEFINITIONS = {
@@ -128,6 +131,25 @@ export function recommend(rows: readonly ReplayRow[], budgets: readonly number[]
   };
 }
 
+/** The pick, ready to paste: in code, and on the command line. */
+export function applyLines(recommendation: Recommendation): { code: string; cli: string } {
+  return {
+    code: `createCompactor({ strategy: '${recommendation.preset}', maxInputTokens: ${recommendation.budget} })`,
+    cli: `npx context-compactor serve --preset ${recommendation.preset} --budget ${recommendation.budget}`,
+  };
+}
+
+/** The pick's figures per rule, as the first screen quotes them (its mean retention included). */
+function pickRows(report: BenchReport, recommendation: Recommendation): string[][] {
+  const rows = recommendation.savings.map((entry) => [
+    entry.rule,
+    percent(entry.saving),
+    dollars(entry.perThousand),
+    fixed(rowFor(report.replay, recommendation.preset, entry.rule, recommendation.budget)?.erVerbatim),
+  ]);
+  return [['price rule', 'prompt-bill saving', 'saved per 1,000 conversations', 'ER_verbatim (live)'], ...rows, ['mean over the rules', '–', '–', fixed(recommendation.erVerbatim)]];
+}
+
 function recommendationText(report: BenchReport): string[] {
   const recommendation = report.recommendation;
   if (!recommendation) return ['No preset lowered the prompt bill under every rule.'];
@@ -139,6 +161,7 @@ function recommendationText(report: BenchReport): string[] {
         : `, and keeps ${fixed(recommendation.erVerbatim)} of the evidence (live ER_verbatim, mean over the rules: the share of each question's evidence turns, or of its keep strings and facts, that reach the model verbatim).`
     }`,
     recommendation.erVerbatim === undefined ? `Why: it ${recommendation.reason}.` : `Why: it ${recommendation.reason}. ${RECOMMENDATION_RULE}`,
+    `Apply it: ${applyLines(recommendation).code} in code, or ${applyLines(recommendation).cli}`,
   ];
 }
 
@@ -229,6 +252,12 @@ function breakEvenRows(report: BenchReport): string[][] {
 
 function sections(report: BenchReport): { title: string; rows?: string[][]; text?: string }[] {
   const out: { title: string; rows?: string[][]; text?: string }[] = [];
+  if (report.recommendation)
+    out.push({
+      title: `The pick: ${report.recommendation.preset} at ${report.recommendation.budget} tokens`,
+      rows: pickRows(report, report.recommendation),
+      text: 'The figures the recommendation quotes, per price rule; the tables below hold them among every preset and budget.',
+    });
   if (report.replay.length > 0) {
     out.push({ title: 'Prompt-bill saving', rows: matrix(report, (row) => percent(row.saving)), text: DEFINITIONS.saving });
     out.push({
@@ -328,6 +357,8 @@ async function svgOf(spec: VegaLiteSpec): Promise<string> {
 }
 
 /** One colour per contender, the same in every chart. */
+/** One dash pattern per line, so lines that lie on top of one another stay apart (the first is solid). */
+const DASHES: number[][] = [[1, 0], [7, 3], [2, 2], [9, 3, 2, 3], [4, 4], [12, 3], [1, 3], [6, 2, 2, 2, 2, 2]];
 const PALETTE = ['#4c4c4c', '#e45756', '#9d755d', '#4c78a8', '#f58518', '#54a24b', '#b279a2', '#72b7b2', '#eeca3b'];
 
 export async function charts(report: BenchReport): Promise<{ title: string; caption: string; svg: string }[]> {
@@ -344,31 +375,47 @@ export async function charts(report: BenchReport): Promise<{ title: string; capt
       .map((row) => ({ preset: row.contender, budget: String(row.budget), rule: row.rule, bill: 1 - row.saving, retention: row.erVerbatim }));
     out.push({
       title: 'Retention against prompt bill, per price rule',
-      caption: `One point per preset and budget (shape). x: the prompt bill as a share of sending every request whole (lower is cheaper); y: live ER_verbatim. ${DEFINITIONS.saving}`,
+      caption: `One point per preset and budget (shape). x: the prompt bill as a share of sending every request whole (lower is cheaper), each panel on its own scale, from its data to the break-even line (100%: the same bill as sending everything); y: live ER_verbatim. ${DEFINITIONS.saving}`,
       svg: await svgOf({
         ...base,
         data: { values },
         facet: { column: { field: 'rule', type: 'nominal', title: 'price rule', sort: report.meta.rules.map((rule) => rule.name) } },
+        resolve: { scale: { x: 'independent' } },
         spec: {
           width: 300,
           height: 260,
-          mark: { type: 'point', filled: true, size: 90, opacity: 0.85 },
-          encoding: {
-            x: { field: 'bill', type: 'quantitative', title: 'prompt bill ÷ sending everything', axis: { format: '%' }, scale: { zero: true } },
-            y: { field: 'retention', type: 'quantitative', title: 'ER_verbatim (live)', scale: { domain: [0, 1] } },
-            color: { field: 'preset', type: 'nominal', scale: colour, legend: { orient: 'bottom', columns: 4 } },
-            shape: { field: 'budget', type: 'nominal', legend: { orient: 'bottom' } },
-            tooltip: [{ field: 'preset' }, { field: 'budget' }, { field: 'bill', format: '.1%' }, { field: 'retention', format: '.2f' }],
-          },
+          layer: [
+            {
+              mark: { type: 'point', filled: true, size: 90, opacity: 0.85 },
+              encoding: {
+                x: { field: 'bill', type: 'quantitative', title: 'prompt bill ÷ sending everything', axis: { format: '%' }, scale: { zero: false, nice: false, padding: 12 } },
+                y: { field: 'retention', type: 'quantitative', title: 'ER_verbatim (live)', scale: { domain: [0, 1] } },
+                color: { field: 'preset', type: 'nominal', scale: colour, legend: { orient: 'bottom', columns: 4 } },
+                shape: { field: 'budget', type: 'nominal', legend: { orient: 'bottom' } },
+                tooltip: [{ field: 'preset' }, { field: 'budget' }, { field: 'bill', format: '.1%' }, { field: 'retention', format: '.2f' }],
+              },
+            },
+            // Break-even: a bill equal to sending everything. Left of it compaction saves.
+            { data: { values: [{}] }, mark: { type: 'rule', color: '#777', strokeDash: [4, 3] }, encoding: { x: { datum: 1 } } },
+            {
+              data: { values: [{}] },
+              mark: { type: 'text', align: 'right', baseline: 'top', dx: -4, dy: 4, color: '#555', fontSize: 10 },
+              encoding: { x: { datum: 1 }, y: { datum: 1 }, text: { value: 'break-even' } },
+            },
+          ],
         },
       }),
     });
     const savings = report.replay
       .filter((row) => row.contender !== 'none')
       .map((row) => ({ preset: row.contender, rule: row.rule, budget: row.budget, saving: row.saving }));
+    const budgets = [...new Set(savings.map((row) => row.budget))].sort((a, b) => a - b);
+    const presets = report.meta.contenders.filter((name) => name !== 'none');
+    // One legend for colour and dash together, so lines that coincide are told apart there too.
+    const legend = { orient: 'bottom', columns: 4, symbolType: 'stroke', symbolSize: 500, symbolStrokeWidth: 2.5, title: 'preset' };
     out.push({
       title: 'Prompt-bill saving by budget, per price rule',
-      caption: `${DEFINITIONS.saving} Lines that coincide are told apart by their dashes.`,
+      caption: `${DEFINITIONS.saving} Lines that coincide are told apart by their dashes, in the legend as on the chart. The grey line is break-even: below it compaction costs more than sending everything.`,
       svg: await svgOf({
         ...base,
         data: { values: savings },
@@ -378,15 +425,21 @@ export async function charts(report: BenchReport): Promise<{ title: string; capt
           height: 240,
           layer: [
             {
-              mark: { type: 'line', point: true },
+              mark: { type: 'line', point: true, strokeWidth: 2 },
               encoding: {
-                x: { field: 'budget', type: 'quantitative', scale: { type: 'log' }, title: 'budget (tokens)' },
-                y: { field: 'saving', type: 'quantitative', title: 'prompt-bill saving', axis: { format: '%' } },
-                color: { field: 'preset', type: 'nominal', scale: colour, legend: { orient: 'bottom', columns: 4 } },
-                strokeDash: { field: 'preset', type: 'nominal', scale: { domain: report.meta.contenders } },
+                x: {
+                  field: 'budget',
+                  type: 'quantitative',
+                  scale: { type: 'log', domain: [budgets[0], budgets.at(-1)], nice: false },
+                  axis: { values: budgets, format: ',' },
+                  title: 'budget (tokens)',
+                },
+                y: { field: 'saving', type: 'quantitative', title: 'prompt-bill saving', axis: { format: '%' }, scale: { nice: false } },
+                color: { field: 'preset', type: 'nominal', scale: { domain: presets, range: presets.map((name) => PALETTE[report.meta.contenders.indexOf(name)]!) }, legend },
+                strokeDash: { field: 'preset', type: 'nominal', scale: { domain: presets, range: presets.map((_, index) => DASHES[index % DASHES.length]!) }, legend },
               },
             },
-            { mark: { type: 'rule', color: '#999' }, encoding: { y: { datum: 0 } } },
+            { data: { values: [{}] }, mark: { type: 'rule', color: '#777' }, encoding: { y: { datum: 0 } } },
           ],
         },
       }),
@@ -402,21 +455,26 @@ export async function charts(report: BenchReport): Promise<{ title: string; capt
       ...turns.filter((turn) => turn.contender === first).map((turn) => ({ turn: turn.turn, series: 'none', tokens: turn.tokensBefore })),
       ...turns.filter((turn) => turn.contender !== 'none').map((turn) => ({ turn: turn.turn, series: turn.contender, tokens: turn.tokensAfter })),
     ];
+    const series = ['none', ...report.meta.contenders.filter((name) => name !== 'none')];
+    const lastTurn = Math.max(...values.map((value) => value.turn));
     out.push({
       title: `Tokens per request, replaying ${conversation} at ${report.meta.budgets[0]} tokens`,
       caption:
-        'Each request of the conversation, sent whole (none) and compacted. A saw-tooth is a window that grows by appending and is cut in steps: between cuts, the prompt repeats its previous start and is billed at the cached rate.',
+        'Each request of the conversation, sent whole (none) and compacted, one panel per preset, each on its own scale from its data. A saw-tooth is a window that grows by appending and is cut in steps: between cuts, the prompt repeats its previous start and is billed at the cached rate.',
       svg: await svgOf({
         ...base,
-        width: 760,
-        height: 300,
         data: { values },
-        mark: { type: 'line', strokeWidth: 1.5 },
-        encoding: {
-          x: { field: 'turn', type: 'quantitative', title: 'user turn' },
-          y: { field: 'tokens', type: 'quantitative', title: 'prompt tokens', scale: { type: 'log' } },
-          color: { field: 'series', type: 'nominal', scale: colour, title: 'preset', legend: { orient: 'bottom', columns: 4 } },
-          strokeDash: { field: 'series', type: 'nominal', title: 'preset', scale: { domain: report.meta.contenders } },
+        facet: { field: 'series', type: 'nominal', title: null, sort: series, columns: 4, header: { labelFontSize: 12 } },
+        resolve: { scale: { y: 'independent' } },
+        spec: {
+          width: 170,
+          height: 130,
+          mark: { type: 'line', strokeWidth: 1.5 },
+          encoding: {
+            x: { field: 'turn', type: 'quantitative', title: 'user turn', scale: { domain: [1, lastTurn], nice: false } },
+            y: { field: 'tokens', type: 'quantitative', title: 'prompt tokens', scale: { zero: false, nice: false } },
+            color: { field: 'series', type: 'nominal', scale: colour, legend: null },
+          },
         },
       }),
     });
@@ -438,8 +496,13 @@ export async function htmlReport(report: BenchReport): Promise<string> {
   const figures = await charts(report);
   const body: string[] = [
     `<section class="decision">${recommendationText(report)
+      .filter((line) => !line.startsWith('Apply it:'))
       .map((line) => `<p>${escapeHtml(line)}</p>`)
-      .join('')}</section>`,
+      .join('')}${
+      report.recommendation
+        ? `<p>Apply it, in code or on the command line:</p><pre class="apply"><code>${escapeHtml(applyLines(report.recommendation).code)}</code></pre><pre class="apply"><code>${escapeHtml(applyLines(report.recommendation).cli)}</code></pre>`
+        : ''
+    }</section>`,
   ];
   for (const figure of figures)
     body.push(`<figure><figcaption>${escapeHtml(figure.title)}</figcaption>${figure.svg}<p class="caption">${escapeHtml(figure.caption)}</p></figure>`);
@@ -475,6 +538,7 @@ body{font-family:system-ui,sans-serif;margin:2rem;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}th:first-child,td:first-child{text-align:left}
 figure{margin:1rem 0 2rem;overflow-x:auto}figcaption{font-weight:600;margin-bottom:.5rem}.caption,.definition{color:#555;max-width:60rem}
 .meta{color:#555}
+pre.apply{background:#fff;border:1px solid #ccd;padding:.4rem .6rem;user-select:all;overflow-x:auto;margin:.3rem 0}
 </style></head><body>
 <h1>context-compactor bench</h1>
 <p class="meta">${escapeHtml(report.meta.machine)} · path: ${escapeHtml(report.meta.path)} · price rules: ${escapeHtml(rulesLine(report))}<br>data: ${escapeHtml(report.meta.data.join(', '))}<br>command: <code>${escapeHtml(report.meta.command)}</code></p>

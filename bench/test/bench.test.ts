@@ -341,6 +341,7 @@ test('dollars print as people write them: −$1.67, never $-1.67', () => {
   expect(dollars(3.714)).toBe('$3.71');
   expect(dollars(45.2)).toBe('$45');
   expect(dollars(-45.2)).toBe('−$45');
+  expect(dollars(1943.4)).toBe('$1,943');
 });
 
 test('transcripts carry questions and facts that must survive; bad ones are input.invalid naming the field', () => {
