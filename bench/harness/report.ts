@@ -147,7 +147,11 @@ function pickRows(report: BenchReport, recommendation: Recommendation): string[]
     dollars(entry.perThousand),
     fixed(rowFor(report.replay, recommendation.preset, entry.rule, recommendation.budget)?.erVerbatim),
   ]);
-  return [['price rule', 'prompt-bill saving', 'saved per 1,000 conversations', 'ER_verbatim (live)'], ...rows, ['mean over the rules', '–', '–', fixed(recommendation.erVerbatim)]];
+  return [
+    ['price rule', 'prompt-bill saving', 'saved per 1,000 conversations', 'ER_verbatim (live)'],
+    ...rows,
+    ['mean over the rules', '–', '–', fixed(recommendation.erVerbatim)],
+  ];
 }
 
 function recommendationText(report: BenchReport): string[] {
@@ -358,7 +362,16 @@ async function svgOf(spec: VegaLiteSpec): Promise<string> {
 
 /** One colour per contender, the same in every chart. */
 /** One dash pattern per line, so lines that lie on top of one another stay apart (the first is solid). */
-const DASHES: number[][] = [[1, 0], [7, 3], [2, 2], [9, 3, 2, 3], [4, 4], [12, 3], [1, 3], [6, 2, 2, 2, 2, 2]];
+const DASHES: number[][] = [
+  [1, 0],
+  [7, 3],
+  [2, 2],
+  [9, 3, 2, 3],
+  [4, 4],
+  [12, 3],
+  [1, 3],
+  [6, 2, 2, 2, 2, 2],
+];
 const PALETTE = ['#4c4c4c', '#e45756', '#9d755d', '#4c78a8', '#f58518', '#54a24b', '#b279a2', '#72b7b2', '#eeca3b'];
 
 export async function charts(report: BenchReport): Promise<{ title: string; caption: string; svg: string }[]> {
@@ -388,7 +401,13 @@ export async function charts(report: BenchReport): Promise<{ title: string; capt
             {
               mark: { type: 'point', filled: true, size: 90, opacity: 0.85 },
               encoding: {
-                x: { field: 'bill', type: 'quantitative', title: 'prompt bill ÷ sending everything', axis: { format: '%' }, scale: { zero: false, nice: false, padding: 12 } },
+                x: {
+                  field: 'bill',
+                  type: 'quantitative',
+                  title: 'prompt bill ÷ sending everything',
+                  axis: { format: '%' },
+                  scale: { zero: false, nice: false, padding: 12 },
+                },
                 y: { field: 'retention', type: 'quantitative', title: 'ER_verbatim (live)', scale: { domain: [0, 1] } },
                 color: { field: 'preset', type: 'nominal', scale: colour, legend: { orient: 'bottom', columns: 4 } },
                 shape: { field: 'budget', type: 'nominal', legend: { orient: 'bottom' } },
@@ -435,8 +454,18 @@ export async function charts(report: BenchReport): Promise<{ title: string; capt
                   title: 'budget (tokens)',
                 },
                 y: { field: 'saving', type: 'quantitative', title: 'prompt-bill saving', axis: { format: '%' }, scale: { nice: false } },
-                color: { field: 'preset', type: 'nominal', scale: { domain: presets, range: presets.map((name) => PALETTE[report.meta.contenders.indexOf(name)]!) }, legend },
-                strokeDash: { field: 'preset', type: 'nominal', scale: { domain: presets, range: presets.map((_, index) => DASHES[index % DASHES.length]!) }, legend },
+                color: {
+                  field: 'preset',
+                  type: 'nominal',
+                  scale: { domain: presets, range: presets.map((name) => PALETTE[report.meta.contenders.indexOf(name)]!) },
+                  legend,
+                },
+                strokeDash: {
+                  field: 'preset',
+                  type: 'nominal',
+                  scale: { domain: presets, range: presets.map((_, index) => DASHES[index % DASHES.length]!) },
+                  legend,
+                },
               },
             },
             { data: { values: [{}] }, mark: { type: 'rule', color: '#777' }, encoding: { y: { datum: 0 } } },
