@@ -493,7 +493,8 @@ export async function charts(report: BenchReport): Promise<{ title: string; capt
       svg: await svgOf({
         ...base,
         data: { values },
-        facet: { field: 'series', type: 'nominal', title: null, sort: series, columns: 4, header: { labelFontSize: 12 } },
+        facet: { field: 'series', type: 'nominal', title: null, sort: series, header: { labelFontSize: 12 } },
+        columns: 4,
         resolve: { scale: { y: 'independent' } },
         spec: {
           width: 170,
