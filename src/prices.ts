@@ -1,3 +1,4 @@
+import { invalidOption } from './core/errors.js';
 /** Prices in US dollars per million tokens. */
 export interface ModelPrice {
   input: number;
@@ -154,4 +155,19 @@ export function priceOf(table: PriceTable, model: string | undefined): ModelPric
   let best: string | undefined;
   for (const name of Object.keys(table)) if (model.startsWith(name) && (best === undefined || name.length > best.length)) best = name;
   return best === undefined ? undefined : table[best];
+}
+
+/** Check a `prices` option: an object of entries whose prices are numbers >= 0 and whose cache rule is known. */
+export function checkPrices(prices: unknown): void {
+  if (prices === undefined) return;
+  if (typeof prices !== 'object' || prices === null) invalidOption('prices', 'a price table { model: { input, cachedInput, output } }', prices);
+  for (const [name, price] of Object.entries(prices)) {
+    for (const field of ['input', 'cachedInput', 'output'] as const) {
+      const value = (price as Partial<Record<string, unknown>> | null)?.[field];
+      if (typeof value !== 'number' || !(value >= 0)) invalidOption(`prices.${name}.${field}`, 'a number >= 0 (dollars per million tokens)', value);
+    }
+    const rule = (price as ModelPrice).cacheRule;
+    if (rule !== undefined && rule !== 'openai' && rule !== 'anthropic' && rule !== 'none')
+      invalidOption(`prices.${name}.cacheRule`, '"openai", "anthropic" or "none"', rule);
+  }
 }

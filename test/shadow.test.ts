@@ -6,9 +6,9 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { compaction as aiSdkCompaction } from '../src/adapters/ai-sdk.js';
 import { compaction as expressCompaction } from '../src/adapters/express.js';
-import { compaction as fetchCompaction } from '../src/adapters/fetch.js';
+import { compactionStats, compaction as fetchCompaction } from '../src/adapters/fetch.js';
 import { cosineVerifier } from '../src/cache/verifier.js';
-import { createCompactor, createResponseCache, type ChatRequest, type CompactionStats } from '../src/index.js';
+import { createCompactor, createResponseCache, type ChatRequest, type CompactionStats, type Strategy } from '../src/index.js';
 import { createProxy, type ProxyServer } from '../src/proxy/server.js';
 import { hashEmbedder } from '../src/testing/index.js';
 import { fakeUpstream } from './fake-upstream.js';
@@ -93,7 +93,7 @@ describe('shadow mode: report what enforcing would save, send the request as it 
     server.post(
       '/v1/chat/completions',
       express.json({ limit: '5mb' }),
-      expressCompaction({ maxInputTokens: 1500 }, { headers: true }) as express.RequestHandler,
+      expressCompaction({ maxInputTokens: 1500, shadowWaitMs: 60_000 }, { headers: true }) as express.RequestHandler,
       (req, res) => {
         seen = { body: req.body as ChatRequest, stats: res.locals.compaction as CompactionStats };
         res.json({ ok: true });
@@ -112,7 +112,7 @@ describe('shadow mode: report what enforcing would save, send the request as it 
   test('fetch: the handler receives the original bytes', async () => {
     let received = '';
     const handler = fetchCompaction(
-      { maxInputTokens: 1500 },
+      { maxInputTokens: 1500, shadowWaitMs: 60_000 },
       { headers: true },
     )(async (incoming: Request) => {
       received = await incoming.text();
@@ -167,7 +167,7 @@ describe('shadow mode: report what enforcing would save, send the request as it 
     await generateText({ model: plain, system: String(source.messages[0]!.content), messages });
     const wrapped = wrapLanguageModel({
       model,
-      middleware: aiSdkCompaction({ maxInputTokens: 1500, mode: 'shadow' }, { onStats: (stats) => reports.push(stats) }),
+      middleware: aiSdkCompaction({ maxInputTokens: 1500, mode: 'shadow', shadowWaitMs: 60_000 }, { onStats: (stats) => reports.push(stats) }),
     });
     await generateText({ model: wrapped, system: String(source.messages[0]!.content), messages });
     expect(prompts[0]).toEqual(unwrapped[0]);
@@ -190,8 +190,8 @@ describe('shadow mode: report what enforcing would save, send the request as it 
           { key: 'pk-shadowed-key', tenant: 'b', mode: 'shadow' },
         ],
         routes: {
-          defaults: { maxInputTokens: 1500 },
-          routes: [{ name: 'trial', model: 'gpt-4.1-mini*', options: { maxInputTokens: 1500, mode: 'shadow' } }],
+          defaults: { maxInputTokens: 1500, shadowWaitMs: 60_000 },
+          routes: [{ name: 'trial', model: 'gpt-4.1-mini*', options: { maxInputTokens: 1500, mode: 'shadow', shadowWaitMs: 60_000 } }],
         },
       });
       base = `http://127.0.0.1:${await proxy.listen(0)}`;
@@ -246,6 +246,179 @@ describe('shadow mode: report what enforcing would save, send the request as it 
       expect(() => createProxy({ upstream: upstream.url, keys: [{ key: 'pk-bad-option', mode: 'dry' as never }] })).toThrow(
         expect.objectContaining({ code: 'options.invalid', pointer: 'keys[0].mode' }),
       );
+    });
+  });
+
+  describe('a bounded wait: past shadowWaitMs the request goes on, and the figures follow', () => {
+    /** A strategy held until `open()`: the compaction outlasts any wait. */
+    const held = () => {
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      const strategy: Strategy = {
+        name: 'held',
+        apply: async (messages) => {
+          await gate;
+          return { messages: [messages[0]!, ...messages.slice(-3)] };
+        },
+      };
+      return { strategy, open };
+    };
+    /** Yield to the event loop until `done()` holds (a bounded number of turns; no timers). */
+    const until = async (done: () => boolean | Promise<boolean>) => {
+      for (let turn = 0; turn < 10_000 && !(await done()); turn++) await new Promise((resolve) => setImmediate(resolve));
+      expect(await done()).toBe(true);
+    };
+
+    test('fetch: the handler answers while compaction is held; the stats it saw are filled in when it ends', async () => {
+      const { strategy, open } = held();
+      let received = '';
+      let seen: CompactionStats | undefined;
+      const handler = fetchCompaction(
+        { maxInputTokens: 1500, strategy, shadowWaitMs: 0 },
+        { headers: true },
+      )(async (incoming: Request) => {
+        received = await incoming.text();
+        seen = compactionStats(incoming);
+        return Response.json(answer);
+      });
+      const bytes = oddBytes(locomoRequest(0));
+      const response = await handler(
+        new Request('http://localhost/v1/chat/completions', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-compactor-mode': 'shadow' },
+          body: bytes,
+        }),
+      );
+      await response.arrayBuffer();
+      expect(received).toBe(bytes);
+      expect(response.headers.get('x-compactor-shadow')).toBe('pending');
+      expect(response.headers.get('x-compactor-shadow-tokens-saved')).toBeNull();
+      expect(seen!.shadow!.pending).toBe(true);
+      open();
+      await until(() => seen!.shadow!.pending !== true);
+      expect(seen!.tokensBefore).toBeGreaterThan(1500);
+      expect(seen!.shadow!.tokensAfter).toBeLessThanOrEqual(1500);
+      expect(seen!.shadow!.tokensSaved).toBe(seen!.tokensBefore - seen!.shadow!.tokensAfter);
+      expect(seen!.shadow!.strategies.map((step) => step.name)).toEqual(['held']);
+    });
+
+    test('Express and the AI SDK: the handler and the model go on; res.locals and onStats get the figures when they are in', async () => {
+      const express1 = held();
+      const server = express();
+      let locals: CompactionStats | undefined;
+      server.post(
+        '/v1/chat/completions',
+        express.json({ limit: '5mb' }),
+        expressCompaction({ maxInputTokens: 1500, strategy: express1.strategy, shadowWaitMs: 0 }, { headers: true }) as express.RequestHandler,
+        (req, res) => {
+          locals = res.locals.compaction as CompactionStats;
+          res.json({ echoed: req.body });
+        },
+      );
+      const body = locomoRequest(1);
+      const response = await request(server).post('/v1/chat/completions').set('x-compactor-mode', 'shadow').send(body).expect(200);
+      expect(response.body.echoed).toEqual(body);
+      expect(response.headers['x-compactor-shadow']).toBe('pending');
+      expect(locals!.shadow!.pending).toBe(true);
+      express1.open();
+      await until(() => locals!.shadow!.pending !== true);
+      expect(locals!.shadow!.tokensSaved).toBeGreaterThan(0);
+
+      const sdk = held();
+      const reports: CompactionStats[] = [];
+      const model = new MockLanguageModelV3({
+        modelId: 'gpt-4o-mini',
+        doGenerate: async () => ({
+          content: [{ type: 'text', text: 'ok' }],
+          finishReason: { unified: 'stop', raw: 'stop' },
+          usage: { inputTokens: { total: 1, noCache: 1, cacheRead: 0, cacheWrite: 0 }, outputTokens: { total: 1, text: 1, reasoning: 0 } },
+          warnings: [],
+        }),
+      });
+      const source = locomoRequest(0);
+      const wrapped = wrapLanguageModel({
+        model,
+        middleware: aiSdkCompaction(
+          { maxInputTokens: 1500, mode: 'shadow', strategy: sdk.strategy, shadowWaitMs: 0 },
+          { onStats: (stats) => reports.push(stats) },
+        ),
+      });
+      const result = await generateText({
+        model: wrapped,
+        system: String(source.messages[0]!.content),
+        messages: source.messages.slice(1).map((message) => ({
+          role: message.role === 'assistant' ? ('assistant' as const) : ('user' as const),
+          content: String(message.content),
+        })),
+      });
+      expect(result.text).toBe('ok');
+      expect(reports).toHaveLength(0);
+      sdk.open();
+      await until(() => reports.length === 1);
+      expect(reports[0]!.shadow!.pending).toBeUndefined();
+      expect(reports[0]!.shadow!.tokensSaved).toBeGreaterThan(0);
+    });
+
+    test('within the wait, the figures are in the headers as before', async () => {
+      const handler = fetchCompaction({ maxInputTokens: 1500, shadowWaitMs: 60_000 }, { headers: true })(async () => Response.json(answer));
+      const response = await handler(
+        new Request('http://localhost/v1/chat/completions', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-compactor-mode': 'shadow' },
+          body: JSON.stringify(locomoRequest(1)),
+        }),
+      );
+      expect(response.headers.get('x-compactor-shadow')).toBeNull();
+      expect(Number(response.headers.get('x-compactor-shadow-tokens-saved'))).toBeGreaterThan(0);
+      expect(() => createCompactor({ shadowWaitMs: -1 })).toThrow(expect.objectContaining({ code: 'options.invalid', pointer: 'shadowWaitMs' }));
+    });
+
+    test('proxy: the upstream gets the bytes at once; metrics, the key budget and the cache follow the compaction', async () => {
+      const { strategy, open } = held();
+      const upstream = await fakeUpstream();
+      const cache = newCache();
+      const proxy = createProxy({
+        upstream: upstream.url,
+        logger: pino({ level: 'silent' }),
+        cache,
+        keys: [{ key: 'pk-late-shadow', tenant: 'late', mode: 'shadow', tokens: 1000, windowMs: 3_600_000 }],
+        routes: { defaults: { maxInputTokens: 1500, strategy, shadowWaitMs: 0 } },
+      });
+      const base = `http://127.0.0.1:${await proxy.listen(0)}`;
+      const metric = async () => {
+        const text = await (await fetch(`${base}/metrics`)).text();
+        return Number(/context_compactor_shadow_tokens_saved_total\{route="[^"]+"\} (\d+)/.exec(text)?.[1] ?? 0);
+      };
+      const post = (bytes: string) =>
+        fetch(`${base}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-api-key': 'sk-own', 'x-compactor-key': 'pk-late-shadow' },
+          body: bytes,
+        });
+      try {
+        const bytes = oddBytes({ ...locomoRequest(2), model: 'gpt-4o-mini' });
+        const response = await post(bytes);
+        expect(response.status).toBe(200);
+        await response.arrayBuffer();
+        // Answered while the compaction is still held.
+        expect(upstream.calls[0]!.raw).toBe(bytes);
+        expect(response.headers.get('x-compactor-shadow')).toBe('pending');
+        expect(await metric()).toBe(0);
+        open();
+        await until(async () => (await metric()) > 0);
+        // The key's budget (1,000 tokens) was charged the request's tokens once its compaction ended.
+        const refused = await post(bytes);
+        expect(refused.status).toBe(429);
+        await refused.arrayBuffer();
+        // The answer was stored once the compaction's lookup (a miss) was known.
+        await until(() => cache.stats().stored === 1);
+        expect(cache.stats().misses).toBe(1);
+      } finally {
+        await proxy.close(200);
+        await upstream.close();
+      }
     });
   });
 });

@@ -78,7 +78,9 @@ export function compaction(source: CompactorSource, options: AiSdkCompactionOpti
         header: (name) => params.headers?.[name],
         headers: false,
       });
-      options.onStats?.(outcome.stats);
+      // A shadow request that went on before its compaction ended reports once it has.
+      if (outcome.kind === 'forward' && outcome.settled) void outcome.settled.then((stats) => options.onStats?.(stats)).catch(() => undefined);
+      else options.onStats?.(outcome.stats);
       const transformed: LanguageModelV3CallOptions =
         // A cache hit is answered below; shadow mode sends the prompt as it came.
         outcome.kind === 'cached' || outcome.stats.passThrough === 'shadow'

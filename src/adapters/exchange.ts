@@ -1,12 +1,14 @@
 import { LARGE_BODY_BYTES, nextTurn } from '../core/turns.js';
 import { createCompactor, type Compactor } from '../compose/compactor.js';
+import { COMPACTOR_DEFAULTS, type CompactorOptions } from '../compose/options.js';
+import type { CompactOptions } from '../compose/types.js';
 import { CompactorError } from '../core/errors.js';
 import { type Rule, rules } from '../core/define-options.js';
-import type { CompactorOptions } from '../compose/options.js';
 import { isRouteTable, type RouteTable } from '../compose/routes.js';
 import type { CompactionStats } from '../core/stats.js';
 import { resolveFormat } from '../formats/registry.js';
 import type { CachedResponse, FormatName, Replay, WireFormat } from '../formats/wire-format.js';
+import { goAhead, settleWithin } from './ahead.js';
 import { checkDepth, readJsonText } from './body.js';
 import { bypassRequested, compactionHeaders, compactionOffRequested, shadowRequested } from './headers.js';
 import { type Recorder, recorded, recorder } from './recorder.js';
@@ -119,6 +121,11 @@ export interface PreparedForward {
   request: object;
   /** The `x-compactor-*` headers (empty unless asked for). */
   headers: Record<string, string>;
+  /**
+   * Present when a shadow request went on before its compaction ended (`shadowWaitMs`): `stats`
+   * are provisional (`stats.shadow.pending`) and this resolves to them, filled in, when it ends.
+   */
+  settled?: Promise<CompactionStats>;
   /** Store a completed answer given as a value; present when the cache missed. */
   commit?: (response: CachedResponse) => Promise<boolean>;
   /**
@@ -143,7 +150,7 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
     const model = (body as { model?: unknown }).model;
     compactor = options.compactor.select({ path: options.route, model: typeof model === 'string' ? model : undefined });
   } else compactor = options.compactor;
-  const result = await compactor.compact(body, {
+  const compactOptions: CompactOptions = {
     signal: options.signal,
     route: options.route,
     tenant: typeof options.tenant === 'function' ? options.tenant(body) : options.tenant,
@@ -152,7 +159,14 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
     skipCompaction: options.skipCompaction === true || compactionOffRequested(options.header),
     ...(shadowRequested(options.header) ? { mode: 'shadow' as const } : options.mode === undefined ? {} : { mode: options.mode }),
     ...(options.cacheHints === undefined ? {} : { cacheHints: options.cacheHints }),
-  });
+  };
+  const compacting = compactor.compact(body, compactOptions);
+  // Shadow mode sends the request as it came: it waits a bounded time for the figures, no more.
+  if ((compactOptions.mode ?? compactor.options?.mode) === 'shadow') {
+    const early = await settleWithin(compacting, compactor.options?.shadowWaitMs ?? COMPACTOR_DEFAULTS.shadowWaitMs);
+    if (early === undefined) return goAhead(format, body, compacting, options.headers === true);
+  }
+  const result = await compacting;
   const headers = options.headers ? compactionHeaders(result.stats) : {};
   if (result.kind === 'cached')
     return {
@@ -207,6 +221,8 @@ export type ExchangeResult<U extends Upstream> =
       /** The upstream's body, recorded for the cache as it is read. Read it to the end, or stop reading to stop it. */
       body: AsyncIterable<Uint8Array> | null;
       stats: CompactionStats;
+      /** A shadow request sent before its compaction ended: `stats` are filled in when this resolves. */
+      settled?: Promise<CompactionStats>;
     };
 
 export interface ExchangeInput extends ExchangeOptions {
@@ -255,6 +271,7 @@ export async function exchange<U extends Upstream>(
       headers: prepared.headers,
       body: sink && upstream.body ? recorded(upstream.body, sink) : upstream.body,
       stats: prepared.stats,
+      ...(prepared.settled ? { settled: prepared.settled } : {}),
     };
   } catch (error) {
     const failure = asCompactorError(error);

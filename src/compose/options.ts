@@ -1,6 +1,6 @@
 import type { ResponseCache } from '../cache/response-cache.js';
 import type { Embedder } from '../embedders/types.js';
-import { type ModelPrice, PRICES, type PriceTable } from '../prices.js';
+import { checkPrices, PRICES, type PriceTable } from '../prices.js';
 import { defaultRuntime, type Runtime } from '../runtime.js';
 import { DEFAULT_IMAGE_TOKENS } from '../tokens/images.js';
 import { KNOWN_MODELS, type ModelInfo } from '../tokens/models.js';
@@ -94,13 +94,18 @@ export interface CompactorOptions {
    */
   omitCacheHints?: boolean;
   /**
-   * `shadow` runs compaction and cache lookups and reports what they would save (`stats.shadow`),
-   * but sends every request as it came and serves nothing from the cache; answers are still stored,
-   * so would-be hits show. For a careful rollout: a route rule, a proxy key (`mode`) or a request
-   * (`x-compactor-mode: shadow`) can ask for it too.
+   * `shadow` runs compaction and cache lookups and reports what they would save (`stats.shadow`), but
+   * sends every request as it came and serves nothing from the cache (answers are still stored, so
+   * would-be hits show). A route rule, a proxy key (`mode`) or a request (`x-compactor-mode: shadow`) can ask too.
    * @default 'enforce'
    */
   mode?: CompactionMode;
+  /**
+   * Shadow mode: how long adapters and the proxy wait for compaction before sending the request on
+   * as it came. Later figures reach `stats`, metrics and logs, not the headers (`x-compactor-shadow: pending`).
+   * @default 50
+   */
+  shadowWaitMs?: number;
   /**
    * Extra or overriding entries for the shipped, dated price table, by model-name prefix (the
    * longest prefix wins), in US dollars per million tokens: price-aware strategies size what they
@@ -143,6 +148,7 @@ export interface ResolvedOptions {
   runtime: Runtime;
   omitCacheHints: boolean;
   mode: CompactionMode;
+  shadowWaitMs: number;
   prices: PriceTable;
   tokenizer: TokenizerFactory;
   approximateTokenMultiplier: number;
@@ -164,6 +170,7 @@ export const COMPACTOR_DEFAULTS = {
   tokenCacheBytes: 32 * 1024 * 1024,
   omitCacheHints: false,
   mode: 'enforce' as CompactionMode,
+  shadowWaitMs: 50,
 };
 
 function positiveInteger(option: string, value: unknown, minimum = 1): void {
@@ -186,6 +193,7 @@ export const COMPACTOR_OPTION_NAMES: readonly (keyof CompactorOptions)[] = [
   'cache',
   'omitCacheHints',
   'mode',
+  'shadowWaitMs',
   'prices',
   'runtime',
   'limits',
@@ -207,6 +215,7 @@ export const COMPACTOR_OPTIONS = defineOptions<CompactorOptions, typeof COMPACTO
     defaultModel: rules.string,
     omitCacheHints: rules.boolean,
     mode: rules.oneOf('enforce', 'shadow'),
+    shadowWaitMs: rules.int(0),
     clock: rules.function,
     limits: rules.object,
   },
@@ -261,17 +270,7 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
   const runtime = merged.runtime ?? defaultRuntime();
   if (typeof runtime !== 'object' || runtime === null || typeof runtime.defaultEmbedder !== 'function')
     invalidOption('runtime', 'a Runtime (createRuntime())', runtime);
-  if (merged.prices !== undefined && (typeof merged.prices !== 'object' || merged.prices === null))
-    invalidOption('prices', 'a price table { model: { input, cachedInput, output } }', merged.prices);
-  for (const [name, price] of Object.entries(merged.prices ?? {})) {
-    for (const field of ['input', 'cachedInput', 'output'] as const) {
-      const value = (price as unknown as Partial<Record<string, unknown>> | null)?.[field];
-      if (typeof value !== 'number' || !(value >= 0)) invalidOption(`prices.${name}.${field}`, 'a number >= 0 (dollars per million tokens)', value);
-    }
-    const rule = (price as ModelPrice).cacheRule;
-    if (rule !== undefined && rule !== 'openai' && rule !== 'anthropic' && rule !== 'none')
-      invalidOption(`prices.${name}.cacheRule`, '"openai", "anthropic" or "none"', rule);
-  }
+  checkPrices(merged.prices);
   const prices = { ...PRICES, ...merged.prices };
   const limits = LIMITS_OPTIONS.parse(merged.limits, 'limits') as InputLimits;
   const clock = merged.clock ?? (() => performance.now());
@@ -287,6 +286,7 @@ export function resolveOptions(options: CompactorOptions): ResolvedOptions {
     runtime,
     omitCacheHints: merged.omitCacheHints,
     mode: merged.mode,
+    shadowWaitMs: merged.shadowWaitMs,
     prices,
     tokenizer,
     approximateTokenMultiplier: merged.approximateTokenMultiplier,

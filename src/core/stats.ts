@@ -32,6 +32,11 @@ export interface ShadowReport {
   cache?: CacheVerdict;
   /** The error code enforcing would have answered with (`budget.unreachable`, say); the request went on. */
   rejected?: string;
+  /**
+   * True while the figures are not in: the request went on before its compaction ended
+   * (`shadowWaitMs`). The same stats object holds the real figures once it does.
+   */
+  pending?: boolean;
 }
 
 /** The response cache stage's verdict on one request (`stats.cache`). */

@@ -96,16 +96,17 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
           async (body, prepared) => {
             release();
             route = labelOf(endpoint, path, prepared.stats);
-            await caller.reserve(prepared.stats.tokensAfter);
+            // A shadow request sent before its compaction ended is charged and counted when it ends.
+            await caller.reserve(prepared.settled ? 0 : prepared.stats.tokensAfter);
             metrics.overheadSeconds.observe({ route }, (performance.now() - started) / 1000);
-            metrics.record(route, prepared.stats);
+            if (!prepared.settled) metrics.record(route, prepared.stats);
             if (settings.logContent) logger.debug({ route, messages: (prepared.request as { messages?: unknown }).messages }, 'compacted request');
             upstreamStarted = performance.now();
             upstreamSpan = startSpan(`chat ${prepared.stats.model ?? ''}`.trim(), SpanKind.CLIENT, {
               'gen_ai.operation.name': 'chat',
               'gen_ai.provider.name': system,
               'gen_ai.request.model': prepared.stats.model,
-              'gen_ai.usage.input_tokens': prepared.stats.tokensAfter,
+              ...(prepared.settled ? {} : { 'gen_ai.usage.input_tokens': prepared.stats.tokensAfter }),
             });
             return upstream.send(request, targetOf(provider, path, search, caller, hops, true), body, abort).then((answer) => {
               if (caller.credential) accepted.observe(caller.credential, answer.status);
@@ -167,6 +168,12 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
       else logger.info(log, 'request rejected');
     }
     metrics.requests.inc({ route, status: String(status) });
+    if (result.kind === 'forwarded' && result.settled) {
+      // The answer is sent; the figures of its shadow compaction are in once it ends.
+      const late = await result.settled;
+      metrics.record(route, late);
+      caller.reserve(late.tokensAfter).catch(() => undefined);
+    }
     const stats = result.stats;
     // An upstream that threw before answering leaves its span open: it ends with the request.
     endSpan(upstreamSpan, undefined, failure);
