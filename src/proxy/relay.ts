@@ -53,6 +53,8 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
       'gen_ai.provider.name': system,
     });
     let upstreamSpan: SpanHandle | undefined;
+    // A shadow request sent before its compaction ended: its figures, once it has.
+    let settled: Promise<CompactionStats> | undefined;
     const abort = abortOnClientClose(response);
     let route = endpoint;
     let upstreamStarted = 0;
@@ -95,6 +97,7 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
           },
           async (body, prepared) => {
             release();
+            settled = prepared.settled;
             route = labelOf(endpoint, path, prepared.stats);
             // A shadow request sent before its compaction ended is charged and counted when it ends.
             await caller.reserve(prepared.settled ? 0 : prepared.stats.tokensAfter);
@@ -168,9 +171,9 @@ export function createRelay({ settings, table, access, accepted, heavy, metrics,
       else logger.info(log, 'request rejected');
     }
     metrics.requests.inc({ route, status: String(status) });
-    if (result.kind === 'forwarded' && result.settled) {
-      // The answer is sent; the figures of its shadow compaction are in once it ends.
-      const late = await result.settled;
+    if (settled) {
+      // The answer is sent (or the upstream failed); the figures of its shadow compaction are in once it ends.
+      const late = await settled;
       metrics.record(route, late);
       caller.reserve(late.tokensAfter).catch(() => undefined);
     }
