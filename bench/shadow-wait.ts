@@ -95,48 +95,44 @@ async function main(): Promise<void> {
   };
   // Warm the paths (JIT, connection pools) on a body no row sends.
   for (const row of rows) await send(row.base, row.key, { model: 'gpt-4o-mini', messages: salted(bodies[0]!.messages, 'warm') });
-  const times = rows.map(() => [] as number[]);
-  const pendingAt = rows.map(() => [] as boolean[]);
-  const failed = rows.map(() => 0);
+  const sizes = bodies.map((body) => JSON.stringify(body).length);
+  const kb = (bytes: number) => `${Math.round(bytes / 1024).toLocaleString('en')} KB`;
+  const outcomes = rows.map(() => [] as Awaited<ReturnType<typeof send>>[]);
   process.stderr.write(`${bodies.length} histories through ${rows.length} paths, one request at a time…\n`);
   for (const [step, body] of bodies.entries()) {
     // The paths take turns going first, so none is always the one after another's late work.
     for (let turn = 0; turn < rows.length; turn++) {
       const index = (step + turn) % rows.length;
-      const row = rows[index]!;
-      const result = await send(row.base, row.key, { model: 'gpt-4o-mini', messages: salted(body.messages, `r${index}s${step}`) });
-      times[index]!.push(result.ms);
-      pendingAt[index]!.push(result.pending);
-      if (result.status !== 200) failed[index]!++;
+      outcomes[index]!.push(await send(rows[index]!.base, rows[index]!.key, { model: 'gpt-4o-mini', messages: salted(body.messages, `r${index}s${step}`) }));
     }
     if ((step + 1) % 10 === 0) process.stderr.write(`  ${step + 1} of ${bodies.length}\n`);
   }
   const ordinary = bodies.length - HUGE;
-  const results = [...summarize(`${ordinary} histories of 80–234 KB`, 0, ordinary), ...summarize(`${HUGE} histories of ~1.9 MB`, ordinary, bodies.length)];
-  function summarize(label: string, from: number, to: number): string[][] {
+  const span = (from: number, to: number) => {
+    const slice = sizes.slice(from, to);
+    return `${kb(Math.min(...slice))}${Math.min(...slice) === Math.max(...slice) ? '' : ` to ${kb(Math.max(...slice))}`}`;
+  };
+  const results = [...summarize(0, ordinary), ...summarize(ordinary, bodies.length)];
+  function summarize(from: number, to: number): string[][] {
     return rows.map((row, index) => {
-      const slice = times[index]!.slice(from, to);
-      const late = pendingAt[index]!.slice(from, to).filter(Boolean).length;
+      const slice = outcomes[index]!.slice(from, to);
+      const times = slice.map((outcome) => outcome.ms);
+      const late = slice.filter((outcome) => outcome.pending).length;
       return [
-        label,
+        `${slice.length} histories of ${span(from, to)}`,
         row.name,
-        ms(percentile(slice, 50)),
-        ms(percentile(slice, 95)),
-        ms(Math.max(...slice)),
+        ms(percentile(times, 50)),
+        ms(percentile(times, 95)),
+        ms(Math.max(...times)),
         row.key === 'pk-bench-shadow' ? `${slice.length - late} of ${slice.length}` : '',
-        String(failed[index]),
+        String(slice.filter((outcome) => outcome.status !== 200).length),
       ];
     });
   }
-  const tokens: number[] = [];
-  // The figures of the requests that went ahead land after their responses: let them.
-  await new Promise((resolve) => setTimeout(resolve, 2000));
-  for (const body of bodies) tokens.push(JSON.stringify(body).length);
   const header = ['histories', 'path', 'p50', 'p95', 'max', 'shadow figures in the headers', 'errors'];
   console.log(flags.md ? markdownTable([header, ...results]) : table([header, ...results]));
-  const kb = (bytes: number) => `${Math.round(bytes / 1024)} KB`;
   console.log(
-    `\nRequests: the last ${STEPS} steps of each of the ${runs.length} long mini-swe-agent runs (bodies of ${kb(Math.min(...tokens))} to ${kb(Math.max(...tokens.slice(0, -HUGE)))}), and ${HUGE} times all ${runs.length} last steps in one history (${kb(tokens[tokens.length - 1]!)}), every message salted per row so no memo holds it; budget ${BUDGET} tokens, the default preset, a memory response cache; upstream answers at once. Proxy and client in one process. ${machine()}`,
+    `\nRequests: the last ${STEPS} steps of each of the ${runs.length} long mini-swe-agent runs (${span(0, ordinary)}), and ${HUGE} times all ${runs.length} last steps in one history (${span(ordinary, bodies.length)}), every message salted per row so no memo holds it; budget ${BUDGET} tokens, the default preset, a memory response cache; upstream answers at once. Proxy and client in one process. ${machine()}`,
   );
   await bounded.close(200);
   await waiting.close(200);

@@ -21,6 +21,9 @@ const answer = {
 const newCache = () => createResponseCache({ embedder: hashEmbedder(64), verifier: cosineVerifier(), threshold: 0.97 });
 /** A body whose bytes JSON.stringify would not give back: spacing and key order are the caller's. */
 const oddBytes = (body: object) => JSON.stringify(body, null, 1).replace('{', '{ ');
+/** A chat request to a fetch handler, asking for shadow mode. */
+const shadowRequest = (body: string) =>
+  new Request('http://localhost/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json', 'x-compactor-mode': 'shadow' }, body });
 
 describe('shadow mode: report what enforcing would save, send the request as it came', () => {
   test('compact(body, { mode: "shadow" }) returns the same object, and stats.shadow holds what enforcing gives', async () => {
@@ -119,13 +122,7 @@ describe('shadow mode: report what enforcing would save, send the request as it 
       return Response.json({ ok: true });
     });
     const bytes = oddBytes(locomoRequest(2));
-    const response = await handler(
-      new Request('http://localhost/v1/chat/completions', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-compactor-mode': 'shadow' },
-        body: bytes,
-      }),
-    );
+    const response = await handler(shadowRequest(bytes));
     expect(received).toBe(bytes);
     expect(response.headers.get('x-compactor-mode')).toBe('shadow');
     expect(Number(response.headers.get('x-compactor-shadow-tokens-saved'))).toBeGreaterThan(0);
@@ -284,13 +281,7 @@ describe('shadow mode: report what enforcing would save, send the request as it 
         return Response.json(answer);
       });
       const bytes = oddBytes(locomoRequest(0));
-      const response = await handler(
-        new Request('http://localhost/v1/chat/completions', {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-compactor-mode': 'shadow' },
-          body: bytes,
-        }),
-      );
+      const response = await handler(shadowRequest(bytes));
       await response.arrayBuffer();
       expect(received).toBe(bytes);
       expect(response.headers.get('x-compactor-shadow')).toBe('pending');
@@ -363,13 +354,7 @@ describe('shadow mode: report what enforcing would save, send the request as it 
 
     test('within the wait, the figures are in the headers as before', async () => {
       const handler = fetchCompaction({ maxInputTokens: 1500, shadowWaitMs: 60_000 }, { headers: true })(async () => Response.json(answer));
-      const response = await handler(
-        new Request('http://localhost/v1/chat/completions', {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-compactor-mode': 'shadow' },
-          body: JSON.stringify(locomoRequest(1)),
-        }),
-      );
+      const response = await handler(shadowRequest(JSON.stringify(locomoRequest(1))));
       expect(response.headers.get('x-compactor-shadow')).toBeNull();
       expect(Number(response.headers.get('x-compactor-shadow-tokens-saved'))).toBeGreaterThan(0);
       expect(() => createCompactor({ shadowWaitMs: -1 })).toThrow(expect.objectContaining({ code: 'options.invalid', pointer: 'shadowWaitMs' }));

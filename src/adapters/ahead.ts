@@ -2,7 +2,7 @@ import type { CompactResult } from '../compose/types.js';
 import { CompactorError } from '../core/errors.js';
 import type { CompactionStats } from '../core/stats.js';
 import type { CachedResponse, WireFormat } from '../formats/wire-format.js';
-import { type Recorder, recorder } from './recorder.js';
+import { type Recorder, recordOf } from './recorder.js';
 
 /**
  * Shadow mode sends the request as it came, so it need not wait for the compaction it reports on.
@@ -10,17 +10,17 @@ import { type Recorder, recorder } from './recorder.js';
  * stats, which the compaction fills in (the same object) when it ends.
  */
 
-/** The outcome of `promise` if it settles within `ms`, else undefined. A later rejection is handled. */
-export async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<{ value: T } | { error: unknown } | undefined> {
+/** Whether `promise` settles (either way) within `ms`. Its outcome stays the caller's to read. */
+export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<undefined>((resolve) => {
-    timer = setTimeout(resolve, ms, undefined);
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(resolve, ms, false);
   });
   try {
     return await Promise.race([
       promise.then(
-        (value) => ({ value }),
-        (error: unknown) => ({ error }),
+        () => true,
+        () => true,
       ),
       late,
     ]);
@@ -29,11 +29,12 @@ export async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<
   }
 }
 
-/** Stats of a shadow request sent before its compaction ended: pending until `fillIn`. */
+/** Stats of a shadow request sent before its compaction ended: pending until `followUp` fills them in. */
 export function pendingStats(format: WireFormat, body: object): CompactionStats {
   const model = (body as { model?: unknown }).model;
-  const messages = (body as { messages?: unknown; input?: unknown }).messages ?? (body as { input?: unknown }).input;
-  const count = Array.isArray(messages) ? messages.length : 0;
+  const { messages, input } = body as { messages?: unknown; input?: unknown };
+  const list = messages ?? input;
+  const count = Array.isArray(list) ? list.length : 0;
   return {
     model: typeof model === 'string' ? model : undefined,
     encoding: '',
@@ -125,10 +126,6 @@ export function goAhead(format: WireFormat, body: object, compacting: Promise<Co
     headers: withHeaders ? { 'x-compactor-mode': 'shadow', 'x-compactor-shadow': 'pending' } : {},
     commit,
     release,
-    record(status, contentType) {
-      if (status === 200) return recorder(format.name, contentType, commit, release);
-      release();
-      return undefined;
-    },
+    record: recordOf(format.name, commit, release),
   };
 }

@@ -8,10 +8,10 @@ import { isRouteTable, type RouteTable } from '../compose/routes.js';
 import type { CompactionStats } from '../core/stats.js';
 import { resolveFormat } from '../formats/registry.js';
 import type { CachedResponse, FormatName, Replay, WireFormat } from '../formats/wire-format.js';
-import { goAhead, settleWithin } from './ahead.js';
+import { goAhead, settlesWithin } from './ahead.js';
 import { checkDepth, readJsonText } from './body.js';
 import { bypassRequested, compactionHeaders, compactionOffRequested, shadowRequested } from './headers.js';
-import { type Recorder, recorded, recorder } from './recorder.js';
+import { type Recorder, recordOf, recorded } from './recorder.js';
 import { asCompactorError, errorReply, freshReplay, type Reply, replyOf } from './reply.js';
 
 export { checkDepth, MAX_JSON_DEPTH, readBody, readJson } from './body.js';
@@ -163,8 +163,8 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
   const compacting = compactor.compact(body, compactOptions);
   // Shadow mode sends the request as it came: it waits a bounded time for the figures, no more.
   if ((compactOptions.mode ?? compactor.options?.mode) === 'shadow') {
-    const early = await settleWithin(compacting, compactor.options?.shadowWaitMs ?? COMPACTOR_DEFAULTS.shadowWaitMs);
-    if (early === undefined) return goAhead(format, body, compacting, options.headers === true);
+    const inTime = await settlesWithin(compacting, compactor.options?.shadowWaitMs ?? COMPACTOR_DEFAULTS.shadowWaitMs);
+    if (!inTime) return goAhead(format, body, compacting, options.headers === true);
   }
   const result = await compacting;
   const headers = options.headers ? compactionHeaders(result.stats) : {};
@@ -187,11 +187,7 @@ export async function prepare(body: unknown, options: ExchangeOptions): Promise<
     ...(commit ? { commit } : {}),
     release,
     // Only complete 200s are offered to the cache; the format decides whether the body is a finished answer.
-    record(status, contentType) {
-      if (commit && status === 200) return recorder(format.name, contentType, commit, release);
-      release();
-      return undefined;
-    },
+    record: recordOf(format.name, commit, release),
   };
 }
 

@@ -13,6 +13,22 @@ export interface Recorder {
 /** Largest response body collected for the cache. The cache applies its own, smaller, bound on what it stores. */
 const MAX_RECORDED_BYTES = 8 * 1024 * 1024;
 
+/**
+ * A prepared request's `record`: only a 200 answer is recorded, and only when there is a miss to
+ * fill (`commit`); anything else releases identical requests waiting on this one.
+ */
+export function recordOf(
+  format: FormatName,
+  commit: ((response: CachedResponse) => Promise<boolean>) | undefined,
+  release: () => void,
+): (status: number, contentType: string | null | undefined) => Recorder | undefined {
+  return (status, contentType) => {
+    if (commit && status === 200) return recorder(format, contentType, commit, release);
+    release();
+    return undefined;
+  };
+}
+
 export function recorder(
   format: FormatName,
   contentType: string | null | undefined,
